@@ -1,0 +1,199 @@
+/**
+ * `npm run bench`: measures each target in turn (the stand-in upstream on its own, a bare
+ * undici pass-through, mcpgw with API-key auth and audit), prints a table and rewrites the
+ * results half of docs/benchmarks.md. Knobs: see SETTINGS_HELP. Linux only (/proc).
+ *
+ * Every target is warmed up, then loaded for a fixed time while the CPU time of its measured
+ * process is read before and after. The run fails when any request fails or a requirement
+ * check does not hold, and it bounds its own duration.
+ */
+import { randomBytes } from "node:crypto";
+import { mkdir, mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { clockTicksPerSecond, readCpuTicks } from "./cpu.js";
+import { type LoadPhase, loadFailure, runLoad } from "./load.js";
+import { ProcessGroup } from "./processes.js";
+import { MCP_CLIENT_HEADERS, TOOLS_LIST_REQUEST } from "./protocol.js";
+import {
+  type BenchReport,
+  compare,
+  describeMachine,
+  renderMarkdown,
+  renderText,
+  type TargetResult,
+  writeResultsSection,
+} from "./report.js";
+import { readSettings, SETTINGS_HELP, type Settings } from "./settings.js";
+import { direct, mcpgwWithApiKey, passthrough, type TargetDefinition } from "./targets.js";
+
+/** In report order; a baseline must come before the targets compared with it. */
+const TARGETS: readonly TargetDefinition[] = [
+  direct,
+  passthrough,
+  mcpgwWithApiKey({
+    name: "mcpgw",
+    description: "mcpgw, one API key (argon2id), audit log on (CPU measured: the gateway)",
+  }),
+];
+
+const DOC_PATH = new URL("../../docs/benchmarks.md", import.meta.url);
+
+/** Per target, on top of the load: starting (argon2 hashing included) and stopping. */
+const TARGET_OVERHEAD_SECONDS = 60;
+
+function selectTargets(only: Settings["only"]): readonly TargetDefinition[] {
+  if (only === undefined) return TARGETS;
+  const known = new Set(TARGETS.map((target) => target.name));
+  const unknown = only.filter((name) => !known.has(name));
+  if (unknown.length > 0) {
+    throw new Error(
+      `BENCH_TARGETS names unknown targets: ${unknown.join(", ")} (known: ${[...known].join(", ")})`,
+    );
+  }
+  return TARGETS.filter((target) => only.includes(target.name));
+}
+
+/** Warm-up must also prove the target answers tools/list, not just any 2xx. */
+function isToolsList(body: string): boolean {
+  return body.includes('"tools"');
+}
+
+async function measure(
+  target: TargetDefinition,
+  settings: Settings,
+  processes: ProcessGroup,
+  scratchRoot: string,
+  apiKey: string,
+  ticksPerSecond: number,
+): Promise<TargetResult> {
+  const scratchDir = join(scratchRoot, target.name);
+  await mkdir(scratchDir);
+  process.stderr.write(`bench: ${target.name}: starting\n`);
+  const started = await target.start({ processes, scratchDir, apiKey });
+  try {
+    const phase: Omit<LoadPhase, "durationSeconds"> = {
+      url: started.url,
+      headers: { ...MCP_CLIENT_HEADERS, authorization: `Bearer ${apiKey}` },
+      body: TOOLS_LIST_REQUEST,
+      connections: settings.connections,
+    };
+    process.stderr.write(`bench: ${target.name}: warming up for ${settings.warmupSeconds} s\n`);
+    const warmup = await runLoad({
+      ...phase,
+      durationSeconds: settings.warmupSeconds,
+      verifyBody: isToolsList,
+    });
+    const warmupProblem = loadFailure(warmup);
+    if (warmupProblem) throw new Error(`${target.name}: warm-up: ${warmupProblem}`);
+
+    process.stderr.write(`bench: ${target.name}: measuring for ${settings.durationSeconds} s\n`);
+    const ticksBefore = readCpuTicks(started.measured.pid);
+    const load = await runLoad({ ...phase, durationSeconds: settings.durationSeconds });
+    const ticksAfter = readCpuTicks(started.measured.pid);
+    const problem = loadFailure(load);
+    if (problem) throw new Error(`${target.name}: ${problem}`);
+
+    const findings = await started.finish({
+      sent: warmup.sent + load.sent,
+      completed: warmup.completed + load.completed,
+    });
+    const cpuMicros = ((ticksAfter - ticksBefore) * 1e6) / ticksPerSecond;
+    return { target, load, cpuMicrosPerRequest: cpuMicros / load.completed, findings };
+  } finally {
+    processes.killAll();
+  }
+}
+
+async function main(): Promise<number> {
+  if (process.argv.includes("--help")) {
+    process.stdout.write(`Usage: npm run bench\n\nEnvironment:\n  ${SETTINGS_HELP.join("\n  ")}\n`);
+    return 0;
+  }
+  let settings: Settings;
+  try {
+    settings = readSettings(process.env);
+  } catch (error) {
+    throw new Error(`${(error as Error).message}\n  ${SETTINGS_HELP.join("\n  ")}`);
+  }
+  const targets = selectTargets(settings.only);
+  for (const target of targets) target.preflight?.();
+  const ticksPerSecond = clockTicksPerSecond();
+
+  const processes = new ProcessGroup();
+  // Whatever ends the harness (a throw, the watchdog, Ctrl-C), no server outlives it.
+  process.on("exit", () => processes.killAll());
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    process.once(signal, () => {
+      process.stderr.write(`bench: interrupted by ${signal}\n`);
+      process.exit(130);
+    });
+  }
+  const budgetSeconds =
+    targets.length * (settings.warmupSeconds + settings.durationSeconds + TARGET_OVERHEAD_SECONDS);
+  const watchdog = setTimeout(() => {
+    process.stderr.write(`bench: gave up after ${budgetSeconds} s; something hangs\n`);
+    process.exit(1);
+  }, budgetSeconds * 1000);
+
+  const scratchRoot = await mkdtemp(join(tmpdir(), "mcpgw-bench-"));
+  // Base64url never contains the dots that would make the gateway treat the key as a JWT.
+  const apiKey = randomBytes(32).toString("base64url");
+  let keepScratch = true;
+  try {
+    const results: TargetResult[] = [];
+    for (const target of targets) {
+      results.push(await measure(target, settings, processes, scratchRoot, apiKey, ticksPerSecond));
+    }
+    const report: BenchReport = {
+      date: new Date(),
+      machine: describeMachine(),
+      settings,
+      results,
+      comparisons: compare(results),
+    };
+    process.stdout.write(renderText(report));
+
+    const failed = results.flatMap(({ target, findings }) =>
+      findings
+        .filter((finding) => finding.kind === "requirement" && !finding.ok)
+        .map((finding) => `${target.name}: ${finding.check}`),
+    );
+    if (failed.length > 0) {
+      process.stderr.write(
+        `bench: FAILED, docs/benchmarks.md left as it was: ${failed.join("; ")}\n` +
+          `bench: the targets' files are in ${scratchRoot}\n`,
+      );
+      return 1;
+    }
+    keepScratch = false;
+    if (settings.only === undefined) {
+      await writeResultsSection(DOC_PATH, renderMarkdown(report));
+      process.stderr.write("bench: wrote docs/benchmarks.md\n");
+    } else {
+      process.stderr.write(
+        "bench: BENCH_TARGETS is set, so docs/benchmarks.md is left as it was\n",
+      );
+    }
+    return 0;
+  } catch (error) {
+    process.stderr.write(`bench: the targets' files are in ${scratchRoot}\n`);
+    throw error;
+  } finally {
+    clearTimeout(watchdog);
+    processes.killAll();
+    if (!keepScratch) await rm(scratchRoot, { recursive: true, force: true });
+  }
+}
+
+main().then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (error: unknown) => {
+    // Failures carry the failing process's last output in their message; a stack adds nothing.
+    const message = error instanceof Error ? error.message : String(error);
+    process.stderr.write(`bench: FAILED: ${message}\n`);
+    process.exitCode = 1;
+  },
+);

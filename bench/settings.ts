@@ -1,0 +1,47 @@
+/** The benchmark's knobs, from the environment so that `npm run bench` needs no arguments. */
+
+export interface Settings {
+  /** Seconds of measured load per target. */
+  durationSeconds: number;
+  /** Seconds of unmeasured load first, so the JIT, the pools and the caches are warm. */
+  warmupSeconds: number;
+  /** Concurrent keep-alive connections of the load generator. */
+  connections: number;
+  /** Names of the targets to run; undefined for all of them. */
+  only: readonly string[] | undefined;
+}
+
+export const SETTINGS_HELP = [
+  "BENCH_DURATION     seconds of measured load per target (default 10)",
+  "BENCH_WARMUP       seconds of warm-up load before it (default 2)",
+  "BENCH_CONNECTIONS  concurrent connections (default 10)",
+  "BENCH_TARGETS      comma-separated subset of the targets (default: all; only a full run",
+  "                   rewrites docs/benchmarks.md)",
+];
+
+function positiveNumber(
+  env: NodeJS.ProcessEnv,
+  name: string,
+  fallback: number,
+  integer: boolean,
+): number {
+  const text = env[name];
+  if (text === undefined || text === "") return fallback;
+  const value = Number(text);
+  if (!Number.isFinite(value) || value <= 0 || (integer && !Number.isInteger(value))) {
+    throw new Error(`${name}=${text}: expected a positive ${integer ? "integer" : "number"}`);
+  }
+  return value;
+}
+
+export function readSettings(env: NodeJS.ProcessEnv): Settings {
+  const only = env.BENCH_TARGETS?.split(",")
+    .map((name) => name.trim())
+    .filter((name) => name !== "");
+  return {
+    durationSeconds: positiveNumber(env, "BENCH_DURATION", 10, false),
+    warmupSeconds: positiveNumber(env, "BENCH_WARMUP", 2, false),
+    connections: positiveNumber(env, "BENCH_CONNECTIONS", 10, true),
+    only: only === undefined || only.length === 0 ? undefined : only,
+  };
+}

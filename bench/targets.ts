@@ -1,0 +1,273 @@
+/**
+ * The servers the benchmark drives. A target starts its processes, names the one whose CPU
+ * time is charged to it, and on finish stops them and reports what it could only check
+ * afterwards. A new scenario (JWT with a cold or warm JWKS cache, tracing on or off) is one
+ * more TargetDefinition in the list bench/run.ts measures.
+ */
+import { execFile } from "node:child_process";
+import { existsSync } from "node:fs";
+import { readFile, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+import { stringify } from "yaml";
+import type { ProcessGroup, ServiceProcess } from "./processes.js";
+import { MCP_PATH, parsePortAnnouncement } from "./protocol.js";
+
+export interface TargetContext {
+  processes: ProcessGroup;
+  /** An empty directory of this target's own, for configs and audit files. */
+  scratchDir: string;
+  /** The bearer token every client sends, whether or not the target checks it. */
+  apiKey: string;
+}
+
+/** What the load generator did to a target, warm-up included. */
+export interface Traffic {
+  /** Requests written, including those cut off in flight when a phase ended. */
+  sent: number;
+  /** Responses received. */
+  completed: number;
+}
+
+export interface Finding {
+  check: string;
+  /** Absent for info findings. */
+  expected?: string;
+  observed: string;
+  ok: boolean;
+  /**
+   * A failed requirement means the run measured something broken and fails it; a missed
+   * target is a result worth reporting; info is context for reading the numbers.
+   */
+  kind: "requirement" | "target" | "info";
+}
+
+export interface StartedTarget {
+  /** Where the load generator sends its requests. */
+  url: string;
+  /** The process whose CPU time is charged to this target. */
+  measured: ServiceProcess;
+  /** Stops the target's processes, then checks what can only be checked once they are gone. */
+  finish(traffic: Traffic): Promise<Finding[]>;
+}
+
+export interface TargetDefinition {
+  name: string;
+  description: string;
+  /** Ratios of this target's numbers to another target's go into the report. */
+  compareWith?: {
+    baseline: string;
+    /** The target for CPU per request relative to the baseline. */
+    maxCpuRatio: number;
+  };
+  /** Throws when something the target needs is missing, before any load is generated. */
+  preflight?(): void;
+  start(context: TargetContext): Promise<StartedTarget>;
+}
+
+const UPSTREAM_SCRIPT = new URL("./upstream.js", import.meta.url);
+const PASSTHROUGH_SCRIPT = new URL("./passthrough.js", import.meta.url);
+/** dist/bench/targets.js -> dist/src/main.js */
+const MCPGW_MAIN = new URL("../src/main.js", import.meta.url);
+
+const READY_TIMEOUT_MS = 20_000;
+/** The gateway waits up to shutdown_timeout (10 s) for in-flight requests; leave room. */
+const STOP_GRACE_MS = 15_000;
+
+interface RunningUpstream {
+  process: ServiceProcess;
+  url: string;
+}
+
+async function startUpstream(processes: ProcessGroup): Promise<RunningUpstream> {
+  const upstream = processes.spawnNode("upstream", UPSTREAM_SCRIPT);
+  const port = await upstream.waitFor("port announcement", parsePortAnnouncement, READY_TIMEOUT_MS);
+  return { process: upstream, url: `http://127.0.0.1:${port}${MCP_PATH}` };
+}
+
+async function stopAll(services: readonly ServiceProcess[]): Promise<void> {
+  await Promise.all(services.map((service) => service.stop(STOP_GRACE_MS)));
+}
+
+/** The floor: the stand-in MCP server on its own, so its CPU is what the hop adds to. */
+export const direct: TargetDefinition = {
+  name: "direct",
+  description: "clients talk to the stand-in upstream itself (CPU measured: the upstream)",
+  async start({ processes }) {
+    const upstream = await startUpstream(processes);
+    return {
+      url: upstream.url,
+      measured: upstream.process,
+      async finish() {
+        await stopAll([upstream.process]);
+        return [];
+      },
+    };
+  },
+};
+
+export const passthrough: TargetDefinition = {
+  name: "passthrough",
+  description: "bare undici Pool pass-through: no auth, no audit (CPU measured: the proxy)",
+  async start({ processes }) {
+    const upstream = await startUpstream(processes);
+    const proxy = processes.spawnNode("passthrough", PASSTHROUGH_SCRIPT, [upstream.url]);
+    const port = await proxy.waitFor("port announcement", parsePortAnnouncement, READY_TIMEOUT_MS);
+    return {
+      url: `http://127.0.0.1:${port}${MCP_PATH}`,
+      measured: proxy,
+      async finish() {
+        await stopAll([proxy, upstream.process]);
+        return [];
+      },
+    };
+  },
+};
+
+const execFileAsync = promisify(execFile);
+
+/** `mcpgw hash-key` reads the key on stdin, so it never shows up in a process listing. */
+async function hashKey(key: string): Promise<string> {
+  const pending = execFileAsync(process.execPath, [fileURLToPath(MCPGW_MAIN), "hash-key"], {
+    timeout: 30_000,
+  });
+  pending.child.stdin?.end(key);
+  const { stdout } = await pending;
+  const hash = stdout.trim().split("\n").pop()?.trim() ?? "";
+  if (!hash.startsWith("$argon2id$")) {
+    throw new Error(`mcpgw hash-key printed ${JSON.stringify(stdout)}, not an argon2id hash`);
+  }
+  return hash;
+}
+
+/** A pino line of the gateway's stdout, when it is one. */
+function parseLogLine(line: string): Record<string, unknown> | undefined {
+  try {
+    const parsed: unknown = JSON.parse(line);
+    return typeof parsed === "object" && parsed !== null
+      ? (parsed as Record<string, unknown>)
+      : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function listeningUrl(line: string): string | undefined {
+  const entry = parseLogLine(line);
+  return entry?.msg === "listening" && typeof entry.url === "string" ? entry.url : undefined;
+}
+
+async function countLines(path: string): Promise<number> {
+  let text: string;
+  try {
+    text = await readFile(path, "utf8");
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return 0;
+    throw error;
+  }
+  return text.split("\n").filter((line) => line.trim() !== "").length;
+}
+
+interface GatewayScenario {
+  name: string;
+  description: string;
+  /** Merged over the API-key config, e.g. `{ tracing: { ... } }` for a tracing scenario. */
+  extraConfig?: Record<string, unknown>;
+}
+
+/**
+ * mcpgw in front of the stand-in upstream with one API key (argon2id) and the audit log on:
+ * the configuration most deployments run. Debug logging is on because the gateway logs each
+ * argon2 verification at debug level, and that count shows whether verified keys are cached.
+ */
+export function mcpgwWithApiKey(scenario: GatewayScenario): TargetDefinition {
+  return {
+    name: scenario.name,
+    description: scenario.description,
+    compareWith: { baseline: passthrough.name, maxCpuRatio: 1.2 },
+    preflight() {
+      if (!existsSync(MCPGW_MAIN)) {
+        throw new Error(
+          `${fileURLToPath(MCPGW_MAIN)} does not exist: build the gateway first (npm run build)`,
+        );
+      }
+    },
+    async start({ processes, scratchDir, apiKey }) {
+      const upstream = await startUpstream(processes);
+      const auditPath = join(scratchDir, "audit.jsonl");
+      const configPath = join(scratchDir, "mcpgw.yaml");
+      const config = {
+        listen: "127.0.0.1:0",
+        upstream: { url: upstream.url, timeout: "60s" },
+        auth: {
+          enabled: true,
+          keys: [{ id: "bench", hash: await hashKey(apiKey), scopes: ["*"] }],
+        },
+        audit: { path: auditPath },
+        log: { level: "debug" },
+        ...scenario.extraConfig,
+      };
+      await writeFile(configPath, stringify(config));
+
+      const gateway = processes.spawnNode(scenario.name, MCPGW_MAIN, [
+        "run",
+        "--config",
+        configPath,
+      ]);
+      let logLines = 0;
+      let argon2Runs = 0;
+      gateway.onLine((line) => {
+        logLines += 1;
+        // Substring first: this runs on the harness, which shares the cores being measured.
+        if (line.includes("argon2 verification")) {
+          if (parseLogLine(line)?.msg === "argon2 verification") argon2Runs += 1;
+        }
+      });
+      const url = await gateway.waitFor('"listening" log line', listeningUrl, READY_TIMEOUT_MS);
+
+      return {
+        url,
+        measured: gateway,
+        async finish(traffic) {
+          // The gateway first, so the requests it still holds reach the upstream and the audit.
+          const exit = await gateway.stop(STOP_GRACE_MS);
+          await stopAll([upstream.process]);
+          const auditLines = await countLines(auditPath);
+          return [
+            {
+              check: "exit on SIGTERM",
+              expected: "code 0 (audit flushed)",
+              observed: exit.signal === null ? `code ${exit.code}` : `killed by ${exit.signal}`,
+              ok: exit.code === 0,
+              kind: "requirement",
+            },
+            {
+              // Requests cut off in flight when a load phase stops may or may not have reached
+              // the gateway, so only the answered ones are certain to be audited.
+              check: "audit lines",
+              expected: `one per request: ${traffic.completed} answered to ${traffic.sent} sent`,
+              observed: String(auditLines),
+              ok: auditLines >= traffic.completed && auditLines <= traffic.sent,
+              kind: "requirement",
+            },
+            {
+              check: "argon2 runs",
+              expected: "1 (one key, verified once, then cached)",
+              observed: String(argon2Runs),
+              ok: argon2Runs === 1,
+              kind: "target",
+            },
+            {
+              // Writing a log line per request would be part of the CPU measured; this shows it.
+              check: "log lines on stdout",
+              observed: `${logLines} for ${traffic.completed} requests`,
+              ok: true,
+              kind: "info",
+            },
+          ];
+        },
+      };
+    },
+  };
+}

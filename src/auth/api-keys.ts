@@ -1,0 +1,113 @@
+/**
+ * Opaque API keys, stored only as argon2id hashes. argon2 is slow on purpose, so a verified
+ * key is cached for the life of the config generation and a wrong key is remembered for a
+ * minute; concurrent first uses of one key share a single verification.
+ */
+import { Algorithm, hash, parseOptions, verify } from "@node-rs/argon2";
+import type { ApiKeyConfig } from "../config/schema.js";
+import { AuthError, type Principal } from "./principal.js";
+import { digestToken } from "./token-digest.js";
+
+/** RFC 9106 §4, second recommended option: argon2id, t=3, p=4, 64 MiB. */
+const HASH_OPTIONS = {
+  algorithm: Algorithm.Argon2id,
+  memoryCost: 65_536,
+  timeCost: 3,
+  parallelism: 4,
+} as const;
+
+export function hashApiKey(key: string): Promise<string> {
+  return hash(key, HASH_OPTIONS);
+}
+
+export interface KeyStoreOptions {
+  /** How long a key that matched nothing is refused without another argon2 run. Default 60s. */
+  negativeTtlMs?: number;
+  /** Bound on remembered wrong keys, so a flood of random keys cannot grow memory. Default 10,000. */
+  maxNegativeEntries?: number;
+  /** Called after every argon2 run (for the debug log and metrics). */
+  onArgon2Run?: (run: { keyId: string; matched: boolean }) => void;
+  now?: () => number;
+}
+
+export class KeyStore {
+  readonly #keys: readonly ApiKeyConfig[];
+  readonly #verified = new Map<string, Principal>();
+  readonly #rejectedUntil = new Map<string, number>();
+  readonly #pending = new Map<string, Promise<Principal | undefined>>();
+  readonly #negativeTtlMs: number;
+  readonly #maxNegativeEntries: number;
+  readonly #onArgon2Run: KeyStoreOptions["onArgon2Run"];
+  readonly #now: () => number;
+
+  /** Throws when a hash cannot be parsed, so a broken entry fails at load, not on first use. */
+  constructor(keys: readonly ApiKeyConfig[], options: KeyStoreOptions = {}) {
+    keys.forEach((key) => {
+      const parsed = parseOptions(key.hash);
+      if (parsed.algorithm !== Algorithm.Argon2id) {
+        throw new Error(`API key "${key.id}": hash is not argon2id`);
+      }
+    });
+    this.#keys = keys;
+    this.#negativeTtlMs = options.negativeTtlMs ?? 60_000;
+    this.#maxNegativeEntries = options.maxNegativeEntries ?? 10_000;
+    this.#onArgon2Run = options.onArgon2Run;
+    this.#now = options.now ?? Date.now;
+  }
+
+  get size(): number {
+    return this.#keys.length;
+  }
+
+  /** Resolves the principal of `token` or throws AuthError `unknown_key`. */
+  async verify(token: string): Promise<Principal> {
+    const digest = digestToken(token);
+    const known = this.#verified.get(digest);
+    if (known) return known;
+
+    const rejectedUntil = this.#rejectedUntil.get(digest);
+    if (rejectedUntil !== undefined) {
+      if (rejectedUntil > this.#now()) throw unknownKey();
+      this.#rejectedUntil.delete(digest);
+    }
+
+    let pending = this.#pending.get(digest);
+    if (!pending) {
+      pending = this.#match(token).finally(() => this.#pending.delete(digest));
+      this.#pending.set(digest, pending);
+    }
+    const principal = await pending;
+    if (principal) {
+      this.#verified.set(digest, principal);
+      return principal;
+    }
+    this.#remember(digest);
+    throw unknownKey();
+  }
+
+  /**
+   * Salted hashes cannot be indexed, so a new token is tried against each configured hash in
+   * turn. The comparison inside argon2 verify is constant-time.
+   */
+  async #match(token: string): Promise<Principal | undefined> {
+    for (const key of this.#keys) {
+      const matched = await verify(key.hash, token);
+      this.#onArgon2Run?.({ keyId: key.id, matched });
+      if (matched) return Object.freeze({ type: "api_key", keyId: key.id, scopes: key.scopes });
+    }
+    return undefined;
+  }
+
+  #remember(digest: string): void {
+    if (this.#rejectedUntil.size >= this.#maxNegativeEntries) {
+      // Maps iterate in insertion order: the first entry is the oldest.
+      const oldest = this.#rejectedUntil.keys().next().value;
+      if (oldest !== undefined) this.#rejectedUntil.delete(oldest);
+    }
+    this.#rejectedUntil.set(digest, this.#now() + this.#negativeTtlMs);
+  }
+}
+
+function unknownKey(): AuthError {
+  return new AuthError("unknown_key", "the API key is not valid", { authType: "api_key" });
+}

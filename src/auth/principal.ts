@@ -1,0 +1,69 @@
+/** Who a request acts for, once authenticated, and how authentication can fail. */
+
+export type AuthType = "oauth" | "api_key" | "none";
+
+/** The audit log's `auth_result` values (contract: Audit log). */
+export type AuthResult =
+  | "ok"
+  | "missing"
+  | "malformed"
+  | "expired"
+  | "not_yet_valid"
+  | "bad_signature"
+  | "bad_issuer"
+  | "bad_audience"
+  | "unknown_kid"
+  | "insufficient_scope"
+  | "unknown_key"
+  | "jwks_unavailable";
+
+export interface Principal {
+  readonly type: AuthType;
+  /** API key id (`auth.keys[].id`). */
+  readonly keyId?: string;
+  /** Token subject. */
+  readonly sub?: string;
+  /** RFC 9068 `client_id`, else `azp`. */
+  readonly oauthClientId?: string;
+  /** Granted scopes; `*` grants every scope. */
+  readonly scopes: readonly string[];
+}
+
+export const ANONYMOUS: Principal = Object.freeze({ type: "none", scopes: Object.freeze([]) });
+
+/**
+ * A failed authentication. `result` is the audit code; the HTTP status and the RFC 6750
+ * challenge follow from it, so every failure is answered the same way wherever it is raised.
+ */
+export class AuthError extends Error {
+  readonly result: Exclude<AuthResult, "ok">;
+  readonly authType: AuthType;
+  /** For `insufficient_scope`: the scopes the request needs. */
+  readonly requiredScopes: readonly string[];
+
+  constructor(
+    result: Exclude<AuthResult, "ok">,
+    description: string,
+    options: { authType?: AuthType; requiredScopes?: readonly string[]; cause?: unknown } = {},
+  ) {
+    super(description, { cause: options.cause });
+    this.name = "AuthError";
+    this.result = result;
+    this.authType = options.authType ?? "none";
+    this.requiredScopes = options.requiredScopes ?? [];
+  }
+
+  /** RFC 6750 §3.1: 403 for a missing scope, 401 for everything else. */
+  get status(): 401 | 403 {
+    return this.result === "insufficient_scope" ? 403 : 401;
+  }
+
+  /**
+   * RFC 6750 §3.1 error code. A request without credentials, or with another scheme, gets no
+   * error code: the client did not know it had to authenticate, and the bare challenge tells it.
+   */
+  get oauthError(): "invalid_token" | "insufficient_scope" | undefined {
+    if (this.result === "missing") return undefined;
+    return this.result === "insufficient_scope" ? "insufficient_scope" : "invalid_token";
+  }
+}

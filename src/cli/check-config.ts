@@ -1,0 +1,25 @@
+import { loadConfigFile } from "../config/load.js";
+import { ConfigError, EXIT } from "../errors.js";
+import { Generation } from "../runtime/generation.js";
+import { createLogger } from "../log.js";
+
+/**
+ * `mcpgw check-config`: the same load and provisioning as `run`, without listening (as
+ * `caddy validate` does), so a config that passes here also starts.
+ */
+export async function checkConfig(configFile: string, out: NodeJS.WritableStream, err: NodeJS.WritableStream): Promise<number> {
+  try {
+    const { config } = await loadConfigFile(configFile);
+    const generation = Generation.build(0, config, { log: createLogger("silent") });
+    await generation.close();
+    out.write(`${configFile}: ok\n`);
+    return EXIT.ok;
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      err.write(`${error.problems.join("\n")}\n`);
+      return EXIT.config;
+    }
+    err.write(`${configFile}: ${(error as Error).message}\n`);
+    return EXIT.config;
+  }
+}

@@ -1,0 +1,37 @@
+import { randomBytes } from "node:crypto";
+import { hashApiKey } from "../auth/api-keys.js";
+import { EXIT } from "../errors.js";
+
+/** `mcpgw hash-key`: one key on stdin (a trailing newline is not part of it) -> argon2id hash. */
+export async function hashKey(input: NodeJS.ReadableStream, out: NodeJS.WritableStream, err: NodeJS.WritableStream): Promise<number> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of input) chunks.push(Buffer.from(chunk));
+  const key = Buffer.concat(chunks).toString("utf8").replace(/\r?\n$/, "");
+  if (key === "") {
+    err.write("hash-key: no key on stdin (usage: printf %s \"$KEY\" | mcpgw hash-key)\n");
+    return EXIT.usage;
+  }
+  out.write(`${await hashApiKey(key)}\n`);
+  return EXIT.ok;
+}
+
+/**
+ * `mcpgw gen-key`: a new random key, shown once, and the config entry that stores its hash.
+ * 32 random bytes in base64url, behind a prefix that secret scanners can match; no dots, so
+ * the key can never look like a JWT (contract: Authentication, looksLikeJWT).
+ */
+export async function genKey(id: string, out: NodeJS.WritableStream): Promise<number> {
+  const key = `mcpgw_${randomBytes(32).toString("base64url")}`;
+  const hash = await hashApiKey(key);
+  out.write(
+    [
+      `# API key (shown once; store it in your secret manager): ${key}`,
+      "# Add this entry under auth.keys in mcpgw.yaml, then reload (kill -HUP):",
+      `- id: ${id}`,
+      `  hash: "${hash}"`,
+      `  scopes: ["*"]`,
+      "",
+    ].join("\n"),
+  );
+  return EXIT.ok;
+}

@@ -1,0 +1,216 @@
+/**
+ * The configuration schema: the single source of the TypeScript type, the validation rules,
+ * the defaults and the reference table in docs/configuration.md (see `reference.ts`).
+ */
+import { isIP } from "node:net";
+import { z } from "zod";
+import { parseDuration, parseSize } from "./units.js";
+
+/** A duration such as `30s`; the parsed value is in milliseconds. */
+function duration(defaultValue: string) {
+  return z
+    .string()
+    .transform((text, ctx) => {
+      const ms = parseDuration(text);
+      if (ms === undefined) {
+        ctx.addIssue({
+          code: "custom",
+          message: `invalid duration "${text}": use a number and a unit (ms, s, m, h, d), like 30s or 5m`,
+        });
+        return z.NEVER;
+      }
+      return ms;
+    })
+    .prefault(defaultValue)
+    .meta({ type: "duration", default: defaultValue });
+}
+
+/** A size such as `4MiB` or a plain number of bytes; the parsed value is in bytes. */
+function size(defaultValue: string) {
+  return z
+    .union([z.string(), z.number().int().nonnegative()])
+    .transform((value, ctx) => {
+      const bytes = typeof value === "number" ? value : parseSize(value);
+      if (bytes === undefined || bytes <= 0) {
+        ctx.addIssue({
+          code: "custom",
+          message: `invalid size "${value}": use a positive number of bytes or a unit (KiB, MiB, KB, MB), like 4MiB`,
+        });
+        return z.NEVER;
+      }
+      return bytes;
+    })
+    .prefault(defaultValue)
+    .meta({ type: "size", default: defaultValue });
+}
+
+export interface ListenAddress {
+  host: string;
+  port: number;
+}
+
+/** `127.0.0.1:8080`, `[::1]:8080`, `:8080` (every interface). */
+export function parseListen(text: string): ListenAddress | string {
+  const match = /^(?:\[([^\]]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(text.trim());
+  if (!match) return `invalid address "${text}": use HOST:PORT, like 127.0.0.1:8080`;
+  const host = match[1] ?? match[2] ?? "";
+  const port = Number(match[3]);
+  if (port > 65_535) return `invalid port ${port}: use 0-65535`;
+  if (match[1] !== undefined && isIP(host) !== 6) return `invalid IPv6 address "${host}"`;
+  return { host: host === "" ? "0.0.0.0" : host, port };
+}
+
+const listen = z
+  .string()
+  .transform((text, ctx) => {
+    const parsed = parseListen(text);
+    if (typeof parsed === "string") {
+      ctx.addIssue({ code: "custom", message: parsed });
+      return z.NEVER;
+    }
+    return parsed;
+  })
+  .prefault("127.0.0.1:8080")
+  .meta({ type: "address", default: "127.0.0.1:8080" })
+  .describe("Address the gateway listens on. Changing it needs a restart.");
+
+const httpUrl = z.string().refine(
+  (text) => {
+    try {
+      const url = new URL(text);
+      return (url.protocol === "http:" || url.protocol === "https:") && url.hash === "";
+    } catch {
+      return false;
+    }
+  },
+  { message: "must be an absolute http:// or https:// URL without a #fragment" },
+);
+
+/** argon2id PHC string; the leading `$` may be dropped because YAML users often lose it. */
+const argon2idHash = z
+  .string()
+  .transform((text) => (text.startsWith("$") ? text : `$${text}`))
+  .refine((text) => /^\$argon2id\$v=\d+\$m=\d+,t=\d+,p=\d+\$[A-Za-z0-9+/]+\$[A-Za-z0-9+/]+$/.test(text), {
+    message: "must be an argon2id PHC hash ($argon2id$v=19$m=...,t=...,p=...$salt$hash): make one with `mcpgw hash-key`",
+  });
+
+const apiKey = z.strictObject({
+  id: z
+    .string()
+    .regex(/^[A-Za-z0-9._:@-]{1,64}$/, "must be 1-64 characters of A-Z a-z 0-9 . _ : @ -")
+    .describe("Name of the key, written to the audit log as key_id."),
+  hash: argon2idHash.describe("argon2id hash of the key (`mcpgw hash-key`); never the key itself."),
+  scopes: z
+    .array(z.string().min(1))
+    .default(["*"])
+    .describe("Scopes the key grants; `*` grants every scope."),
+});
+
+export const configSchema = z
+  .strictObject({
+    listen,
+    upstream: z
+      .strictObject({
+        url: httpUrl.describe("The MCP server's Streamable HTTP endpoint."),
+        timeout: duration("60s").describe(
+          "How long to wait for the upstream's response headers. Streams are not cut by it.",
+        ),
+      })
+      .describe("The MCP server behind the gateway."),
+    limits: z
+      .strictObject({
+        max_body_bytes: size("4MiB").describe(
+          "Largest request body; larger requests get 413 and nothing is forwarded.",
+        ),
+        max_header_bytes: size("16KiB").describe(
+          "Largest request head; larger requests get 431. Changing it needs a restart.",
+        ),
+        headers_timeout: duration("10s").describe(
+          "Time a client has to send the request headers (slowloris protection).",
+        ),
+        request_timeout: duration("30s").describe(
+          "Time a client has to send the whole request, body included.",
+        ),
+      })
+      .prefault({})
+      .describe("Limits that protect the gateway and the upstream from clients."),
+    auth: z
+      .strictObject({
+        enabled: z
+          .boolean()
+          .default(true)
+          .describe("false runs the gateway unauthenticated (audit auth_type `none`)."),
+        keys: z
+          .array(apiKey)
+          .default([])
+          .describe("Opaque API keys, stored as argon2id hashes (`mcpgw gen-key`)."),
+      })
+      .prefault({})
+      .describe("Client authentication."),
+    audit: z
+      .strictObject({
+        path: z
+          .string()
+          .min(1)
+          .describe("JSONL audit file; relative paths are resolved against the config file's folder."),
+        on_error: z
+          .enum(["fail_open", "fail_closed"])
+          .default("fail_open")
+          .describe(
+            "When audit writes fail: fail_open keeps serving (and logs loudly), fail_closed answers 503.",
+          ),
+      })
+      .describe("The audit log: one JSON line per request to the MCP endpoint."),
+    log: z
+      .strictObject({
+        level: z
+          .enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"])
+          .default("info")
+          .describe("Log level of the JSON logs on stdout."),
+      })
+      .prefault({}),
+    reload: z
+      .strictObject({
+        watch: z
+          .boolean()
+          .default(false)
+          .describe("Reload when the config file changes, as on SIGHUP."),
+        debounce: duration("500ms").describe(
+          "Quiet time after the last file change before reloading.",
+        ),
+      })
+      .prefault({}),
+    shutdown_timeout: duration("10s").describe(
+      "How long SIGTERM/SIGINT waits for in-flight requests before closing them.",
+    ),
+  })
+  .superRefine((config, ctx) => {
+    if (config.auth.enabled && config.auth.keys.length === 0) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["auth", "keys"],
+        message:
+          "auth is enabled but no API keys are configured, so every request would be refused: add a key (`mcpgw gen-key`) or set auth.enabled: false to run unauthenticated",
+      });
+    }
+    const seen = new Set<string>();
+    config.auth.keys.forEach((key, index) => {
+      if (seen.has(key.id)) {
+        ctx.addIssue({
+          code: "custom",
+          path: ["auth", "keys", index, "id"],
+          message: `duplicate key id "${key.id}"`,
+        });
+      }
+      seen.add(key.id);
+    });
+  });
+
+export type Config = z.output<typeof configSchema>;
+export type ApiKeyConfig = Config["auth"]["keys"][number];
+
+/** Keys whose change only takes effect after a restart (they are bound into the listener). */
+export const RESTART_REQUIRED = ["listen", "limits.max_header_bytes"] as const;
+
+/** The MCP endpoint path while no `auth.oauth.public_url` sets another (contract: Config). */
+export const DEFAULT_MCP_PATH = "/mcp";

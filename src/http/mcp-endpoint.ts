@@ -1,0 +1,168 @@
+/**
+ * The MCP endpoint's request pipeline: receive -> authenticate -> proxy -> audit.
+ * Every request to the endpoint, refused ones included, ends in exactly one audit line.
+ */
+import { randomBytes } from "node:crypto";
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { performance } from "node:perf_hooks";
+import { AuthError } from "../auth/principal.js";
+import type { AuditRecord } from "../audit/record.js";
+import type { AuditLog } from "../audit/writer.js";
+import { GatewayError } from "../errors.js";
+import type { Logger } from "../log.js";
+import { type JsonRpcPeek, JsonRpcParseError, peekJsonRpc } from "../mcp/jsonrpc.js";
+import type { Generation } from "../runtime/generation.js";
+import { ClientAbortedError, readBody } from "./body.js";
+import { sendAuthError, sendGatewayError } from "./responses.js";
+
+/** What the endpoint needs of the running gateway. */
+export interface EndpointContext {
+  /** The current generation; read once per request. */
+  readonly generation: Generation;
+  readonly audit: AuditLog;
+  readonly log: Logger;
+  readonly draining: boolean;
+}
+
+const ALLOWED_METHODS = "GET, POST, DELETE";
+
+/** nginx's convention for "client closed the request before it was answered". */
+const CLIENT_CLOSED_REQUEST = 499;
+
+const REQUEST_ID_PREFIX = randomBytes(3).toString("hex");
+let requestCounter = 0;
+
+export async function handleMcpRequest(
+  context: EndpointContext,
+  req: IncomingMessage,
+  res: ServerResponse,
+): Promise<void> {
+  const generation = context.generation;
+  generation.retain();
+  const startedAt = performance.now();
+  const requestId = `${REQUEST_ID_PREFIX}-${(++requestCounter).toString(36)}`;
+  const record: AuditRecord = {
+    ts: new Date().toISOString(),
+    session_id: headerValue(req, "mcp-session-id"),
+    method: req.method ?? null,
+    request_id: null,
+    action: "deny",
+    auth_type: "none",
+    auth_result: "missing",
+    status: 0,
+    latency_ms: 0,
+    remote_addr: req.socket.remoteAddress ?? null,
+  };
+  const abort = new AbortController();
+  res.once("close", () => {
+    if (!res.writableFinished) {
+      abort.abort();
+      record.error ??= "client_aborted";
+    }
+    record.status = res.headersSent ? res.statusCode : CLIENT_CLOSED_REQUEST;
+    record.latency_ms = Math.round((performance.now() - startedAt) * 100) / 100;
+    context.audit.write(record);
+    generation.release();
+  });
+  if (context.draining) res.setHeader("connection", "close");
+
+  let peek: JsonRpcPeek | undefined;
+  try {
+    if (req.method !== "POST" && req.method !== "GET" && req.method !== "DELETE") {
+      throw new GatewayError("method_not_allowed", `${req.method} is not allowed on the MCP endpoint`);
+    }
+
+    let body: Buffer | undefined;
+    let parseError: JsonRpcParseError | undefined;
+    if (req.method === "POST") {
+      body = await readBody(req, generation.config.limits.max_body_bytes);
+      try {
+        peek = peekJsonRpc(body);
+        record.method = peek.method;
+        record.request_id = peek.id;
+        if (peek.tool !== undefined) record.tool = peek.tool;
+      } catch (error) {
+        // Answered after authentication, so that only an authenticated client learns about it.
+        parseError = error as JsonRpcParseError;
+      }
+    }
+
+    const principal = await generation.authenticator.authenticate(req.headers.authorization);
+    record.auth_type = principal.type;
+    record.auth_result = "ok";
+    if (principal.keyId !== undefined) record.key_id = principal.keyId;
+    if (principal.sub !== undefined) record.sub = principal.sub;
+    if (principal.oauthClientId !== undefined) record.oauth_client_id = principal.oauthClientId;
+    if (principal.scopes.length > 0) record.scopes = principal.scopes.join(" ");
+
+    if (parseError) {
+      throw new GatewayError("parse_error", `request body is not valid JSON: ${parseError.message}`);
+    }
+    if (generation.config.audit.on_error === "fail_closed" && !context.audit.healthy) {
+      throw new GatewayError("audit_unavailable", "the audit log cannot be written; requests are refused (audit.on_error: fail_closed)");
+    }
+
+    record.action = "allow";
+    await generation.upstream.forward({
+      req,
+      res,
+      body,
+      signal: abort.signal,
+      onResponse: (_status, headers) => {
+        const sessionId = headers["mcp-session-id"];
+        if (record.session_id === null && typeof sessionId === "string") record.session_id = sessionId;
+      },
+    });
+  } catch (error) {
+    respondToFailure(context, req, res, error, record, peek, requestId);
+  }
+}
+
+function respondToFailure(
+  context: EndpointContext,
+  req: IncomingMessage,
+  res: ServerResponse,
+  error: unknown,
+  record: AuditRecord,
+  peek: JsonRpcPeek | undefined,
+  requestId: string,
+): void {
+  if (error instanceof AuthError) {
+    record.auth_type = error.authType;
+    record.auth_result = error.result;
+    sendAuthError(res, error, {});
+    return;
+  }
+  if (error instanceof ClientAbortedError || res.destroyed) {
+    record.error ??= "client_aborted";
+    return;
+  }
+  if (res.headersSent) {
+    // The upstream failed mid-response: abort the client's response rather than end it as if
+    // it were complete (contract: Limits and failure behaviour).
+    record.error = "upstream_aborted";
+    context.log.warn({ request_id: requestId, err: error }, "upstream response aborted mid-stream");
+    res.destroy();
+    return;
+  }
+  if (error instanceof GatewayError) {
+    if (error.status >= 500) {
+      record.error = error.code;
+      context.log.warn({ request_id: requestId, code: error.code, cause: String(error.cause ?? "") }, error.message);
+    }
+    const headers: Record<string, string> = {};
+    if (error.code === "method_not_allowed") headers.allow = ALLOWED_METHODS;
+    // The body was not read to its end; the connection cannot carry another request.
+    if (error.code === "body_too_large") headers.connection = "close";
+    sendGatewayError(res, error, { jsonRpcId: peek && !peek.batch ? peek.id : undefined, headers });
+    return;
+  }
+  record.error = "server_error";
+  context.log.error({ request_id: requestId, err: error, method: req.method }, "request failed");
+  sendGatewayError(res, new GatewayError("server_error", "internal error"));
+}
+
+function headerValue(req: IncomingMessage, name: string): string | null {
+  const value = req.headers[name];
+  return typeof value === "string" ? value : null;
+}

@@ -1,0 +1,151 @@
+/**
+ * Forwards one MCP request to the upstream over a keep-alive undici pool and streams the
+ * response back. SSE responses are written event by event as they arrive: the response is
+ * piped chunk by chunk into the socket, headers are flushed at once, nothing is compressed.
+ */
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from "node:http";
+import { Pool, errors as undiciErrors } from "undici";
+import type { Config } from "../config/schema.js";
+import { GatewayError } from "../errors.js";
+
+/** RFC 9110 §7.6.1 hop-by-hop fields, plus fields the gateway sets or must never forward. */
+const REQUEST_HEADERS_DROPPED = new Set([
+  "connection",
+  "keep-alive",
+  "proxy-connection",
+  "proxy-authenticate",
+  "proxy-authorization",
+  "te",
+  "trailer",
+  "transfer-encoding",
+  "upgrade",
+  "host",
+  "content-length",
+  "expect",
+  // The client's credentials are for the gateway only (contract: Authentication).
+  "authorization",
+  "cookie",
+  "x-forwarded-proto",
+  "x-forwarded-host",
+]);
+
+const RESPONSE_HEADERS_DROPPED = new Set([
+  "connection",
+  "keep-alive",
+  "proxy-connection",
+  "te",
+  "trailer",
+  "transfer-encoding",
+  "upgrade",
+]);
+
+export interface ForwardRequest {
+  req: IncomingMessage;
+  res: ServerResponse;
+  /** The received body (POST), forwarded byte for byte. */
+  body: Buffer | undefined;
+  /** Aborts the upstream request (the client went away). */
+  signal: AbortSignal;
+  /** Sees the upstream's status and headers before they are sent on. */
+  onResponse?: (statusCode: number, headers: IncomingHttpHeaders) => void;
+}
+
+/** The upstream MCP server of one config generation. */
+export class Upstream {
+  readonly url: URL;
+  readonly #pool: Pool;
+
+  constructor(config: Config["upstream"]) {
+    this.url = new URL(config.url);
+    this.#pool = new Pool(this.url.origin, {
+      // Until response headers only: an SSE stream may stay open for hours.
+      headersTimeout: config.timeout,
+      bodyTimeout: 0,
+      connectTimeout: Math.min(config.timeout, 10_000),
+      keepAliveTimeout: 30_000,
+    });
+  }
+
+  /** Lets requests in flight finish, then closes the pool's connections. */
+  close(): Promise<void> {
+    return this.#pool.close();
+  }
+
+  /**
+   * Sends the request upstream and streams the answer into `res`. Resolves when the response
+   * is complete; rejects with GatewayError before response headers, or with the stream error
+   * after them (the client's response is then destroyed, never ended as if complete).
+   */
+  async forward({ req, res, body, signal, onResponse }: ForwardRequest): Promise<void> {
+    const search = req.url?.includes("?") ? req.url.slice(req.url.indexOf("?")) : "";
+    try {
+      await this.#pool.stream(
+        {
+          method: req.method as "GET" | "POST" | "DELETE",
+          path: this.url.pathname + search,
+          headers: forwardedRequestHeaders(req),
+          body: body ?? null,
+          signal,
+        },
+        ({ statusCode, headers }) => {
+          onResponse?.(statusCode, headers);
+          const isEventStream = String(headers["content-type"] ?? "").startsWith("text/event-stream");
+          res.writeHead(statusCode, forwardedResponseHeaders(headers, isEventStream));
+          // Send the status line now: an SSE client is waiting for it before the first event.
+          if (isEventStream) res.flushHeaders();
+          return res;
+        },
+      );
+    } catch (error) {
+      if (res.headersSent) throw error;
+      throw toGatewayError(error);
+    }
+  }
+}
+
+function forwardedRequestHeaders(req: IncomingMessage): Record<string, string> {
+  const incoming = req.headers;
+  const dropped = connectionListed(incoming.connection);
+  const headers: Record<string, string> = {};
+  for (const name in incoming) {
+    if (REQUEST_HEADERS_DROPPED.has(name) || dropped?.has(name)) continue;
+    const value = incoming[name];
+    if (value !== undefined) headers[name] = Array.isArray(value) ? value.join(", ") : value;
+  }
+  const clientAddress = req.socket.remoteAddress ?? "";
+  const priorFor = incoming["x-forwarded-for"];
+  headers["x-forwarded-for"] = priorFor ? `${priorFor}, ${clientAddress}` : clientAddress;
+  headers["x-forwarded-proto"] = "encrypted" in req.socket ? "https" : "http";
+  if (incoming.host) headers["x-forwarded-host"] = incoming.host;
+  return headers;
+}
+
+function forwardedResponseHeaders(
+  upstream: IncomingHttpHeaders,
+  isEventStream: boolean,
+): Record<string, string | string[]> {
+  const dropped = connectionListed(upstream.connection);
+  const headers: Record<string, string | string[]> = {};
+  for (const name in upstream) {
+    if (RESPONSE_HEADERS_DROPPED.has(name) || dropped?.has(name)) continue;
+    const value = upstream[name];
+    if (value !== undefined) headers[name] = value;
+  }
+  // Tells nginx and similar proxies in front of the gateway not to buffer the stream.
+  if (isEventStream) headers["x-accel-buffering"] = "no";
+  return headers;
+}
+
+/** RFC 9110 §7.6.1: fields named in Connection are hop-by-hop too. */
+function connectionListed(connection: string | string[] | undefined): Set<string> | undefined {
+  if (connection === undefined) return undefined;
+  const list = Array.isArray(connection) ? connection.join(",") : connection;
+  return new Set(list.split(",").map((name) => name.trim().toLowerCase()));
+}
+
+function toGatewayError(error: unknown): GatewayError {
+  if (error instanceof undiciErrors.HeadersTimeoutError || error instanceof undiciErrors.ConnectTimeoutError) {
+    return new GatewayError("upstream_timeout", "the upstream MCP server did not answer in time", { cause: error });
+  }
+  return new GatewayError("upstream_unreachable", "the upstream MCP server could not be reached", { cause: error });
+}

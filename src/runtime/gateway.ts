@@ -1,0 +1,197 @@
+/**
+ * The running daemon: one listener, one audit log, and the current generation, which a
+ * reload replaces as a whole. Start, reload and shutdown follow the contract's Signals section.
+ */
+import type { Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { AuditLog } from "../audit/writer.js";
+import { diffConfig } from "../config/diff.js";
+import { loadConfigFile } from "../config/load.js";
+import type { Config } from "../config/schema.js";
+import { ConfigError } from "../errors.js";
+import { type EndpointContext, handleMcpRequest } from "../http/mcp-endpoint.js";
+import { createGatewayServer } from "../http/server.js";
+import { flushLogs, type Logger } from "../log.js";
+import { Generation } from "./generation.js";
+
+export interface GatewayOptions {
+  configFile: string;
+  log: Logger;
+}
+
+export type ReloadTrigger = "SIGHUP" | "file change";
+
+export class Gateway implements EndpointContext {
+  readonly log: Logger;
+  readonly audit: AuditLog;
+  readonly configFile: string;
+  #generation: Generation;
+  #server: Server;
+  #draining = false;
+  #active = 0;
+  #idle: (() => void) | undefined;
+  #reloading: Promise<void> = Promise.resolve();
+
+  private constructor(configFile: string, log: Logger, generation: Generation, audit: AuditLog) {
+    this.configFile = configFile;
+    this.log = log;
+    this.#generation = generation;
+    this.audit = audit;
+    this.#server = createGatewayServer(generation.config.limits, {
+      mcpPath: () => this.#generation.mcpPath,
+      mcp: (req, res) => {
+        this.#active++;
+        // Registered after the endpoint's own close listener, which writes the audit line:
+        // shutdown must not close the audit log before the last request's line is queued.
+        void handleMcpRequest(this, req, res);
+        res.once("close", () => this.#requestDone());
+      },
+      ready: () => !this.#draining,
+    });
+  }
+
+  /**
+   * Loads the config, provisions the first generation, opens the audit log and listens.
+   * Throws ConfigError for a config that cannot be used (exit 78).
+   */
+  static async start({ configFile, log }: GatewayOptions): Promise<Gateway> {
+    const { config } = await loadConfigFile(configFile);
+    log.level = config.log.level;
+    const generation = Generation.build(1, config, { log });
+    let audit: AuditLog;
+    try {
+      audit = await AuditLog.open(config.audit.path, { log });
+    } catch (error) {
+      await generation.close();
+      throw new ConfigError([`${configFile}: audit.path: cannot open ${config.audit.path}: ${(error as Error).message}`]);
+    }
+    const gateway = new Gateway(configFile, log, generation, audit);
+    if (!config.auth.enabled) {
+      log.warn("auth.enabled is false: the gateway accepts every request without credentials");
+    }
+    await gateway.#listen(config);
+    return gateway;
+  }
+
+  get generation(): Generation {
+    return this.#generation;
+  }
+
+  get draining(): boolean {
+    return this.#draining;
+  }
+
+  /** The bound address (port 0 resolved). */
+  get address(): AddressInfo {
+    return this.#server.address() as AddressInfo;
+  }
+
+  get url(): string {
+    const { address, port } = this.address;
+    const host = address.includes(":") ? `[${address}]` : address;
+    return `http://${host}:${port}${this.#generation.mcpPath}`;
+  }
+
+  async #listen(config: Config): Promise<void> {
+    await new Promise<void>((resolve, reject) => {
+      this.#server.once("error", reject);
+      this.#server.listen(config.listen.port, config.listen.host, () => {
+        this.#server.off("error", reject);
+        resolve();
+      });
+    });
+    const { address, port } = this.address;
+    this.log.info({ address, port, url: this.url, generation: this.#generation.id }, "listening");
+  }
+
+  /**
+   * Re-reads the config file and swaps in a new generation; on any failure the current one
+   * keeps serving. The audit file is reopened either way, since logrotate sends SIGHUP too.
+   * Reloads run one at a time, in order.
+   */
+  reload(trigger: ReloadTrigger): Promise<void> {
+    this.#reloading = this.#reloading.then(() => this.#reload(trigger));
+    return this.#reloading;
+  }
+
+  async #reload(trigger: ReloadTrigger): Promise<void> {
+    if (this.#draining) return;
+    const current = this.#generation;
+    let next: Generation | undefined;
+    try {
+      const { config } = await loadConfigFile(this.configFile);
+      const change = diffConfig(current.config, config);
+      if (change.changed.length === 0) {
+        await this.#reopenAudit(config.audit.path);
+        this.log.info({ trigger, generation: current.id }, "config unchanged");
+        return;
+      }
+      next = Generation.build(current.id + 1, config, { log: this.log });
+      await this.audit.reopen(config.audit.path);
+      this.log.level = config.log.level;
+      this.#server.headersTimeout = config.limits.headers_timeout;
+      this.#server.requestTimeout = config.limits.request_timeout;
+      this.#generation = next;
+      current.retire();
+      this.log.info({ trigger, generation: next.id, changed: change.changed }, "config reloaded");
+      if (change.restartRequired.length > 0) {
+        this.log.warn(
+          { keys: change.restartRequired },
+          `restart required for: ${change.restartRequired.join(", ")}`,
+        );
+      }
+    } catch (error) {
+      await next?.close();
+      const reason = error instanceof ConfigError ? error.problems.join("; ") : (error as Error).message;
+      this.log.error({ trigger, generation: current.id }, `config reload failed: ${reason}`);
+      await this.#reopenAudit(current.config.audit.path);
+    }
+  }
+
+  async #reopenAudit(path: string): Promise<void> {
+    try {
+      await this.audit.reopen(path);
+    } catch (error) {
+      this.log.error({ err: error, path }, "audit: reopen failed; still writing to the previous file");
+    }
+  }
+
+  /**
+   * Stops accepting connections, lets requests in flight finish (at most `shutdown_timeout`),
+   * then closes what is left, flushes the audit log and the logs.
+   */
+  async shutdown(signal: string): Promise<void> {
+    if (this.#draining) return;
+    this.#draining = true;
+    const timeoutMs = this.#generation.config.shutdown_timeout;
+    this.log.info({ signal, in_flight: this.#active, timeout_ms: timeoutMs }, "shutting down");
+    const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()));
+    this.#server.closeIdleConnections();
+    const finished = await this.#waitForIdle(timeoutMs);
+    if (!finished) {
+      this.log.warn({ in_flight: this.#active }, "shutdown_timeout reached: closing remaining connections");
+      this.#server.closeAllConnections();
+    }
+    await closed;
+    await this.#generation.close();
+    await this.audit.close();
+    this.log.info("stopped");
+    await flushLogs(this.log);
+  }
+
+  #requestDone(): void {
+    this.#active--;
+    if (this.#active === 0) this.#idle?.();
+  }
+
+  #waitForIdle(timeoutMs: number): Promise<boolean> {
+    if (this.#active === 0) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => resolve(false), timeoutMs);
+      this.#idle = () => {
+        clearTimeout(timer);
+        resolve(true);
+      };
+    });
+  }
+}
