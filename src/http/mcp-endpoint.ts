@@ -5,6 +5,7 @@
 import { randomBytes } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { performance } from "node:perf_hooks";
+import { errors as undiciErrors } from "undici";
 import { AuthError } from "../auth/principal.js";
 import type { AuditRecord } from "../audit/record.js";
 import type { AuditLog } from "../audit/writer.js";
@@ -53,16 +54,12 @@ export async function handleMcpRequest(
     latency_ms: 0,
     remote_addr: req.socket.remoteAddress ?? null,
   };
+  // The audit line is written once the response is closed *and* the pipeline has settled, so
+  // that it knows how the exchange ended (complete, client gone, upstream failed).
+  const closed = new Promise<void>((resolve) => res.once("close", resolve));
   const abort = new AbortController();
   res.once("close", () => {
-    if (!res.writableFinished) {
-      abort.abort();
-      record.error ??= "client_aborted";
-    }
-    record.status = res.headersSent ? res.statusCode : CLIENT_CLOSED_REQUEST;
-    record.latency_ms = Math.round((performance.now() - startedAt) * 100) / 100;
-    context.audit.write(record);
-    generation.release();
+    if (!res.writableFinished) abort.abort();
   });
   if (context.draining) res.setHeader("connection", "close");
 
@@ -75,6 +72,7 @@ export async function handleMcpRequest(
     let body: Buffer | undefined;
     let parseError: JsonRpcParseError | undefined;
     if (req.method === "POST") {
+      record.method = null;
       body = await readBody(req, generation.config.limits.max_body_bytes);
       try {
         peek = peekJsonRpc(body);
@@ -116,6 +114,12 @@ export async function handleMcpRequest(
   } catch (error) {
     respondToFailure(context, req, res, error, record, peek, requestId);
   }
+  await closed;
+  if (!res.writableFinished) record.error ??= "client_aborted";
+  record.status = res.headersSent ? res.statusCode : CLIENT_CLOSED_REQUEST;
+  record.latency_ms = Math.round((performance.now() - startedAt) * 100) / 100;
+  context.audit.write(record);
+  generation.release();
 }
 
 function respondToFailure(
@@ -133,15 +137,22 @@ function respondToFailure(
     sendAuthError(res, error, {});
     return;
   }
-  if (error instanceof ClientAbortedError || res.destroyed) {
-    record.error ??= "client_aborted";
+  if (error instanceof ClientAbortedError) {
+    record.error = "client_aborted";
     return;
   }
-  if (res.headersSent) {
-    // The upstream failed mid-response: abort the client's response rather than end it as if
-    // it were complete (contract: Limits and failure behaviour).
-    record.error = "upstream_aborted";
-    context.log.warn({ request_id: requestId, err: error }, "upstream response aborted mid-stream");
+  if (res.headersSent || res.destroyed) {
+    // undici destroys the response with the upstream's error; a client that went away leaves
+    // the response closed without one (or with the premature-close error of the abort).
+    const upstreamError = res.errored;
+    if (upstreamError && !isClientAbort(upstreamError)) {
+      // Abort the client's response rather than end it as if it were complete (contract:
+      // Limits and failure behaviour).
+      record.error = "upstream_aborted";
+      context.log.warn({ request_id: requestId, err: upstreamError }, "upstream response aborted mid-stream");
+    } else {
+      record.error = "client_aborted";
+    }
     res.destroy();
     return;
   }
@@ -160,6 +171,15 @@ function respondToFailure(
   record.error = "server_error";
   context.log.error({ request_id: requestId, err: error, method: req.method }, "request failed");
   sendGatewayError(res, new GatewayError("server_error", "internal error"));
+}
+
+/** The upstream request was cancelled because the client's response closed early. */
+function isClientAbort(error: unknown): boolean {
+  return (
+    error instanceof undiciErrors.RequestAbortedError ||
+    (error as NodeJS.ErrnoException).code === "ERR_STREAM_PREMATURE_CLOSE" ||
+    (error as Error).name === "AbortError"
+  );
 }
 
 function headerValue(req: IncomingMessage, name: string): string | null {

@@ -41,10 +41,10 @@ export class Gateway implements EndpointContext {
       mcpPath: () => this.#generation.mcpPath,
       mcp: (req, res) => {
         this.#active++;
-        // Registered after the endpoint's own close listener, which writes the audit line:
-        // shutdown must not close the audit log before the last request's line is queued.
-        void handleMcpRequest(this, req, res);
-        res.once("close", () => this.#requestDone());
+        // Counted until the audit line is queued: shutdown must not close the audit log first.
+        handleMcpRequest(this, req, res)
+          .catch((error: unknown) => this.log.error({ err: error }, "request handler failed"))
+          .finally(() => this.#requestDone());
       },
       ready: () => !this.#draining,
     });
@@ -170,8 +170,9 @@ export class Gateway implements EndpointContext {
     const finished = await this.#waitForIdle(timeoutMs);
     if (!finished) {
       this.log.warn({ in_flight: this.#active }, "shutdown_timeout reached: closing remaining connections");
-      this.#server.closeAllConnections();
     }
+    // With no request in flight, what is left are idle keep-alive connections.
+    this.#server.closeAllConnections();
     await closed;
     await this.#generation.close();
     await this.audit.close();

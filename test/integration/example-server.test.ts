@@ -39,7 +39,8 @@ async function connectClient(url: string, headers: Record<string, string> = {}) 
 
 function textOf(result: unknown): string {
   const [first] = CallToolResultSchema.parse(result).content;
-  if (first?.type !== "text") throw new Error(`expected text content, got ${JSON.stringify(result)}`);
+  if (first?.type !== "text")
+    throw new Error(`expected text content, got ${JSON.stringify(result)}`);
   return first.text;
 }
 
@@ -53,7 +54,11 @@ describe("example MCP server, SSE responses", () => {
     server = await startExampleServer({
       port: 0,
       onRequest: (req) => {
-        seen.push({ method: req.method, headers: req.headers, localAddress: req.socket.localAddress });
+        seen.push({
+          method: req.method,
+          headers: req.headers,
+          localAddress: req.socket.localAddress,
+        });
       },
     });
     ({ client, transport } = await connectClient(server.url, { [PROBE_HEADER]: "from-test" }));
@@ -85,7 +90,10 @@ describe("example MCP server, SSE responses", () => {
   });
 
   it("echoes and adds", async () => {
-    const echoed = await client.callTool({ name: "echo", arguments: { message: "hello, gateway" } });
+    const echoed = await client.callTool({
+      name: "echo",
+      arguments: { message: "hello, gateway" },
+    });
     expect(textOf(echoed)).toBe("hello, gateway");
 
     const sum = await client.callTool({ name: "add", arguments: { a: 2, b: 40.5 } });
@@ -242,26 +250,74 @@ describe("example MCP server, JSON responses", () => {
 });
 
 describe("example MCP server shutdown", () => {
-  it("ends in-flight calls and open sessions on close()", async () => {
+  // Raw HTTP rather than the SDK client: when a response stream ends without a result, the SDK
+  // client tries to resume it and only gives up at its request timeout.
+  it("ends open streams and in-flight calls on close()", async () => {
     const server = await startExampleServer({ port: 0 });
-    const { client } = await connectClient(server.url);
-    try {
-      let firstTick: () => void = () => {};
-      const ticked = new Promise<void>((resolve) => {
-        firstTick = resolve;
-      });
-      const call = client.callTool(
-        { name: "countdown", arguments: { steps: 50, interval_ms: 5000 } },
-        undefined,
-        { onprogress: () => firstTick() },
-      );
-      await ticked;
-      await server.close();
-      await expect(call).rejects.toThrow();
-      // Idempotent, so test teardown and signal handlers can both call it.
-      await server.close();
-    } finally {
-      await client.close();
-    }
+    const initialized = await fetch(server.url, {
+      method: "POST",
+      headers: POST_HEADERS,
+      body: JSON.stringify(INITIALIZE),
+    });
+    const sessionId = initialized.headers.get("mcp-session-id") ?? "";
+    await initialized.body?.cancel();
+
+    const standalone = await fetch(server.url, {
+      headers: { accept: "text/event-stream", "mcp-session-id": sessionId },
+    });
+    expect(standalone.status).toBe(200);
+    const countdown = await fetch(server.url, {
+      method: "POST",
+      headers: { ...POST_HEADERS, "mcp-session-id": sessionId },
+      body: JSON.stringify({
+        jsonrpc: "2.0",
+        id: 2,
+        method: "tools/call",
+        params: {
+          name: "countdown",
+          arguments: { steps: 50, interval_ms: 5000 },
+          _meta: { progressToken: "shutdown" },
+        },
+      }),
+    });
+    const stream = new SseText(countdown);
+    await stream.readUntil("notifications/progress");
+
+    await server.close();
+
+    expect(await stream.readToEnd()).not.toContain('"result"');
+    expect(await new SseText(standalone).readToEnd()).toBe("");
+    // Idempotent, so test teardown and signal handlers can both call it.
+    await server.close();
   });
 });
+
+/** Accumulates an SSE response body as text, without parsing events. */
+class SseText {
+  readonly #reader: ReadableStreamDefaultReader<Uint8Array>;
+  readonly #decoder = new TextDecoder();
+  #text = "";
+
+  constructor(response: Response) {
+    if (response.body === null) throw new Error("response has no body");
+    this.#reader = response.body.getReader();
+  }
+
+  async readUntil(needle: string): Promise<void> {
+    while (!this.#text.includes(needle)) {
+      const { done, value } = await this.#reader.read();
+      if (done) throw new Error(`stream ended before ${needle}: ${this.#text}`);
+      this.#text += this.#decoder.decode(value, { stream: true });
+    }
+  }
+
+  /** Everything arriving after what has been read so far, until the stream ends. */
+  async readToEnd(): Promise<string> {
+    const start = this.#text.length;
+    for (;;) {
+      const { done, value } = await this.#reader.read();
+      if (done) return this.#text.slice(start);
+      this.#text += this.#decoder.decode(value, { stream: true });
+    }
+  }
+}

@@ -1,0 +1,39 @@
+/** Misbehaving upstreams, for the failures a real MCP server only shows now and then. */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+
+export interface RunningServer {
+  url: string;
+  server: Server;
+  requests: IncomingMessage[];
+  close(): Promise<void>;
+}
+
+export async function startHttpServer(
+  handler: (req: IncomingMessage, res: ServerResponse) => void,
+): Promise<RunningServer> {
+  const requests: IncomingMessage[] = [];
+  const server = createServer((req, res) => {
+    requests.push(req);
+    handler(req, res);
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}/mcp`,
+    server,
+    requests,
+    close: () =>
+      new Promise((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+/** A port nothing listens on: bind one, then close it. */
+export async function unusedPortUrl(): Promise<string> {
+  const running = await startHttpServer(() => {});
+  await running.close();
+  return running.url;
+}
