@@ -19,7 +19,14 @@ export function createLogger(
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },
       redact: {
-        paths: ["authorization", "*.authorization", "headers.cookie", "*.headers.cookie", "token", "key"],
+        paths: [
+          "authorization",
+          "*.authorization",
+          "headers.cookie",
+          "*.headers.cookie",
+          "token",
+          "key",
+        ],
         censor: "[redacted]",
       },
     },

@@ -78,11 +78,19 @@ export class AuditLog {
    */
   async reopen(path: string = this.#path): Promise<void> {
     const handle = await openForAppend(path);
-    await this.flush();
+    while (this.#writing) await this.#writing;
     const previous = this.#handle;
     this.#handle = handle;
     this.#path = path;
-    await previous.close().catch((error: Error) => this.#log.warn({ err: error }, "audit: close failed"));
+    await previous
+      .close()
+      .catch((error: Error) => this.#log.warn({ err: error }, "audit: close failed"));
+    // Lines the previous file refused are written to the new one now, not at the next retry.
+    if (this.#retryTimer) {
+      clearTimeout(this.#retryTimer);
+      this.#retryTimer = undefined;
+    }
+    if (this.#queue.length > 0 && !this.#writing) this.#writing = this.#drain();
   }
 
   async close(): Promise<void> {

@@ -16,7 +16,8 @@ export function buildChallenge(error: AuthError, context: ChallengeContext = {})
   const code = error.oauthError;
   if (code) {
     params.push(`error="${code}"`, `error_description="${quote(error.message)}"`);
-    if (code === "insufficient_scope") params.push(`scope="${quote(error.requiredScopes.join(" "))}"`);
+    if (code === "insufficient_scope")
+      params.push(`scope="${quote(error.requiredScopes.join(" "))}"`);
   }
   return `Bearer ${params.join(", ")}`;
 }

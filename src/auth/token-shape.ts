@@ -41,7 +41,10 @@ export function parseBearer(header: string | undefined): BearerParse {
     return { kind: "malformed", reason: "the Bearer token is empty" };
   }
   if (credentials.length > MAX_TOKEN_LENGTH) {
-    return { kind: "malformed", reason: `the Bearer token is longer than ${MAX_TOKEN_LENGTH} characters` };
+    return {
+      kind: "malformed",
+      reason: `the Bearer token is longer than ${MAX_TOKEN_LENGTH} characters`,
+    };
   }
   if (!B64TOKEN.test(credentials)) {
     return { kind: "malformed", reason: "the Bearer token has characters RFC 6750 does not allow" };

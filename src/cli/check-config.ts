@@ -1,13 +1,17 @@
 import { loadConfigFile } from "../config/load.js";
 import { ConfigError, EXIT } from "../errors.js";
-import { Generation } from "../runtime/generation.js";
 import { createLogger } from "../log.js";
+import { Generation } from "../runtime/generation.js";
 
 /**
  * `mcpgw check-config`: the same load and provisioning as `run`, without listening (as
  * `caddy validate` does), so a config that passes here also starts.
  */
-export async function checkConfig(configFile: string, out: NodeJS.WritableStream, err: NodeJS.WritableStream): Promise<number> {
+export async function checkConfig(
+  configFile: string,
+  out: NodeJS.WritableStream,
+  err: NodeJS.WritableStream,
+): Promise<number> {
   try {
     const { config } = await loadConfigFile(configFile);
     const generation = Generation.build(0, config, { log: createLogger("silent") });

@@ -3,12 +3,18 @@ import { hashApiKey } from "../auth/api-keys.js";
 import { EXIT } from "../errors.js";
 
 /** `mcpgw hash-key`: one key on stdin (a trailing newline is not part of it) -> argon2id hash. */
-export async function hashKey(input: NodeJS.ReadableStream, out: NodeJS.WritableStream, err: NodeJS.WritableStream): Promise<number> {
+export async function hashKey(
+  input: NodeJS.ReadableStream,
+  out: NodeJS.WritableStream,
+  err: NodeJS.WritableStream,
+): Promise<number> {
   const chunks: Buffer[] = [];
   for await (const chunk of input) chunks.push(Buffer.from(chunk));
-  const key = Buffer.concat(chunks).toString("utf8").replace(/\r?\n$/, "");
+  const key = Buffer.concat(chunks)
+    .toString("utf8")
+    .replace(/\r?\n$/, "");
   if (key === "") {
-    err.write("hash-key: no key on stdin (usage: printf %s \"$KEY\" | mcpgw hash-key)\n");
+    err.write('hash-key: no key on stdin (usage: printf %s "$KEY" | mcpgw hash-key)\n');
     return EXIT.usage;
   }
   out.write(`${await hashApiKey(key)}\n`);

@@ -45,7 +45,10 @@ function watchConfig(gateway: Gateway) {
   const watcher = watch(gateway.configFile, { ignoreInitial: true, atomic: true });
   const schedule = () => {
     clearTimeout(timer);
-    timer = setTimeout(() => void gateway.reload("file change"), gateway.generation.config.reload.debounce);
+    timer = setTimeout(
+      () => void gateway.reload("file change"),
+      gateway.generation.config.reload.debounce,
+    );
   };
   watcher.on("change", schedule).on("add", schedule);
   watcher.on("error", (error) => gateway.log.error({ err: error }, "config watch failed"));

@@ -13,7 +13,9 @@ export function diffConfig(before: Config, after: Config): ConfigChange {
   const changed: string[] = [];
   collect(before, after, [], changed);
   const restartRequired = RESTART_REQUIRED.filter((key) =>
-    changed.some((path) => path === key || path.startsWith(`${key}.`) || path.startsWith(`${key}[`)),
+    changed.some(
+      (path) => path === key || path.startsWith(`${key}.`) || path.startsWith(`${key}[`),
+    ),
   );
   return { changed, restartRequired };
 }
@@ -26,7 +28,7 @@ function collect(a: unknown, b: unknown, path: (string | number)[], out: string[
       out.push(formatPath(path));
       return;
     }
-    a.forEach((item, index) => collect(item, b[index], [...path, index], out));
+    for (const [index, item] of a.entries()) collect(item, b[index], [...path, index], out);
     return;
   }
   if (isRecord(a) && isRecord(b)) {

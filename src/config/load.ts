@@ -35,14 +35,19 @@ export async function loadConfigFile(
   try {
     text = await readFile(file, "utf8");
   } catch (error) {
-    const reason = (error as NodeJS.ErrnoException).code === "ENOENT" ? "no such file" : String(error);
+    const reason =
+      (error as NodeJS.ErrnoException).code === "ENOENT" ? "no such file" : String(error);
     throw new ConfigError([`${file}: cannot read config: ${reason}`]);
   }
   return { file, config: parseConfig(text, file, env) };
 }
 
 /** Parses config text; `file` is used in messages and to resolve relative paths. */
-export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv = process.env): Config {
+export function parseConfig(
+  text: string,
+  file: string,
+  env: NodeJS.ProcessEnv = process.env,
+): Config {
   const lineCounter = new LineCounter();
   const doc = parseDocument(text, { lineCounter, uniqueKeys: true, prettyErrors: false });
   const at = (offset: number) => {
@@ -58,7 +63,8 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
   if (syntaxProblems.length > 0) throw new ConfigError(syntaxProblems);
 
   const expansionProblems = expandEnv(doc, env).map(
-    ({ node, keyPath, message }) => `${at(node.range?.[0] ?? 0)} ${formatPath(keyPath)}: ${message}`,
+    ({ node, keyPath, message }) =>
+      `${at(node.range?.[0] ?? 0)} ${formatPath(keyPath)}: ${message}`,
   );
   if (expansionProblems.length > 0) throw new ConfigError(expansionProblems);
 
@@ -94,7 +100,9 @@ function describeIssue(
     issue.code === "invalid_type" && node === undefined
       ? `required ${issue.expected} is missing`
       : issue.message;
-  return [`${at(node?.range?.[0] ?? nodeOffset(doc, keyPath))} ${formatPath(keyPath) || "(document)"}: ${message}`];
+  return [
+    `${at(node?.range?.[0] ?? nodeOffset(doc, keyPath))} ${formatPath(keyPath) || "(document)"}: ${message}`,
+  ];
 }
 
 /** Offset of the deepest existing node on `keyPath`, so a missing key points at its parent. */

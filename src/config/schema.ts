@@ -90,9 +90,13 @@ const httpUrl = z.string().refine(
 const argon2idHash = z
   .string()
   .transform((text) => (text.startsWith("$") ? text : `$${text}`))
-  .refine((text) => /^\$argon2id\$v=\d+\$m=\d+,t=\d+,p=\d+\$[A-Za-z0-9+/]+\$[A-Za-z0-9+/]+$/.test(text), {
-    message: "must be an argon2id PHC hash ($argon2id$v=19$m=...,t=...,p=...$salt$hash): make one with `mcpgw hash-key`",
-  });
+  .refine(
+    (text) => /^\$argon2id\$v=\d+\$m=\d+,t=\d+,p=\d+\$[A-Za-z0-9+/]+\$[A-Za-z0-9+/]+$/.test(text),
+    {
+      message:
+        "must be an argon2id PHC hash ($argon2id$v=19$m=...,t=...,p=...$salt$hash): make one with `mcpgw hash-key`",
+    },
+  );
 
 const apiKey = z.strictObject({
   id: z
@@ -152,7 +156,9 @@ export const configSchema = z
         path: z
           .string()
           .min(1)
-          .describe("JSONL audit file; relative paths are resolved against the config file's folder."),
+          .describe(
+            "JSONL audit file; relative paths are resolved against the config file's folder.",
+          ),
         on_error: z
           .enum(["fail_open", "fail_closed"])
           .default("fail_open")

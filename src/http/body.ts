@@ -53,5 +53,8 @@ export function readBody(req: IncomingMessage, maxBytes: number): Promise<Buffer
 }
 
 function tooLarge(maxBytes: number): GatewayError {
-  return new GatewayError("body_too_large", `request body exceeds limits.max_body_bytes (${maxBytes} bytes)`);
+  return new GatewayError(
+    "body_too_large",
+    `request body exceeds limits.max_body_bytes (${maxBytes} bytes)`,
+  );
 }

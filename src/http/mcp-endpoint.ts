@@ -6,12 +6,12 @@ import { randomBytes } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { performance } from "node:perf_hooks";
 import { errors as undiciErrors } from "undici";
-import { AuthError } from "../auth/principal.js";
 import type { AuditRecord } from "../audit/record.js";
 import type { AuditLog } from "../audit/writer.js";
+import { AuthError } from "../auth/principal.js";
 import { GatewayError } from "../errors.js";
 import type { Logger } from "../log.js";
-import { type JsonRpcPeek, JsonRpcParseError, peekJsonRpc } from "../mcp/jsonrpc.js";
+import { type JsonRpcParseError, type JsonRpcPeek, peekJsonRpc } from "../mcp/jsonrpc.js";
 import type { Generation } from "../runtime/generation.js";
 import { ClientAbortedError, readBody } from "./body.js";
 import { sendAuthError, sendGatewayError } from "./responses.js";
@@ -23,6 +23,8 @@ export interface EndpointContext {
   readonly audit: AuditLog;
   readonly log: Logger;
   readonly draining: boolean;
+  /** Calls `listener` when shutdown starts; returns the function that unregisters it. */
+  onDrain(listener: () => void): () => void;
 }
 
 const ALLOWED_METHODS = "GET, POST, DELETE";
@@ -62,11 +64,23 @@ export async function handleMcpRequest(
     if (!res.writableFinished) abort.abort();
   });
   if (context.draining) res.setHeader("connection", "close");
+  // A standalone GET stream never ends by itself; shutdown closes it and the client reconnects
+  // elsewhere (MCP transport: the client may resume a dropped stream).
+  const stopOnDrain =
+    req.method === "GET"
+      ? context.onDrain(() => {
+          record.error = "shutting_down";
+          abort.abort();
+        })
+      : undefined;
 
   let peek: JsonRpcPeek | undefined;
   try {
     if (req.method !== "POST" && req.method !== "GET" && req.method !== "DELETE") {
-      throw new GatewayError("method_not_allowed", `${req.method} is not allowed on the MCP endpoint`);
+      throw new GatewayError(
+        "method_not_allowed",
+        `${req.method} is not allowed on the MCP endpoint`,
+      );
     }
 
     let body: Buffer | undefined;
@@ -94,10 +108,16 @@ export async function handleMcpRequest(
     if (principal.scopes.length > 0) record.scopes = principal.scopes.join(" ");
 
     if (parseError) {
-      throw new GatewayError("parse_error", `request body is not valid JSON: ${parseError.message}`);
+      throw new GatewayError(
+        "parse_error",
+        `request body is not valid JSON: ${parseError.message}`,
+      );
     }
     if (generation.config.audit.on_error === "fail_closed" && !context.audit.healthy) {
-      throw new GatewayError("audit_unavailable", "the audit log cannot be written; requests are refused (audit.on_error: fail_closed)");
+      throw new GatewayError(
+        "audit_unavailable",
+        "the audit log cannot be written; requests are refused (audit.on_error: fail_closed)",
+      );
     }
 
     record.action = "allow";
@@ -108,13 +128,15 @@ export async function handleMcpRequest(
       signal: abort.signal,
       onResponse: (_status, headers) => {
         const sessionId = headers["mcp-session-id"];
-        if (record.session_id === null && typeof sessionId === "string") record.session_id = sessionId;
+        if (record.session_id === null && typeof sessionId === "string")
+          record.session_id = sessionId;
       },
     });
   } catch (error) {
     respondToFailure(context, req, res, error, record, peek, requestId);
   }
   await closed;
+  stopOnDrain?.();
   if (!res.writableFinished) record.error ??= "client_aborted";
   record.status = res.headersSent ? res.statusCode : CLIENT_CLOSED_REQUEST;
   record.latency_ms = Math.round((performance.now() - startedAt) * 100) / 100;
@@ -149,9 +171,12 @@ function respondToFailure(
       // Abort the client's response rather than end it as if it were complete (contract:
       // Limits and failure behaviour).
       record.error = "upstream_aborted";
-      context.log.warn({ request_id: requestId, err: upstreamError }, "upstream response aborted mid-stream");
+      context.log.warn(
+        { request_id: requestId, err: upstreamError },
+        "upstream response aborted mid-stream",
+      );
     } else {
-      record.error = "client_aborted";
+      record.error ??= "client_aborted";
     }
     res.destroy();
     return;
@@ -159,7 +184,10 @@ function respondToFailure(
   if (error instanceof GatewayError) {
     if (error.status >= 500) {
       record.error = error.code;
-      context.log.warn({ request_id: requestId, code: error.code, cause: String(error.cause ?? "") }, error.message);
+      context.log.warn(
+        { request_id: requestId, code: error.code, cause: String(error.cause ?? "") },
+        error.message,
+      );
     }
     const headers: Record<string, string> = {};
     if (error.code === "method_not_allowed") headers.allow = ALLOWED_METHODS;

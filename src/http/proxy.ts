@@ -89,7 +89,9 @@ export class Upstream {
         },
         ({ statusCode, headers }) => {
           onResponse?.(statusCode, headers);
-          const isEventStream = String(headers["content-type"] ?? "").startsWith("text/event-stream");
+          const isEventStream = String(headers["content-type"] ?? "").startsWith(
+            "text/event-stream",
+          );
           res.writeHead(statusCode, forwardedResponseHeaders(headers, isEventStream));
           // Send the status line now: an SSE client is waiting for it before the first event.
           if (isEventStream) res.flushHeaders();
@@ -144,8 +146,15 @@ function connectionListed(connection: string | string[] | undefined): Set<string
 }
 
 function toGatewayError(error: unknown): GatewayError {
-  if (error instanceof undiciErrors.HeadersTimeoutError || error instanceof undiciErrors.ConnectTimeoutError) {
-    return new GatewayError("upstream_timeout", "the upstream MCP server did not answer in time", { cause: error });
+  if (
+    error instanceof undiciErrors.HeadersTimeoutError ||
+    error instanceof undiciErrors.ConnectTimeoutError
+  ) {
+    return new GatewayError("upstream_timeout", "the upstream MCP server did not answer in time", {
+      cause: error,
+    });
   }
-  return new GatewayError("upstream_unreachable", "the upstream MCP server could not be reached", { cause: error });
+  return new GatewayError("upstream_unreachable", "the upstream MCP server could not be reached", {
+    cause: error,
+  });
 }

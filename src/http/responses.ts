@@ -6,7 +6,12 @@ import type { ServerResponse } from "node:http";
 import { buildChallenge, type ChallengeContext } from "../auth/challenge.js";
 import type { AuthError } from "../auth/principal.js";
 import type { GatewayError } from "../errors.js";
-import { JSONRPC_PARSE_ERROR, JSONRPC_SERVER_ERROR, type JsonRpcId, jsonRpcError } from "../mcp/jsonrpc.js";
+import {
+  JSONRPC_PARSE_ERROR,
+  JSONRPC_SERVER_ERROR,
+  type JsonRpcId,
+  jsonRpcError,
+} from "../mcp/jsonrpc.js";
 
 export function sendJson(
   res: ServerResponse,
@@ -32,11 +37,21 @@ export function errorBody(error: string, description: string): string {
   return JSON.stringify({ error, error_description: description });
 }
 
-export function sendAuthError(res: ServerResponse, error: AuthError, context: ChallengeContext): void {
+export function sendAuthError(
+  res: ServerResponse,
+  error: AuthError,
+  context: ChallengeContext,
+): void {
   sendJson(res, error.status, errorBody(error.oauthError ?? "unauthorized", error.message), {
     "www-authenticate": buildChallenge(error, context),
   });
 }
+
+/** Failures answered as a JSON-RPC error when the request was a JSON-RPC request (contract). */
+const UPSTREAM_FAILURES = new Set<GatewayError["code"]>([
+  "upstream_unreachable",
+  "upstream_timeout",
+]);
 
 export interface ErrorContext {
   /** Set when the request was a single JSON-RPC request: the answer is then a JSON-RPC error. */
@@ -45,12 +60,18 @@ export interface ErrorContext {
   headers?: Record<string, string>;
 }
 
-export function sendGatewayError(res: ServerResponse, error: GatewayError, context: ErrorContext = {}): void {
+export function sendGatewayError(
+  res: ServerResponse,
+  error: GatewayError,
+  context: ErrorContext = {},
+): void {
   let body: string;
   if (error.code === "parse_error") {
     body = jsonRpcError(null, JSONRPC_PARSE_ERROR, "Parse error", { error: error.code });
-  } else if (context.jsonRpcId !== undefined && error.status >= 500) {
-    body = jsonRpcError(context.jsonRpcId, JSONRPC_SERVER_ERROR, error.message, { error: error.code });
+  } else if (context.jsonRpcId !== undefined && UPSTREAM_FAILURES.has(error.code)) {
+    body = jsonRpcError(context.jsonRpcId, JSONRPC_SERVER_ERROR, error.message, {
+      error: error.code,
+    });
   } else {
     body = errorBody(error.code, error.message);
   }

@@ -39,7 +39,10 @@ export function createGatewayServer(limits: Config["limits"], routes: Routes): S
         : error.code === "ERR_HTTP_REQUEST_TIMEOUT"
           ? [408, "Request Timeout"]
           : [400, "Bad Request"];
-    const body = errorBody("bad_request", status === 400 ? "malformed HTTP request" : reason.toLowerCase());
+    const body = errorBody(
+      "bad_request",
+      status === 400 ? "malformed HTTP request" : reason.toLowerCase(),
+    );
     socket.end(
       `HTTP/1.1 ${status} ${reason}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
     );

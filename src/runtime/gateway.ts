@@ -30,6 +30,7 @@ export class Gateway implements EndpointContext {
   #draining = false;
   #active = 0;
   #idle: (() => void) | undefined;
+  readonly #drainListeners = new Set<() => void>();
   #reloading: Promise<void> = Promise.resolve();
 
   private constructor(configFile: string, log: Logger, generation: Generation, audit: AuditLog) {
@@ -63,7 +64,9 @@ export class Gateway implements EndpointContext {
       audit = await AuditLog.open(config.audit.path, { log });
     } catch (error) {
       await generation.close();
-      throw new ConfigError([`${configFile}: audit.path: cannot open ${config.audit.path}: ${(error as Error).message}`]);
+      throw new ConfigError([
+        `${configFile}: audit.path: cannot open ${config.audit.path}: ${(error as Error).message}`,
+      ]);
     }
     const gateway = new Gateway(configFile, log, generation, audit);
     if (!config.auth.enabled) {
@@ -79,6 +82,11 @@ export class Gateway implements EndpointContext {
 
   get draining(): boolean {
     return this.#draining;
+  }
+
+  onDrain(listener: () => void): () => void {
+    this.#drainListeners.add(listener);
+    return () => this.#drainListeners.delete(listener);
   }
 
   /** The bound address (port 0 resolved). */
@@ -142,7 +150,8 @@ export class Gateway implements EndpointContext {
       }
     } catch (error) {
       await next?.close();
-      const reason = error instanceof ConfigError ? error.problems.join("; ") : (error as Error).message;
+      const reason =
+        error instanceof ConfigError ? error.problems.join("; ") : (error as Error).message;
       this.log.error({ trigger, generation: current.id }, `config reload failed: ${reason}`);
       await this.#reopenAudit(current.config.audit.path);
     }
@@ -152,7 +161,10 @@ export class Gateway implements EndpointContext {
     try {
       await this.audit.reopen(path);
     } catch (error) {
-      this.log.error({ err: error, path }, "audit: reopen failed; still writing to the previous file");
+      this.log.error(
+        { err: error, path },
+        "audit: reopen failed; still writing to the previous file",
+      );
     }
   }
 
@@ -167,9 +179,13 @@ export class Gateway implements EndpointContext {
     this.log.info({ signal, in_flight: this.#active, timeout_ms: timeoutMs }, "shutting down");
     const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()));
     this.#server.closeIdleConnections();
+    for (const listener of this.#drainListeners) listener();
     const finished = await this.#waitForIdle(timeoutMs);
     if (!finished) {
-      this.log.warn({ in_flight: this.#active }, "shutdown_timeout reached: closing remaining connections");
+      this.log.warn(
+        { in_flight: this.#active },
+        "shutdown_timeout reached: closing remaining connections",
+      );
     }
     // With no request in flight, what is left are idle keep-alive connections.
     this.#server.closeAllConnections();

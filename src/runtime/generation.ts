@@ -24,7 +24,12 @@ export class Generation {
   #retired = false;
   #closed: Promise<void> | undefined;
 
-  private constructor(id: number, config: Config, authenticator: Authenticator, upstream: Upstream) {
+  private constructor(
+    id: number,
+    config: Config,
+    authenticator: Authenticator,
+    upstream: Upstream,
+  ) {
     this.id = id;
     this.config = config;
     this.authenticator = authenticator;
@@ -38,7 +43,10 @@ export class Generation {
     if (config.auth.enabled) {
       const keys = new KeyStore(config.auth.keys, {
         onArgon2Run: ({ keyId, matched }) =>
-          log.debug({ key_id: keyId, result: matched ? "match" : "no_match", generation: id }, "argon2 verification"),
+          log.debug(
+            { key_id: keyId, result: matched ? "match" : "no_match", generation: id },
+            "argon2 verification",
+          ),
       });
       authenticator = new BearerAuthenticator({ keys });
     }

@@ -5,5 +5,10 @@ import { Algorithm, hash } from "@node-rs/argon2";
  * gateway accepts any argon2id parameters, and `mcpgw hash-key` uses the RFC 9106 ones.
  */
 export function cheapHash(key: string): Promise<string> {
-  return hash(key, { algorithm: Algorithm.Argon2id, memoryCost: 1024, timeCost: 1, parallelism: 1 });
+  return hash(key, {
+    algorithm: Algorithm.Argon2id,
+    memoryCost: 1024,
+    timeCost: 1,
+    parallelism: 1,
+  });
 }

@@ -12,7 +12,8 @@ export async function connectClient(url: string, headers: Record<string, string>
 
 export function textOf(result: unknown): string {
   const [first] = CallToolResultSchema.parse(result).content;
-  if (first?.type !== "text") throw new Error(`expected text content, got ${JSON.stringify(result)}`);
+  if (first?.type !== "text")
+    throw new Error(`expected text content, got ${JSON.stringify(result)}`);
   return first.text;
 }
 
@@ -22,3 +23,23 @@ export const POST_HEADERS = {
 };
 
 export const TOOLS_LIST = JSON.stringify({ jsonrpc: "2.0", id: 7, method: "tools/list" });
+
+export const INITIALIZE = JSON.stringify({
+  jsonrpc: "2.0",
+  id: 1,
+  method: "initialize",
+  params: {
+    protocolVersion: "2025-06-18",
+    capabilities: {},
+    clientInfo: { name: "mcpgw-test", version: "0" },
+  },
+});
+
+/** POSTs an MCP initialize with `key`; resolves with the status (200 once authenticated). */
+export async function initializeStatus(url: string, key?: string): Promise<number> {
+  const headers: Record<string, string> = { ...POST_HEADERS };
+  if (key !== undefined) headers.authorization = `Bearer ${key}`;
+  const res = await fetch(url, { method: "POST", headers, body: INITIALIZE });
+  await res.arrayBuffer();
+  return res.status;
+}

@@ -254,41 +254,44 @@ describe("example MCP server shutdown", () => {
   // client tries to resume it and only gives up at its request timeout.
   it("ends open streams and in-flight calls on close()", async () => {
     const server = await startExampleServer({ port: 0 });
-    const initialized = await fetch(server.url, {
-      method: "POST",
-      headers: POST_HEADERS,
-      body: JSON.stringify(INITIALIZE),
-    });
-    const sessionId = initialized.headers.get("mcp-session-id") ?? "";
-    await initialized.body?.cancel();
+    try {
+      const initialized = await fetch(server.url, {
+        method: "POST",
+        headers: POST_HEADERS,
+        body: JSON.stringify(INITIALIZE),
+      });
+      const sessionId = initialized.headers.get("mcp-session-id") ?? "";
+      await initialized.body?.cancel();
 
-    const standalone = await fetch(server.url, {
-      headers: { accept: "text/event-stream", "mcp-session-id": sessionId },
-    });
-    expect(standalone.status).toBe(200);
-    const countdown = await fetch(server.url, {
-      method: "POST",
-      headers: { ...POST_HEADERS, "mcp-session-id": sessionId },
-      body: JSON.stringify({
-        jsonrpc: "2.0",
-        id: 2,
-        method: "tools/call",
-        params: {
-          name: "countdown",
-          arguments: { steps: 50, interval_ms: 5000 },
-          _meta: { progressToken: "shutdown" },
-        },
-      }),
-    });
-    const stream = new SseText(countdown);
-    await stream.readUntil("notifications/progress");
+      const standalone = await fetch(server.url, {
+        headers: { accept: "text/event-stream", "mcp-session-id": sessionId },
+      });
+      expect(standalone.status).toBe(200);
+      const countdown = await fetch(server.url, {
+        method: "POST",
+        headers: { ...POST_HEADERS, "mcp-session-id": sessionId },
+        body: JSON.stringify({
+          jsonrpc: "2.0",
+          id: 2,
+          method: "tools/call",
+          params: {
+            name: "countdown",
+            arguments: { steps: 50, interval_ms: 5000 },
+            _meta: { progressToken: "shutdown" },
+          },
+        }),
+      });
+      const stream = new SseText(countdown);
+      await stream.readUntil("notifications/progress");
 
-    await server.close();
+      await server.close();
 
-    expect(await stream.readToEnd()).not.toContain('"result"');
-    expect(await new SseText(standalone).readToEnd()).toBe("");
-    // Idempotent, so test teardown and signal handlers can both call it.
-    await server.close();
+      expect(await stream.readToEnd()).not.toContain('"result"');
+      expect(await new SseText(standalone).readToEnd()).toBe("");
+    } finally {
+      // A second close() on success: it is idempotent, so teardown and signal handlers may race.
+      await server.close();
+    }
   });
 });
 

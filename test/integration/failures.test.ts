@@ -68,7 +68,9 @@ describe("bad client input", () => {
   });
 
   it("answers the Basic scheme with the bare challenge (RFC 6750 §3.1)", async () => {
-    const res = await post({ authorization: `Basic ${Buffer.from(`u:${KEY}`).toString("base64")}` });
+    const res = await post({
+      authorization: `Basic ${Buffer.from(`u:${KEY}`).toString("base64")}`,
+    });
     expect(res.status).toBe(401);
     expect(res.headers.get("www-authenticate")).toBe('Bearer realm="mcpgw"');
     expect(await lastAudit()).toMatchObject({ auth_result: "missing" });
@@ -108,7 +110,12 @@ describe("bad client input", () => {
 
   it("answers an oversized body 413 and forwards nothing, with or without Content-Length", async () => {
     const before = forwarded;
-    const big = JSON.stringify({ jsonrpc: "2.0", id: 1, method: "tools/list", params: { pad: "x".repeat(2048) } });
+    const big = JSON.stringify({
+      jsonrpc: "2.0",
+      id: 1,
+      method: "tools/list",
+      params: { pad: "x".repeat(2048) },
+    });
     const declared = await post(AUTH, big);
     expect(declared.status).toBe(413);
     const chunked = await rawRequest(
@@ -180,7 +187,11 @@ describe("upstream failures", () => {
 
   it("answers 502 with a JSON-RPC error when the upstream is down", async () => {
     const gw = await gatewayFor(await unusedPortUrl());
-    const res = await fetch(gw.url, { method: "POST", headers: { ...POST_HEADERS, ...AUTH }, body: TOOLS_LIST });
+    const res = await fetch(gw.url, {
+      method: "POST",
+      headers: { ...POST_HEADERS, ...AUTH },
+      body: TOOLS_LIST,
+    });
     expect(res.status).toBe(502);
     expect(await res.json()).toMatchObject({
       jsonrpc: "2.0",
@@ -217,7 +228,11 @@ describe("upstream failures", () => {
     expect(res.status).toBe(200);
     expect(res.headers.get("x-accel-buffering")).toBe("no");
     await expect(res.text()).rejects.toThrow();
-    const after = await fetch(gw.url, { method: "POST", headers: { ...POST_HEADERS, ...AUTH }, body: TOOLS_LIST });
+    const after = await fetch(gw.url, {
+      method: "POST",
+      headers: { ...POST_HEADERS, ...AUTH },
+      body: TOOLS_LIST,
+    });
     expect(after.status).toBe(200);
     const records = await gw.auditRecords(2);
     expect(records[0]).toMatchObject({ method: "GET", status: 200, error: "upstream_aborted" });

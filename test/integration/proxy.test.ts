@@ -19,7 +19,11 @@ describe("gateway in front of an SDK-built MCP server", () => {
     });
     gw = await startGateway({
       upstream: { url: upstream.url },
-      auth: { keys: [{ id: "integration", hash: await cheapHash(KEY), scopes: ["mcp:read", "mcp:write"] }] },
+      auth: {
+        keys: [
+          { id: "integration", hash: await cheapHash(KEY), scopes: ["mcp:read", "mcp:write"] },
+        ],
+      },
     });
   });
 
@@ -34,19 +38,27 @@ describe("gateway in front of an SDK-built MCP server", () => {
     expect(tools.map((tool) => tool.name)).toEqual(
       expect.arrayContaining(["echo", "add", "countdown", "inspect-request"]),
     );
-    expect(textOf(await client.callTool({ name: "echo", arguments: { message: "hi" } }))).toContain("hi");
-    expect(textOf(await client.callTool({ name: "add", arguments: { a: 2, b: 3 } }))).toContain("5");
+    expect(textOf(await client.callTool({ name: "echo", arguments: { message: "hi" } }))).toContain(
+      "hi",
+    );
+    expect(textOf(await client.callTool({ name: "add", arguments: { a: 2, b: 3 } }))).toContain(
+      "5",
+    );
     await close();
   });
 
   it("streams progress notifications before the result (SSE is not buffered)", async () => {
     const { client, close } = await connectClient(gw.url, { authorization: `Bearer ${KEY}` });
     const events: string[] = [];
-    const result = await client.callTool({ name: "countdown", arguments: { steps: 3, interval_ms: 100 } }, undefined, {
-      onprogress: (progress: Progress) => {
-        events.push(`progress ${progress.progress}`);
+    const result = await client.callTool(
+      { name: "countdown", arguments: { steps: 3, interval_ms: 100 } },
+      undefined,
+      {
+        onprogress: (progress: Progress) => {
+          events.push(`progress ${progress.progress}`);
+        },
       },
-    });
+    );
     events.push(`result ${textOf(result)}`);
     expect(events).toEqual(["progress 1", "progress 2", "progress 3", "result done"]);
     await close();
@@ -57,7 +69,9 @@ describe("gateway in front of an SDK-built MCP server", () => {
       authorization: `Bearer ${KEY}`,
       cookie: "session=secret-cookie",
     });
-    const seen = JSON.parse(textOf(await client.callTool({ name: "inspect-request", arguments: {} })));
+    const seen = JSON.parse(
+      textOf(await client.callTool({ name: "inspect-request", arguments: {} })),
+    );
     expect(seen.authorization).toBeUndefined();
     expect(seen.cookie).toBeUndefined();
     expect(seen["x-forwarded-for"]).toBe("127.0.0.1");
@@ -73,7 +87,9 @@ describe("gateway in front of an SDK-built MCP server", () => {
   });
 
   it("writes one audit line per request with session, method, tool and identity", async () => {
-    const { client, transport, close } = await connectClient(gw.url, { authorization: `Bearer ${KEY}` });
+    const { client, transport, close } = await connectClient(gw.url, {
+      authorization: `Bearer ${KEY}`,
+    });
     await client.callTool({ name: "echo", arguments: { message: "audited" } });
     const sessionId = transport.sessionId;
     await transport.terminateSession();
@@ -81,7 +97,9 @@ describe("gateway in front of an SDK-built MCP server", () => {
     const records = await gw.auditRecords(1);
     const mine = records.filter((record) => record.session_id === sessionId);
     const methods = mine.map((record) => record.method);
-    expect(methods).toEqual(expect.arrayContaining(["initialize", "notifications/initialized", "tools/call", "DELETE"]));
+    expect(methods).toEqual(
+      expect.arrayContaining(["initialize", "notifications/initialized", "tools/call", "DELETE"]),
+    );
     const initialize = mine.find((record) => record.method === "initialize");
     // The session id of initialize comes from the upstream's response header.
     expect(initialize?.session_id).toBe(sessionId);
@@ -106,8 +124,16 @@ describe("gateway in front of an SDK-built MCP server", () => {
     const runs = () => gw.logs.filter((line) => line.msg === "argon2 verification").length;
     const before = runs();
     const send = (key: string) =>
-      fetch(gw.url, { method: "POST", headers: { ...POST_HEADERS, authorization: `Bearer ${key}` }, body: TOOLS_LIST });
-    const wrong = await Promise.all([send("wrong-key-1"), send("wrong-key-1"), send("wrong-key-1")]);
+      fetch(gw.url, {
+        method: "POST",
+        headers: { ...POST_HEADERS, authorization: `Bearer ${key}` },
+        body: TOOLS_LIST,
+      });
+    const wrong = await Promise.all([
+      send("wrong-key-1"),
+      send("wrong-key-1"),
+      send("wrong-key-1"),
+    ]);
     expect(wrong.map((res) => res.status)).toEqual([401, 401, 401]);
     expect(runs() - before).toBe(1);
     // The valid key was verified by earlier tests of this generation: no further run.
@@ -126,7 +152,11 @@ describe("gateway in front of an SDK-built MCP server", () => {
         jsonrpc: "2.0",
         id: 1,
         method: "initialize",
-        params: { protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name: "raw", version: "0" } },
+        params: {
+          protocolVersion: "2025-06-18",
+          capabilities: {},
+          clientInfo: { name: "raw", version: "0" },
+        },
       }),
     });
     const sessionId = init.headers.get("mcp-session-id");

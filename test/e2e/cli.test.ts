@@ -1,0 +1,139 @@
+import { mkdtemp, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { verify } from "@node-rs/argon2";
+import { beforeAll, describe, expect, it } from "vitest";
+import { looksLikeJWT } from "../../src/auth/token-shape.js";
+import { runBin } from "../helpers/bin.js";
+
+let dir: string;
+beforeAll(async () => {
+  dir = await mkdtemp(path.join(tmpdir(), "mcpgw-cli-"));
+});
+
+async function configFile(name: string, text: string): Promise<string> {
+  const file = path.join(dir, name);
+  await writeFile(file, text);
+  return file;
+}
+
+const VALID = `listen: "127.0.0.1:0"
+upstream:
+  url: http://127.0.0.1:3001/mcp
+auth:
+  enabled: false
+audit:
+  path: audit.jsonl
+`;
+
+describe("mcpgw check-config", () => {
+  it("exits 0 for a valid file, the shipped example included", async () => {
+    const ok = await runBin(["check-config", "--config", await configFile("ok.yaml", VALID)]);
+    expect(ok).toMatchObject({ code: 0 });
+    expect(ok.stdout).toContain("ok");
+    const example = await runBin(["check-config", "--config", path.resolve("mcpgw.example.yaml")]);
+    expect(example.code).toBe(0);
+  });
+
+  it("reads $MCPGW_CONFIG when --config is not given", async () => {
+    const file = await configFile("env.yaml", VALID);
+    const { spawnBin } = await import("../helpers/bin.js");
+    const running = spawnBin(["check-config"], { MCPGW_CONFIG: file });
+    running.child.stdin?.end();
+    expect(await running.exited).toBe(0);
+  });
+
+  it("names file, line, column and key of malformed YAML (exit 78)", async () => {
+    const file = await configFile("malformed.yaml", `${VALID}limits:\n  max_body_bytes: [1, 2\n`);
+    const { code, stderr } = await runBin(["check-config", "--config", file]);
+    expect(code).toBe(78);
+    expect(stderr).toMatch(
+      new RegExp(`^${escapeRegExp(file)}:\\d+:\\d+ limits\\.max_body_bytes.*: `, "m"),
+    );
+  });
+
+  it("reports an unknown key with its path and position", async () => {
+    const file = await configFile("unknown.yaml", VALID.replace("  url:", "  ur1: x\n  url:"));
+    const { code, stderr } = await runBin(["check-config", "--config", file]);
+    expect(code).toBe(78);
+    expect(stderr).toContain(`${file}:3:3 upstream.ur1: unknown key`);
+  });
+
+  it("reports a bad duration and a wrong type together", async () => {
+    const file = await configFile(
+      "types.yaml",
+      `${VALID}shutdown_timeout: 10 seconds\nreload:\n  watch: "yes"\n`,
+    );
+    const { code, stderr } = await runBin(["check-config", "--config", file]);
+    expect(code).toBe(78);
+    expect(stderr).toContain(`${file}:8:19 shutdown_timeout: invalid duration "10 seconds"`);
+    expect(stderr).toMatch(new RegExp(`${escapeRegExp(file)}:10:10 reload\\.watch: .*boolean`));
+  });
+
+  it("refuses auth without any key, and says how to fix it", async () => {
+    const file = await configFile("nokeys.yaml", VALID.replace("  enabled: false", "  keys: []"));
+    const { code, stderr } = await runBin(["check-config", "--config", file]);
+    expect(code).toBe(78);
+    expect(stderr).toContain("auth.keys: auth is enabled but no API keys are configured");
+    expect(stderr).toContain("mcpgw gen-key");
+  });
+
+  it("reports an unset ${ENV} variable and a missing file", async () => {
+    const file = await configFile(
+      "env-missing.yaml",
+      VALID.replace("http://127.0.0.1:3001/mcp", "${MCPGW_TEST_UNSET}"),
+    );
+    const unset = await runBin(["check-config", "--config", file]);
+    expect(unset.code).toBe(78);
+    expect(unset.stderr).toContain(
+      "upstream.url: environment variable MCPGW_TEST_UNSET is not set",
+    );
+    const missing = await runBin(["check-config", "--config", path.join(dir, "nope.yaml")]);
+    expect(missing.code).toBe(78);
+    expect(missing.stderr).toContain("no such file");
+  });
+});
+
+describe("key commands", () => {
+  it("hash-key prints an argon2id hash of the key on stdin", async () => {
+    const { code, stdout } = await runBin(["hash-key"], "s3cret-key\n");
+    expect(code).toBe(0);
+    const hash = stdout.trim();
+    expect(hash).toMatch(/^\$argon2id\$v=19\$m=65536,t=3,p=4\$/);
+    expect(await verify(hash, "s3cret-key")).toBe(true);
+  });
+
+  it("hash-key refuses an empty stdin with a usage error", async () => {
+    const { code, stderr } = await runBin(["hash-key"], "");
+    expect(code).toBe(64);
+    expect(stderr).toContain("no key on stdin");
+  });
+
+  it("gen-key prints a key once and an entry whose hash verifies it", async () => {
+    const { code, stdout } = await runBin(["gen-key", "--id", "ci-bot"]);
+    expect(code).toBe(0);
+    const key = /shown once.*: (mcpgw_\S+)/.exec(stdout)?.[1] as string;
+    const hash = /hash: "([^"]+)"/.exec(stdout)?.[1] as string;
+    expect(stdout).toContain("- id: ci-bot");
+    expect(looksLikeJWT(key)).toBe(false);
+    expect(await verify(hash, key)).toBe(true);
+  });
+});
+
+describe("mcpgw --version, --help and usage errors", () => {
+  it("prints the version and help with exit 0, and exits 64 on an unknown command", async () => {
+    const version = await runBin(["--version"]);
+    expect(version.code).toBe(0);
+    expect(version.stdout).toMatch(/^mcpgw \d+\.\d+\.\d+/);
+    const help = await runBin(["--help"]);
+    expect(help.code).toBe(0);
+    expect(help.stdout).toContain("check-config");
+    const unknown = await runBin(["frobnicate"]);
+    expect(unknown.code).toBe(64);
+    expect(unknown.stderr).toContain('unknown command "frobnicate"');
+  });
+});
+
+function escapeRegExp(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+}

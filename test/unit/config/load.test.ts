@@ -1,0 +1,128 @@
+import { describe, expect, it } from "vitest";
+import { diffConfig } from "../../../src/config/diff.js";
+import { parseConfig } from "../../../src/config/load.js";
+import { parseListen } from "../../../src/config/schema.js";
+import { ConfigError } from "../../../src/errors.js";
+
+const FILE = "/etc/mcpgw/mcpgw.yaml";
+const HASH =
+  "$argon2id$v=19$m=1024,t=1,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g";
+const BASE = `upstream:
+  url: http://127.0.0.1:3001/mcp
+auth:
+  keys:
+    - id: ci
+      hash: "${HASH}"
+audit:
+  path: audit.jsonl
+`;
+
+function problems(text: string, env: NodeJS.ProcessEnv = {}): readonly string[] {
+  try {
+    parseConfig(text, FILE, env);
+  } catch (error) {
+    if (error instanceof ConfigError) return error.problems;
+    throw error;
+  }
+  throw new Error("expected the config to be refused");
+}
+
+describe("parseConfig", () => {
+  it("applies the defaults of the contract", () => {
+    const config = parseConfig(BASE, FILE, {});
+    expect(config.listen).toEqual({ host: "127.0.0.1", port: 8080 });
+    expect(config.upstream.timeout).toBe(60_000);
+    expect(config.limits).toEqual({
+      max_body_bytes: 4 * 1024 * 1024,
+      max_header_bytes: 16 * 1024,
+      headers_timeout: 10_000,
+      request_timeout: 30_000,
+    });
+    expect(config.auth.enabled).toBe(true);
+    expect(config.auth.keys[0]?.scopes).toEqual(["*"]);
+    expect(config.shutdown_timeout).toBe(10_000);
+    expect(config.log.level).toBe("info");
+    // Relative audit paths are resolved against the config file's folder.
+    expect(config.audit.path).toBe("/etc/mcpgw/audit.jsonl");
+  });
+
+  it("accepts a hash without its leading $ (YAML users often lose it)", () => {
+    const config = parseConfig(BASE.replace(`"${HASH}"`, `"${HASH.slice(1)}"`), FILE, {});
+    expect(config.auth.keys[0]?.hash).toBe(HASH);
+  });
+
+  it("expands ${ENV} inside strings and keeps $$ as a literal $", () => {
+    const text = BASE.replace(
+      "http://127.0.0.1:3001/mcp",
+      () => "http://${UPSTREAM_HOST}/mcp?x=$${y}",
+    );
+    const config = parseConfig(text, FILE, { UPSTREAM_HOST: "10.1.2.3:9000" });
+    expect(config.upstream.url).toBe("http://10.1.2.3:9000/mcp?x=${y}");
+  });
+
+  it("reports every problem as FILE:LINE:COL key.path: message", () => {
+    const text = `${BASE}limits:\n  max_body_bytes: lots\n  headers_timeout: 10\nextra: true\n`;
+    expect(problems(text)).toEqual([
+      `${FILE}:10:19 limits.max_body_bytes: invalid size "lots": use a positive number of bytes or a unit (KiB, MiB, KB, MB), like 4MiB`,
+      `${FILE}:11:20 limits.headers_timeout: Invalid input: expected string, received number`,
+      `${FILE}:12:1 extra: unknown key`,
+    ]);
+  });
+
+  it("points a missing required key at its parent", () => {
+    expect(problems("upstream: {}\naudit: {path: a}\nauth: {enabled: false}\n")).toEqual([
+      `${FILE}:1:11 upstream.url: required string is missing`,
+    ]);
+  });
+
+  it("names the key around a YAML syntax error", () => {
+    const [problem] = problems(`${BASE}log:\n  level: "info\n`);
+    expect(problem).toMatch(new RegExp(`^${FILE}:\\d+:\\d+ log\\.level: Missing closing`));
+  });
+
+  it("refuses duplicate keys, duplicate key ids, bad hashes and bad URLs", () => {
+    expect(problems(`${BASE}audit:\n  path: b\n`)[0]).toContain("Map keys must be unique");
+    const twice = BASE.replace(
+      "auth:\n  keys:\n",
+      `auth:\n  keys:\n    - id: ci\n      hash: "${HASH}"\n`,
+    );
+    expect(problems(twice)).toEqual([`${FILE}:7:11 auth.keys[1].id: duplicate key id "ci"`]);
+    expect(problems(BASE.replace(`"${HASH}"`, "plaintext"))[0]).toContain(
+      "auth.keys[0].hash: must be an argon2id PHC hash",
+    );
+    expect(problems(BASE.replace("http://127.0.0.1:3001/mcp", "ftp://x"))[0]).toContain(
+      "upstream.url: must be an absolute http:// or https:// URL",
+    );
+  });
+
+  it("refuses an unset environment variable with its position", () => {
+    expect(problems(BASE.replace("http://127.0.0.1:3001/mcp", "${NOT_SET}"))).toEqual([
+      `${FILE}:2:8 upstream.url: environment variable NOT_SET is not set`,
+    ]);
+  });
+});
+
+describe("parseListen", () => {
+  it("reads IPv4, IPv6 and wildcard forms", () => {
+    expect(parseListen("127.0.0.1:8080")).toEqual({ host: "127.0.0.1", port: 8080 });
+    expect(parseListen("[::1]:0")).toEqual({ host: "::1", port: 0 });
+    expect(parseListen(":9000")).toEqual({ host: "0.0.0.0", port: 9000 });
+    expect(parseListen("localhost")).toMatch(/use HOST:PORT/);
+    expect(parseListen("1.2.3.4:70000")).toMatch(/invalid port/);
+  });
+});
+
+describe("diffConfig", () => {
+  it("lists changed key paths and the ones that need a restart", () => {
+    const before = parseConfig(BASE, FILE, {});
+    const after = parseConfig(`${BASE.replace("3001", "3002")}listen: "0.0.0.0:9090"\n`, FILE, {});
+    expect(diffConfig(before, after)).toEqual({
+      changed: ["listen.host", "listen.port", "upstream.url"],
+      restartRequired: ["listen"],
+    });
+    expect(diffConfig(before, parseConfig(BASE, FILE, {}))).toEqual({
+      changed: [],
+      restartRequired: [],
+    });
+  });
+});
