@@ -10,7 +10,8 @@ import { constants } from "node:os";
 import { fileURLToPath } from "node:url";
 import { startExampleServer } from "./mcp-server.js";
 
-const DEFAULT_UPSTREAM_PORT = 3001;
+// mcpgw.example.yaml points upstream.url at this port.
+const UPSTREAM_PORT = 3001;
 const GATEWAY_URL = "http://127.0.0.1:8080/mcp";
 // Published in the README and hashed in mcpgw.example.yaml: it protects nothing.
 const DEMO_API_KEY = "mcpgw-demo-key-do-not-use-in-production";
@@ -19,33 +20,13 @@ const FORWARDED_SIGNALS = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
 // Compiled to dist/examples/demo.js, so the repository root is two levels up.
 const repoRoot = fileURLToPath(new URL("../../", import.meta.url));
 
-function upstreamPort(): number {
-  const raw = process.env.EXAMPLE_UPSTREAM_PORT;
-  if (raw === undefined || raw === "") return DEFAULT_UPSTREAM_PORT;
-  const port = Number(raw);
-  if (!Number.isInteger(port) || port < 1 || port > 65535) {
-    throw new Error(`EXAMPLE_UPSTREAM_PORT must be a port number (1-65535), got "${raw}"`);
-  }
-  return port;
-}
-
 function banner(upstreamUrl: string): string {
   const headers = [
     `-H 'Authorization: Bearer ${DEMO_API_KEY}'`,
     "-H 'Content-Type: application/json'",
     "-H 'Accept: application/json, text/event-stream'",
   ].join(" ");
-  const initialize = JSON.stringify({
-    jsonrpc: "2.0",
-    id: 1,
-    method: "initialize",
-    params: {
-      protocolVersion: "2025-06-18",
-      capabilities: {},
-      clientInfo: { name: "curl", version: "0" },
-    },
-  });
-  const listTools = JSON.stringify({ jsonrpc: "2.0", id: 2, method: "tools/list" });
+  const listTools = JSON.stringify({ jsonrpc: "2.0", id: 1, method: "tools/list" });
   return `
 mcpgw demo
   upstream MCP server: ${upstreamUrl}
@@ -53,22 +34,20 @@ mcpgw demo
   API key:             ${DEMO_API_KEY}
                        DEMO ONLY: this key is public. Never use it in production.
 
-Try it:
-  1. Initialize a session. The session id is in the Mcp-Session-Id response header:
+Try it: list the tools through the gateway (the example server answers a request without
+a session statelessly; MCP clients such as the SDK or MCP Inspector initialize a session):
 
-     curl -si ${GATEWAY_URL} ${headers} -d '${initialize}'
+  curl -s ${GATEWAY_URL} ${headers} -d '${listTools}'
 
-  2. Every later request must carry that id, or it is refused with 400. List the tools:
-
-     SID=<Mcp-Session-Id from step 1>
-     curl -s ${GATEWAY_URL} ${headers} -H "Mcp-Session-Id: $SID" -d '${listTools}'
+Without the key, or with a wrong one, the gateway answers 401 with a WWW-Authenticate challenge.
+Every request is written to ./audit.jsonl: tail -f audit.jsonl | jq
 
 Ctrl-C stops both; press it twice to skip the gateway's graceful drain.
 `;
 }
 
 async function main(): Promise<void> {
-  const upstream = await startExampleServer({ port: upstreamPort() });
+  const upstream = await startExampleServer({ port: UPSTREAM_PORT });
   process.stderr.write(banner(upstream.url));
 
   const gateway = spawn(
@@ -76,8 +55,6 @@ async function main(): Promise<void> {
     [`${repoRoot}dist/src/main.js`, "run", "--config", `${repoRoot}mcpgw.example.yaml`],
     {
       stdio: "inherit",
-      // The actual port, for a config that wants to say `${EXAMPLE_UPSTREAM_PORT}`.
-      env: { ...process.env, EXAMPLE_UPSTREAM_PORT: String(upstream.port) },
       // Own process group, so a Ctrl-C reaches the gateway once, through the forwarding below,
       // and not also from the terminal: a second SIGINT makes it skip its graceful drain.
       detached: process.platform !== "win32",
@@ -109,7 +86,7 @@ async function main(): Promise<void> {
 main().catch((error: unknown) => {
   const message = error instanceof Error ? error.message : String(error);
   const portTaken = error instanceof Error && "code" in error && error.code === "EADDRINUSE";
-  const hint = portTaken ? " (set EXAMPLE_UPSTREAM_PORT to use another port)" : "";
+  const hint = portTaken ? ` (port ${UPSTREAM_PORT} is taken: stop what listens there)` : "";
   process.stderr.write(`demo: ${message}${hint}\n`);
   process.exitCode = 1;
 });

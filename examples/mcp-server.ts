@@ -77,10 +77,23 @@ export async function startExampleServer(opts: ExampleServerOptions = {}): Promi
     // Only an initialize may arrive without a session, and telling it apart needs the body.
     const body = await readJsonBody(req);
     if (!body.ok) return sendJsonRpcError(res, body.status, body.code, body.message);
-    if (!isInitializeRequest(body.value)) {
-      return sendJsonRpcError(res, 400, -32000, "Bad Request: No valid session ID provided");
-    }
+    if (!isInitializeRequest(body.value)) return serveStateless(req, res, body.value);
     return openSession(req, res, body.value);
+  }
+
+  /**
+   * A request without a session is answered by a throwaway server in the SDK's stateless mode,
+   * so that a single curl can list or call tools; SDK clients initialize and get a session.
+   */
+  async function serveStateless(req: IncomingMessage, res: ServerResponse, message: unknown) {
+    const transport = new StreamableHTTPServerTransport({
+      sessionIdGenerator: undefined,
+      enableJsonResponse: jsonResponse,
+    });
+    const mcp = createMcpServer();
+    res.once("close", () => void mcp.close());
+    await mcp.connect(transport);
+    await transport.handleRequest(req, res, message);
   }
 
   async function route(req: IncomingMessage, res: ServerResponse) {

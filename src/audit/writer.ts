@@ -5,7 +5,7 @@
  */
 import { type FileHandle, open } from "node:fs/promises";
 import type { Logger } from "pino";
-import type { AuditRecord } from "./record.js";
+import { type AuditRecord, formatAuditLine } from "./record.js";
 
 export interface AuditLogOptions {
   log: Logger;
@@ -58,7 +58,7 @@ export class AuditLog {
       this.#queue.shift();
       this.#dropped++;
     }
-    this.#queue.push(`${JSON.stringify(record)}\n`);
+    this.#queue.push(formatAuditLine(record));
     if (!this.#writing && !this.#retryTimer) this.#writing = this.#drain();
   }
 

@@ -155,14 +155,17 @@ describe("example MCP server, SSE responses", () => {
     expect(response.headers.get("content-type")).toBe("application/json");
   });
 
-  it("refuses a session-less POST that is not initialize", async () => {
+  it("answers a session-less POST statelessly, so one curl can list tools", async () => {
     const response = await fetch(server.url, {
       method: "POST",
       headers: POST_HEADERS,
       body: JSON.stringify({ jsonrpc: "2.0", id: 2, method: "tools/list" }),
     });
-    expect(response.status).toBe(400);
-    expect(await response.json()).toMatchObject({ jsonrpc: "2.0", error: { code: -32000 } });
+    expect(response.status).toBe(200);
+    expect(response.headers.get("mcp-session-id")).toBeNull();
+    const text = await response.text();
+    expect(text).toContain('"id":2');
+    expect(text).toContain('"name":"countdown"');
   });
 
   it("answers 404 for an unknown session", async () => {
