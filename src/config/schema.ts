@@ -22,7 +22,7 @@ function duration(defaultValue: string) {
       return ms;
     })
     .prefault(defaultValue)
-    .meta({ type: "duration", default: defaultValue });
+    .meta({ format: "duration" });
 }
 
 /** A size such as `4MiB` or a plain number of bytes; the parsed value is in bytes. */
@@ -41,7 +41,7 @@ function size(defaultValue: string) {
       return bytes;
     })
     .prefault(defaultValue)
-    .meta({ type: "size", default: defaultValue });
+    .meta({ format: "size" });
 }
 
 export interface ListenAddress {
@@ -71,7 +71,7 @@ const listen = z
     return parsed;
   })
   .prefault("127.0.0.1:8080")
-  .meta({ type: "address", default: "127.0.0.1:8080" })
+  .meta({ format: "host:port" })
   .describe("Address the gateway listens on. Changing it needs a restart.");
 
 const httpUrl = z.string().refine(
