@@ -81,8 +81,11 @@ const ms = fixed(2);
 const micros = fixed(1);
 const ratio = fixed(2);
 
+/** "errors" (connection errors, non-2xx, wrong bodies) is always 0: the run fails otherwise. */
 const HEADER = [
   "target",
+  "requests",
+  "errors",
   "req/s",
   "p50 ms",
   "p99 ms",
@@ -96,6 +99,8 @@ function tableRows(report: BenchReport): string[][] {
     const comparison = report.comparisons.find((entry) => entry.target === target.name);
     return [
       target.name,
+      load.completed.toString(),
+      (load.errors + load.non2xx + load.mismatches).toString(),
       Math.round(load.requestsPerSecond).toString(),
       ms(load.latencyP50Ms),
       ms(load.latencyP99Ms),
@@ -113,7 +118,7 @@ function mark(ok: boolean): string {
 function comparisonLines(report: BenchReport): string[] {
   return report.comparisons.flatMap((entry) => [
     `${entry.target} CPU/req ÷ ${entry.baseline} CPU/req: ${ratio(entry.cpuRatio)} ` +
-      `(target ≤ ${entry.maxCpuRatio}) ${mark(cpuTargetMet(entry))}`,
+      `${mark(cpuTargetMet(entry))} (target ≤ ${entry.maxCpuRatio})`,
     `${entry.target} req/s ÷ ${entry.baseline} req/s: ${ratio(entry.throughputRatio)}`,
   ]);
 }
@@ -123,7 +128,7 @@ function findingLines(report: BenchReport): string[] {
     findings.map((finding) => {
       const verdict = finding.kind === "info" ? "" : ` ${mark(finding.ok)}`;
       const expected = finding.expected === undefined ? "" : ` (expected ${finding.expected})`;
-      return `${target.name} ${finding.check}: ${finding.observed}${expected}${verdict}`;
+      return `${target.name} ${finding.check}: ${finding.observed}${verdict}${expected}`;
     }),
   );
 }

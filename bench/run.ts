@@ -85,14 +85,15 @@ async function measure(
       verifyBody: isToolsList,
     });
     const warmupProblem = loadFailure(warmup);
-    if (warmupProblem) throw new Error(`${target.name}: warm-up: ${warmupProblem}`);
+    // The measured process's last output usually says why (a 401 logged with its reason).
+    if (warmupProblem) throw started.measured.failure(`warm-up: ${warmupProblem}`);
 
     process.stderr.write(`bench: ${target.name}: measuring for ${settings.durationSeconds} s\n`);
     const ticksBefore = readCpuTicks(started.measured.pid);
     const load = await runLoad({ ...phase, durationSeconds: settings.durationSeconds });
     const ticksAfter = readCpuTicks(started.measured.pid);
     const problem = loadFailure(load);
-    if (problem) throw new Error(`${target.name}: ${problem}`);
+    if (problem) throw started.measured.failure(problem);
 
     const findings = await started.finish({
       sent: warmup.sent + load.sent,

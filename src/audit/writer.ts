@@ -1,7 +1,9 @@
 /**
- * The JSONL audit file. Lines are queued in memory and written by one asynchronous writer,
- * so the request path never waits on the disk and lines never interleave. SIGHUP reopens the
- * file (logrotate's rename + HUP); shutdown flushes what is queued.
+ * The JSONL audit file. Lines are queued in memory and written in batches by one asynchronous
+ * writer, so the request path never waits on the disk and lines never interleave. A batch is
+ * written `flushIntervalMs` after its first line, or at once when it reaches `maxBatchBytes`:
+ * one write per request would cost more CPU than the proxying itself. SIGHUP reopens the file
+ * (logrotate's rename + HUP); shutdown flushes what is queued.
  */
 import { type FileHandle, open } from "node:fs/promises";
 import type { Logger } from "pino";
@@ -9,6 +11,10 @@ import { type AuditRecord, formatAuditLine } from "./record.js";
 
 export interface AuditLogOptions {
   log: Logger;
+  /** Longest a line waits in memory before it is written. Default 50ms. */
+  flushIntervalMs?: number;
+  /** A batch this large is written without waiting for the interval. Default 64 KiB. */
+  maxBatchBytes?: number;
   /** Lines kept while the file cannot be written; older ones are dropped past it. Default 100,000. */
   maxQueuedLines?: number;
   /** Delay before retrying a failed write. Default 1s. */
@@ -21,11 +27,15 @@ export class AuditLog {
   #path: string;
   #handle: FileHandle;
   #queue: string[] = [];
+  #queuedBytes = 0;
   #writing: Promise<void> | undefined;
-  #retryTimer: NodeJS.Timeout | undefined;
+  /** The next batch write, or the next retry while writes fail. */
+  #timer: NodeJS.Timeout | undefined;
   #failing = false;
   #dropped = 0;
   readonly #log: Logger;
+  readonly #flushIntervalMs: number;
+  readonly #maxBatchBytes: number;
   readonly #maxQueuedLines: number;
   readonly #retryDelayMs: number;
   readonly #onWriteError: AuditLogOptions["onWriteError"];
@@ -34,6 +44,8 @@ export class AuditLog {
     this.#path = path;
     this.#handle = handle;
     this.#log = options.log;
+    this.#flushIntervalMs = options.flushIntervalMs ?? 50;
+    this.#maxBatchBytes = options.maxBatchBytes ?? 64 * 1024;
     this.#maxQueuedLines = options.maxQueuedLines ?? 100_000;
     this.#retryDelayMs = options.retryDelayMs ?? 1_000;
     this.#onWriteError = options.onWriteError;
@@ -55,20 +67,21 @@ export class AuditLog {
 
   write(record: AuditRecord): void {
     if (this.#queue.length >= this.#maxQueuedLines) {
-      this.#queue.shift();
+      this.#queuedBytes -= this.#queue.shift()?.length ?? 0;
       this.#dropped++;
     }
-    this.#queue.push(formatAuditLine(record));
-    if (!this.#writing && !this.#retryTimer) this.#writing = this.#drain();
+    const line = formatAuditLine(record);
+    this.#queue.push(line);
+    this.#queuedBytes += line.length;
+    if (this.#writing || this.#failing) return;
+    if (this.#queuedBytes >= this.#maxBatchBytes) this.#writeNow();
+    else this.#timer ??= unrefTimer(() => this.#writeNow(), this.#flushIntervalMs);
   }
 
   /** Resolves once every line queued so far has been written (or has failed to be). */
   async flush(): Promise<void> {
-    if (this.#retryTimer) {
-      clearTimeout(this.#retryTimer);
-      this.#retryTimer = undefined;
-      this.#writing = this.#drain();
-    }
+    while (this.#writing) await this.#writing;
+    if (this.#queue.length > 0) this.#writeNow();
     while (this.#writing) await this.#writing;
   }
 
@@ -78,24 +91,27 @@ export class AuditLog {
    */
   async reopen(path: string = this.#path): Promise<void> {
     const handle = await openForAppend(path);
-    while (this.#writing) await this.#writing;
+    // Queued lines belong to the file being rotated away, unless that file refuses writes.
+    if (this.#failing) while (this.#writing) await this.#writing;
+    else await this.flush();
     const previous = this.#handle;
     this.#handle = handle;
     this.#path = path;
-    await previous
-      .close()
-      .catch((error: Error) => this.#log.warn({ err: error }, "audit: close failed"));
+    await previous.close().catch((error: Error) => this.#log.warn({ err: error }, "audit: close failed"));
     // Lines the previous file refused are written to the new one now, not at the next retry.
-    if (this.#retryTimer) {
-      clearTimeout(this.#retryTimer);
-      this.#retryTimer = undefined;
-    }
-    if (this.#queue.length > 0 && !this.#writing) this.#writing = this.#drain();
+    if (this.#failing && this.#queue.length > 0) this.#writeNow();
   }
 
   async close(): Promise<void> {
     await this.flush();
+    clearTimeout(this.#timer);
     await this.#handle.close();
+  }
+
+  #writeNow(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#writing = this.#drain();
   }
 
   async #drain(): Promise<void> {
@@ -103,10 +119,12 @@ export class AuditLog {
       while (this.#queue.length > 0) {
         const lines = this.#queue;
         this.#queue = [];
+        this.#queuedBytes = 0;
         try {
           await writeAll(this.#handle, Buffer.from(lines.join("")));
         } catch (error) {
           this.#queue = [...lines, ...this.#queue].slice(-this.#maxQueuedLines);
+          this.#queuedBytes = this.#queue.reduce((bytes, line) => bytes + line.length, 0);
           this.#failed(error as Error);
           return;
         }
@@ -126,11 +144,7 @@ export class AuditLog {
         "audit write failed: lines are kept in memory and retried",
       );
     }
-    this.#retryTimer = setTimeout(() => {
-      this.#retryTimer = undefined;
-      this.#writing = this.#drain();
-    }, this.#retryDelayMs);
-    this.#retryTimer.unref();
+    this.#timer = unrefTimer(() => this.#writeNow(), this.#retryDelayMs);
   }
 
   #recovered(): void {
@@ -138,6 +152,12 @@ export class AuditLog {
     this.#log.warn({ path: this.#path, dropped: this.#dropped }, "audit writes recovered");
     this.#dropped = 0;
   }
+}
+
+function unrefTimer(callback: () => void, delayMs: number): NodeJS.Timeout {
+  const timer = setTimeout(callback, delayMs);
+  timer.unref();
+  return timer;
 }
 
 async function openForAppend(path: string): Promise<FileHandle> {

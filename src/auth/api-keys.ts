@@ -59,8 +59,12 @@ export class KeyStore {
     return this.#keys.length;
   }
 
-  /** Resolves the principal of `token` or throws AuthError `unknown_key`. */
-  async verify(token: string): Promise<Principal> {
+  /**
+   * The principal of `token`, or AuthError `unknown_key`. A key seen before in this generation
+   * (verified or refused) is answered synchronously, without a promise: that is every request
+   * but the first of each key, and the request path should not pay for what it does not wait on.
+   */
+  verify(token: string): Principal | Promise<Principal> {
     const digest = digestToken(token);
     const known = this.#verified.get(digest);
     if (known) return known;
@@ -70,7 +74,10 @@ export class KeyStore {
       if (rejectedUntil > this.#now()) throw unknownKey();
       this.#rejectedUntil.delete(digest);
     }
+    return this.#verifyNew(token, digest);
+  }
 
+  async #verifyNew(token: string, digest: string): Promise<Principal> {
     let pending = this.#pending.get(digest);
     if (!pending) {
       pending = this.#match(token).finally(() => this.#pending.delete(digest));

@@ -4,18 +4,21 @@ import { ANONYMOUS, AuthError, type Principal } from "./principal.js";
 import { looksLikeJWT, parseBearer } from "./token-shape.js";
 
 export interface Authenticator {
-  /** Resolves the request's principal or throws AuthError. */
-  authenticate(authorization: string | undefined): Promise<Principal>;
+  /**
+   * The request's principal, or AuthError (thrown, or as the rejection). Credentials verified
+   * before come back synchronously; only a first verification returns a promise.
+   */
+  authenticate(authorization: string | undefined): Principal | Promise<Principal>;
 }
 
 /** Verifies a JWT access token (the OAuth resource server plugs in here). */
 export interface AccessTokenVerifier {
-  verifyAccessToken(token: string): Promise<Principal>;
+  verifyAccessToken(token: string): Principal | Promise<Principal>;
 }
 
 /** `auth.enabled: false`: every request acts as the anonymous principal. */
 export const unauthenticated: Authenticator = {
-  authenticate: async () => ANONYMOUS,
+  authenticate: () => ANONYMOUS,
 };
 
 /**
@@ -31,7 +34,7 @@ export class BearerAuthenticator implements Authenticator {
     this.#accessTokens = sources.accessTokens;
   }
 
-  async authenticate(authorization: string | undefined): Promise<Principal> {
+  authenticate(authorization: string | undefined): Principal | Promise<Principal> {
     const parsed = parseBearer(authorization);
     switch (parsed.kind) {
       case "missing":

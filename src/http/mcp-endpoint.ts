@@ -2,7 +2,7 @@
  * The MCP endpoint's request pipeline: receive -> authenticate -> proxy -> audit.
  * Every request to the endpoint, refused ones included, ends in exactly one audit line.
  */
-import { randomBytes } from "node:crypto";
+import { EventEmitter } from "node:events";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { performance } from "node:perf_hooks";
 import { errors as undiciErrors } from "undici";
@@ -32,7 +32,7 @@ const ALLOWED_METHODS = "GET, POST, DELETE";
 /** nginx's convention for "client closed the request before it was answered". */
 const CLIENT_CLOSED_REQUEST = 499;
 
-const REQUEST_ID_PREFIX = randomBytes(3).toString("hex");
+/** Names a request in log lines; the audit log's request_id is the JSON-RPC id. */
 let requestCounter = 0;
 
 export async function handleMcpRequest(
@@ -43,7 +43,7 @@ export async function handleMcpRequest(
   const generation = context.generation;
   generation.retain();
   const startedAt = performance.now();
-  const requestId = `${REQUEST_ID_PREFIX}-${(++requestCounter).toString(36)}`;
+  const requestId = ++requestCounter;
   const record: AuditRecord = {
     ts: new Date().toISOString(),
     session_id: headerValue(req, "mcp-session-id"),
@@ -56,13 +56,17 @@ export async function handleMcpRequest(
     latency_ms: 0,
     remote_addr: req.socket.remoteAddress ?? null,
   };
+  // Cancels the upstream request. undici takes an EventEmitter emitting "abort" as well as an
+  // AbortSignal; the emitter costs a fraction of an AbortController on every request.
+  const cancel = new EventEmitter();
   // The audit line is written once the response is closed *and* the pipeline has settled, so
   // that it knows how the exchange ended (complete, client gone, upstream failed).
-  const closed = new Promise<void>((resolve) => res.once("close", resolve));
-  const abort = new AbortController();
-  res.once("close", () => {
-    if (!res.writableFinished) abort.abort();
-  });
+  const closed = new Promise<void>((resolve) =>
+    res.once("close", () => {
+      if (!res.writableFinished) cancel.emit("abort");
+      resolve();
+    }),
+  );
   if (context.draining) res.setHeader("connection", "close");
   // A standalone GET stream never ends by itself; shutdown closes it and the client reconnects
   // elsewhere (MCP transport: the client may resume a dropped stream).
@@ -70,7 +74,7 @@ export async function handleMcpRequest(
     req.method === "GET"
       ? context.onDrain(() => {
           record.error = "shutting_down";
-          abort.abort();
+          cancel.emit("abort");
         })
       : undefined;
 
@@ -99,7 +103,8 @@ export async function handleMcpRequest(
       }
     }
 
-    const principal = await generation.authenticator.authenticate(req.headers.authorization);
+    const authenticated = generation.authenticator.authenticate(req.headers.authorization);
+    const principal = authenticated instanceof Promise ? await authenticated : authenticated;
     record.auth_type = principal.type;
     record.auth_result = "ok";
     if (principal.keyId !== undefined) record.key_id = principal.keyId;
@@ -125,7 +130,7 @@ export async function handleMcpRequest(
       req,
       res,
       body,
-      signal: abort.signal,
+      signal: cancel,
       onResponse: (_status, headers) => {
         const sessionId = headers["mcp-session-id"];
         if (record.session_id === null && typeof sessionId === "string")
@@ -151,7 +156,7 @@ function respondToFailure(
   error: unknown,
   record: AuditRecord,
   peek: JsonRpcPeek | undefined,
-  requestId: string,
+  requestId: number,
 ): void {
   if (error instanceof AuthError) {
     record.auth_type = error.authType;

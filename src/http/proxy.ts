@@ -3,6 +3,7 @@
  * response back. SSE responses are written event by event as they arrive: the response is
  * piped chunk by chunk into the socket, headers are flushed at once, nothing is compressed.
  */
+import type { EventEmitter } from "node:events";
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from "node:http";
 import { Pool, errors as undiciErrors } from "undici";
 import type { Config } from "../config/schema.js";
@@ -44,8 +45,8 @@ export interface ForwardRequest {
   res: ServerResponse;
   /** The received body (POST), forwarded byte for byte. */
   body: Buffer | undefined;
-  /** Aborts the upstream request (the client went away). */
-  signal: AbortSignal;
+  /** Emits "abort" to cancel the upstream request (the client went away, or shutdown). */
+  signal: EventEmitter;
   /** Sees the upstream's status and headers before they are sent on. */
   onResponse?: (statusCode: number, headers: IncomingHttpHeaders) => void;
 }
@@ -140,7 +141,8 @@ function forwardedResponseHeaders(
 
 /** RFC 9110 §7.6.1: fields named in Connection are hop-by-hop too. */
 function connectionListed(connection: string | string[] | undefined): Set<string> | undefined {
-  if (connection === undefined) return undefined;
+  // The common values name no other field; skip building a set on every request.
+  if (connection === undefined || connection === "keep-alive" || connection === "close") return undefined;
   const list = Array.isArray(connection) ? connection.join(",") : connection;
   return new Set(list.split(",").map((name) => name.trim().toLowerCase()));
 }
