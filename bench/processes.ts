@@ -25,6 +25,7 @@ function describeExit({ code, signal }: ExitStatus): string {
 }
 
 export class ServiceProcess {
+  readonly pid: number;
   readonly exited: Promise<ExitStatus>;
   private exitStatus: ExitStatus | undefined;
   private readonly lineListeners = new Set<(line: string) => void>();
@@ -38,8 +39,10 @@ export class ServiceProcess {
     // Without a listener a failed spawn would be an uncaught exception instead of our error.
     child.on("error", (error) => pushTail(this.stderrTail, String(error)));
     if (child.pid === undefined) throw new Error(`${name}: the process could not be started`);
+    this.pid = child.pid;
+    // "close", not "exit": it comes after the last stdout line, which callers may be counting.
     this.exited = new Promise((resolve) => {
-      child.once("exit", (code, signal) => {
+      child.once("close", (code, signal) => {
         this.exitStatus = { code, signal };
         resolve(this.exitStatus);
       });
@@ -59,14 +62,6 @@ export class ServiceProcess {
         (line) => pushTail(this.stderrTail, line),
       );
     }
-  }
-
-  get pid(): number {
-    return this.child.pid as number;
-  }
-
-  get running(): boolean {
-    return this.exitStatus === undefined;
   }
 
   /** Calls `listener` with every later stdout line; returns the unsubscribe function. */

@@ -8,6 +8,7 @@
  * check does not hold, and it bounds its own duration.
  */
 import { randomBytes } from "node:crypto";
+import { rmSync } from "node:fs";
 import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -124,9 +125,12 @@ async function main(): Promise<number> {
   const processes = new ProcessGroup();
   // Whatever ends the harness (a throw, the watchdog, Ctrl-C), no server outlives it.
   process.on("exit", () => processes.killAll());
+  const scratchRoot = await mkdtemp(join(tmpdir(), "mcpgw-bench-"));
   for (const signal of ["SIGINT", "SIGTERM"] as const) {
     process.once(signal, () => {
       process.stderr.write(`bench: interrupted by ${signal}\n`);
+      processes.killAll();
+      rmSync(scratchRoot, { recursive: true, force: true });
       process.exit(130);
     });
   }
@@ -137,7 +141,6 @@ async function main(): Promise<number> {
     process.exit(1);
   }, budgetSeconds * 1000);
 
-  const scratchRoot = await mkdtemp(join(tmpdir(), "mcpgw-bench-"));
   // Base64url never contains the dots that would make the gateway treat the key as a JWT.
   const apiKey = randomBytes(32).toString("base64url");
   let keepScratch = true;

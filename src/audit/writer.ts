@@ -97,7 +97,9 @@ export class AuditLog {
     const previous = this.#handle;
     this.#handle = handle;
     this.#path = path;
-    await previous.close().catch((error: Error) => this.#log.warn({ err: error }, "audit: close failed"));
+    await previous
+      .close()
+      .catch((error: Error) => this.#log.warn({ err: error }, "audit: close failed"));
     // Lines the previous file refused are written to the new one now, not at the next retry.
     if (this.#failing && this.#queue.length > 0) this.#writeNow();
   }

@@ -100,7 +100,14 @@ export class KeyStore {
     for (const key of this.#keys) {
       const matched = await verify(key.hash, token);
       this.#onArgon2Run?.({ keyId: key.id, matched });
-      if (matched) return Object.freeze({ type: "api_key", keyId: key.id, scopes: key.scopes });
+      if (matched) {
+        return Object.freeze({
+          type: "api_key",
+          keyId: key.id,
+          scopes: key.scopes,
+          scope: key.scopes.join(" "),
+        });
+      }
     }
     return undefined;
   }

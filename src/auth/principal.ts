@@ -27,9 +27,15 @@ export interface Principal {
   readonly oauthClientId?: string;
   /** Granted scopes; `*` grants every scope. */
   readonly scopes: readonly string[];
+  /** The same, space-separated, as OAuth's `scope` and the audit log's `scopes` write them. */
+  readonly scope: string;
 }
 
-export const ANONYMOUS: Principal = Object.freeze({ type: "none", scopes: Object.freeze([]) });
+export const ANONYMOUS: Principal = Object.freeze({
+  type: "none",
+  scopes: Object.freeze([]),
+  scope: "",
+});
 
 /**
  * A failed authentication. `result` is the audit code; the HTTP status and the RFC 6750

@@ -19,36 +19,31 @@ export function readBody(req: IncomingMessage, maxBytes: number): Promise<Buffer
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let received = 0;
-    const onData = (chunk: Buffer) => {
+    // Listeners stay attached once settled (the request is done with either way); the flag
+    // keeps a late event from settling twice and spares four removals on every request.
+    let settled = false;
+    const fail = (error: Error) => {
+      if (settled) return;
+      settled = true;
+      reject(error);
+    };
+    req.on("data", (chunk: Buffer) => {
+      if (settled) return;
       received += chunk.length;
-      if (received > maxBytes) {
-        cleanup();
-        reject(tooLarge(maxBytes));
-        return;
-      }
-      chunks.push(chunk);
-    };
-    const onEnd = () => {
-      cleanup();
+      if (received > maxBytes) fail(tooLarge(maxBytes));
+      else chunks.push(chunk);
+    });
+    req.on("end", () => {
+      if (settled) return;
+      settled = true;
       resolve(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, received));
-    };
-    const onAborted = () => {
-      cleanup();
-      reject(new ClientAbortedError("client closed the connection while sending the body"));
-    };
-    const cleanup = () => {
-      req.off("data", onData);
-      req.off("end", onEnd);
-      req.off("error", onAborted);
-      req.off("close", onClose);
-    };
-    const onClose = () => {
-      if (!req.complete) onAborted();
-    };
-    req.on("data", onData);
-    req.on("end", onEnd);
-    req.on("error", onAborted);
-    req.on("close", onClose);
+    });
+    const aborted = () =>
+      fail(new ClientAbortedError("client closed the connection while sending the body"));
+    req.on("error", aborted);
+    req.on("close", () => {
+      if (!req.complete) aborted();
+    });
   });
 }
 

@@ -45,7 +45,7 @@ export async function handleMcpRequest(
   const startedAt = performance.now();
   const requestId = ++requestCounter;
   const record: AuditRecord = {
-    ts: new Date().toISOString(),
+    ts: isoNow(),
     session_id: headerValue(req, "mcp-session-id"),
     method: req.method ?? null,
     request_id: null,
@@ -110,7 +110,7 @@ export async function handleMcpRequest(
     if (principal.keyId !== undefined) record.key_id = principal.keyId;
     if (principal.sub !== undefined) record.sub = principal.sub;
     if (principal.oauthClientId !== undefined) record.oauth_client_id = principal.oauthClientId;
-    if (principal.scopes.length > 0) record.scopes = principal.scopes.join(" ");
+    if (principal.scope !== "") record.scopes = principal.scope;
 
     if (parseError) {
       throw new GatewayError(
@@ -213,6 +213,21 @@ function isClientAbort(error: unknown): boolean {
     (error as NodeJS.ErrnoException).code === "ERR_STREAM_PREMATURE_CLOSE" ||
     (error as Error).name === "AbortError"
   );
+}
+
+/**
+ * The current time in ISO 8601, formatted once per millisecond: under load many requests start
+ * in the same millisecond, and formatting a Date is a measurable part of a request's cost.
+ */
+let lastMs = 0;
+let lastIso = "";
+function isoNow(): string {
+  const now = Date.now();
+  if (now !== lastMs) {
+    lastMs = now;
+    lastIso = new Date(now).toISOString();
+  }
+  return lastIso;
 }
 
 function headerValue(req: IncomingMessage, name: string): string | null {

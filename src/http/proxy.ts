@@ -142,7 +142,8 @@ function forwardedResponseHeaders(
 /** RFC 9110 §7.6.1: fields named in Connection are hop-by-hop too. */
 function connectionListed(connection: string | string[] | undefined): Set<string> | undefined {
   // The common values name no other field; skip building a set on every request.
-  if (connection === undefined || connection === "keep-alive" || connection === "close") return undefined;
+  if (connection === undefined || connection === "keep-alive" || connection === "close")
+    return undefined;
   const list = Array.isArray(connection) ? connection.join(",") : connection;
   return new Set(list.split(",").map((name) => name.trim().toLowerCase()));
 }
