@@ -6,6 +6,7 @@
 export type GatewayErrorCode =
   | "not_found"
   | "method_not_allowed"
+  | "origin_not_allowed"
   | "body_too_large"
   | "parse_error"
   | "request_timeout"
@@ -18,6 +19,7 @@ export type GatewayErrorCode =
 const STATUS: Record<GatewayErrorCode, number> = {
   not_found: 404,
   method_not_allowed: 405,
+  origin_not_allowed: 403,
   body_too_large: 413,
   parse_error: 400,
   request_timeout: 408,

@@ -48,12 +48,11 @@ export class BearerAuthenticator implements Authenticator {
         if (this.#accessTokens && looksLikeJWT(parsed.token)) {
           return this.#accessTokens.verifyAccessToken(parsed.token);
         }
-        if (!this.#keys) {
-          throw new AuthError("unknown_key", "the token is not a valid access token", {
-            authType: "api_key",
-          });
-        }
-        return this.#keys.verify(parsed.token);
+        if (this.#keys) return this.#keys.verify(parsed.token);
+        // Contract: with no keys configured, an opaque token is invalid_token.
+        throw new AuthError("malformed", "the token is not a JWT access token", {
+          authType: "oauth",
+        });
     }
   }
 }

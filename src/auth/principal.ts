@@ -59,9 +59,14 @@ export class AuthError extends Error {
     this.requiredScopes = options.requiredScopes ?? [];
   }
 
-  /** RFC 6750 §3.1: 403 for a missing scope, 401 for everything else. */
-  get status(): 401 | 403 {
-    return this.result === "insufficient_scope" ? 403 : 401;
+  /**
+   * RFC 6750 §3.1: 403 for a missing scope, 401 for a bad token. A JWKS that cannot be fetched
+   * is the gateway's problem, not the token's: 503, so that a client does not throw away a
+   * good token and loop through its authorization server.
+   */
+  get status(): 401 | 403 | 503 {
+    if (this.result === "insufficient_scope") return 403;
+    return this.result === "jwks_unavailable" ? 503 : 401;
   }
 
   /**
@@ -69,7 +74,7 @@ export class AuthError extends Error {
    * error code: the client did not know it had to authenticate, and the bare challenge tells it.
    */
   get oauthError(): "invalid_token" | "insufficient_scope" | undefined {
-    if (this.result === "missing") return undefined;
+    if (this.result === "missing" || this.result === "jwks_unavailable") return undefined;
     return this.result === "insufficient_scope" ? "insufficient_scope" : "invalid_token";
   }
 }

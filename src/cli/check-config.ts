@@ -14,7 +14,11 @@ export async function checkConfig(
 ): Promise<number> {
   try {
     const { config } = await loadConfigFile(configFile);
-    const generation = Generation.build(0, config, { log: createLogger("silent") });
+    // The JWKS is not fetched: a config can be checked where the IdP is not reachable.
+    const generation = await Generation.build(0, config, {
+      log: createLogger("silent"),
+      prime: false,
+    });
     await generation.close();
     out.write(`${configFile}: ok\n`);
     return EXIT.ok;

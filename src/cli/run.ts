@@ -2,6 +2,7 @@ import { watch } from "chokidar";
 import { ConfigError, EXIT } from "../errors.js";
 import { createLogger, flushLogs } from "../log.js";
 import { Gateway } from "../runtime/gateway.js";
+import { JwksPrimeError } from "../runtime/generation.js";
 
 /** `mcpgw run`: the daemon in the foreground until SIGTERM/SIGINT. Resolves to the exit code. */
 export async function run(configFile: string): Promise<number> {
@@ -12,6 +13,11 @@ export async function run(configFile: string): Promise<number> {
   } catch (error) {
     if (error instanceof ConfigError) {
       log.fatal({ problems: error.problems }, `invalid config: ${error.problems.join("; ")}`);
+      await flushLogs(log);
+      return EXIT.config;
+    }
+    if (error instanceof JwksPrimeError) {
+      log.fatal({ err: error.cause }, error.message);
       await flushLogs(log);
       return EXIT.config;
     }

@@ -110,6 +110,52 @@ const apiKey = z.strictObject({
     .describe("Scopes the key grants; `*` grants every scope."),
 });
 
+const scopeToken = z
+  .string()
+  .regex(
+    /^[\x21\x23-\x5b\x5d-\x7e]+$/,
+    "must be an RFC 6749 §3.3 scope token (no spaces or quotes)",
+  );
+
+const oauth = z
+  .strictObject({
+    enabled: z.boolean().default(false).describe("Accept OAuth 2.1 JWT access tokens."),
+    issuer: z
+      .string()
+      .min(1)
+      .optional()
+      .describe(
+        "The authorization server's issuer; compared exactly with `iss` (mind trailing slashes).",
+      ),
+    audience: z.string().min(1).optional().describe("Must be one of the token's `aud` values."),
+    jwks_url: httpUrl.optional().describe("The authorization server's JWKS, fetched and cached."),
+    required_scopes: z
+      .array(scopeToken)
+      .default([])
+      .describe(
+        "Scopes every token must carry (in `scope` or `scp`); otherwise 403 insufficient_scope.",
+      ),
+    jwks_cache_ttl: duration("5m").describe(
+      "How often the JWKS is refreshed in the background. A failed refresh keeps the last good keys.",
+    ),
+    leeway: duration("30s").describe("Clock skew allowed for `exp`, `nbf` and `iat`."),
+    public_url: httpUrl
+      .refine((text) => !text.includes("?"), { message: "must not have a query" })
+      .optional()
+      .describe(
+        "The URL clients use for the MCP endpoint: the RFC 9728 `resource`; its path is the MCP endpoint path. Restart to change.",
+      ),
+    metadata_path: z
+      .string()
+      .regex(/^\/[^?#]*$/, "must be an absolute path")
+      .default("/.well-known/oauth-protected-resource")
+      .describe(
+        "Where the RFC 9728 metadata is served (also at the path-suffixed well-known URL). Restart to change.",
+      ),
+  })
+  .prefault({})
+  .describe("The OAuth 2.1 resource server.");
+
 export const configSchema = z
   .strictObject({
     listen,
@@ -135,6 +181,7 @@ export const configSchema = z
         request_timeout: duration("30s").describe(
           "Time a client has to send the whole request, body included.",
         ),
+        jwks_fetch_timeout: duration("5s").describe("Time allowed for one JWKS fetch."),
       })
       .prefault({})
       .describe("Limits that protect the gateway and the upstream from clients."),
@@ -148,6 +195,7 @@ export const configSchema = z
           .array(apiKey)
           .default([])
           .describe("Opaque API keys, stored as argon2id hashes (`mcpgw gen-key`)."),
+        oauth,
       })
       .prefault({})
       .describe("Client authentication."),
@@ -186,18 +234,63 @@ export const configSchema = z
         ),
       })
       .prefault({}),
+    cors: z
+      .strictObject({
+        allowed_origins: z
+          .array(
+            z.string().refine((text) => text === "*" || isOrigin(text), {
+              message:
+                'must be an origin like "https://app.example.com" (scheme, host, port; no path) or "*"',
+            }),
+          )
+          .default([])
+          .describe(
+            "Browser origins allowed to call the gateway. Requests with any other Origin get 403 (DNS-rebinding protection); `*` allows every origin.",
+          ),
+      })
+      .prefault({})
+      .describe("Cross-origin access for browser-based MCP clients."),
+    trust_proxy: z
+      .array(
+        z.string().refine((text) => parseAddressRange(text) !== undefined, {
+          message: 'must be an IP address or CIDR range, like "127.0.0.1" or "10.0.0.0/8"',
+        }),
+      )
+      .default([])
+      .describe(
+        "Addresses of reverse proxies whose X-Forwarded-Proto/Host are believed when building URLs without public_url.",
+      ),
     shutdown_timeout: duration("10s").describe(
       "How long SIGTERM/SIGINT waits for in-flight requests before closing them.",
     ),
   })
   .superRefine((config, ctx) => {
-    if (config.auth.enabled && config.auth.keys.length === 0) {
+    const { oauth } = config.auth;
+    if (config.auth.enabled && config.auth.keys.length === 0 && !oauth.enabled) {
       ctx.addIssue({
         code: "custom",
         path: ["auth", "keys"],
         message:
-          "auth is enabled but no API keys are configured, so every request would be refused: add a key (`mcpgw gen-key`) or set auth.enabled: false to run unauthenticated",
+          "auth is enabled but neither API keys nor auth.oauth are configured, so every request would be refused: add a key (`mcpgw gen-key`), enable auth.oauth, or set auth.enabled: false to run unauthenticated",
       });
+    }
+    if (oauth.enabled && !config.auth.enabled) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["auth", "oauth", "enabled"],
+        message: "auth.oauth.enabled: true requires auth.enabled: true",
+      });
+    }
+    if (oauth.enabled) {
+      for (const key of ["issuer", "audience", "jwks_url"] as const) {
+        if (oauth[key] === undefined) {
+          ctx.addIssue({
+            code: "custom",
+            path: ["auth", "oauth", key],
+            message: `required while auth.oauth.enabled is true`,
+          });
+        }
+      }
     }
     const seen = new Set<string>();
     config.auth.keys.forEach((key, index) => {
@@ -216,7 +309,47 @@ export type Config = z.output<typeof configSchema>;
 export type ApiKeyConfig = Config["auth"]["keys"][number];
 
 /** Keys whose change only takes effect after a restart (they are bound into the listener). */
-export const RESTART_REQUIRED = ["listen", "limits.max_header_bytes"] as const;
+export const RESTART_REQUIRED = [
+  "listen",
+  "limits.max_header_bytes",
+  "auth.oauth.public_url",
+  "auth.oauth.metadata_path",
+] as const;
+
+export type OAuthConfig = Config["auth"]["oauth"];
+
+function isOrigin(text: string): boolean {
+  try {
+    const url = new URL(text);
+    return url.origin === text && (url.protocol === "http:" || url.protocol === "https:");
+  } catch {
+    return false;
+  }
+}
+
+/** `10.0.0.0/8`, `::1`, `127.0.0.1` -> [address, prefix length, family]; undefined when invalid. */
+export function parseAddressRange(text: string): [string, number, "ipv4" | "ipv6"] | undefined {
+  const [address = "", prefix] = text.split("/");
+  const version = isIP(address);
+  if (version === 0) return undefined;
+  const max = version === 4 ? 32 : 128;
+  const length = prefix === undefined ? max : Number(prefix);
+  if (
+    !Number.isInteger(length) ||
+    length < 0 ||
+    length > max ||
+    (prefix !== undefined && !/^\d+$/.test(prefix))
+  ) {
+    return undefined;
+  }
+  return [address, length, version === 4 ? "ipv4" : "ipv6"];
+}
 
 /** The MCP endpoint path while no `auth.oauth.public_url` sets another (contract: Config). */
 export const DEFAULT_MCP_PATH = "/mcp";
+
+/** The MCP endpoint path: the path of `auth.oauth.public_url`, else `/mcp`. */
+export function mcpPathOf(config: Config): string {
+  const publicUrl = config.auth.oauth.public_url;
+  return publicUrl === undefined ? DEFAULT_MCP_PATH : new URL(publicUrl).pathname;
+}

@@ -14,6 +14,7 @@ import type { Logger } from "../log.js";
 import { type JsonRpcParseError, type JsonRpcPeek, peekJsonRpc } from "../mcp/jsonrpc.js";
 import type { Generation } from "../runtime/generation.js";
 import { ClientAbortedError, readBody } from "./body.js";
+import { allowOrigin, checkOrigin } from "./cors.js";
 import { sendAuthError, sendGatewayError } from "./responses.js";
 
 /** What the endpoint needs of the running gateway. */
@@ -25,6 +26,8 @@ export interface EndpointContext {
   readonly draining: boolean;
   /** Calls `listener` when shutdown starts; returns the function that unregisters it. */
   onDrain(listener: () => void): () => void;
+  /** The challenge's `resource_metadata` (RFC 9728 §5.1); undefined while OAuth is off. */
+  resourceMetadataUrl(req: IncomingMessage, generation: Generation): string | undefined;
 }
 
 const ALLOWED_METHODS = "GET, POST, DELETE";
@@ -80,6 +83,14 @@ export async function handleMcpRequest(
 
   let peek: JsonRpcPeek | undefined;
   try {
+    const origin = checkOrigin(req, generation);
+    if (origin === "refused") {
+      throw new GatewayError(
+        "origin_not_allowed",
+        `Origin ${req.headers.origin} is not allowed (cors.allowed_origins)`,
+      );
+    }
+    if (origin === "allowed") allowOrigin(req, res);
     if (req.method !== "POST" && req.method !== "GET" && req.method !== "DELETE") {
       throw new GatewayError(
         "method_not_allowed",
@@ -138,7 +149,7 @@ export async function handleMcpRequest(
       },
     });
   } catch (error) {
-    respondToFailure(context, req, res, error, record, peek, requestId);
+    respondToFailure(context, generation, req, res, error, record, peek, requestId);
   }
   await closed;
   stopOnDrain?.();
@@ -151,6 +162,7 @@ export async function handleMcpRequest(
 
 function respondToFailure(
   context: EndpointContext,
+  generation: Generation,
   req: IncomingMessage,
   res: ServerResponse,
   error: unknown,
@@ -161,7 +173,8 @@ function respondToFailure(
   if (error instanceof AuthError) {
     record.auth_type = error.authType;
     record.auth_result = error.result;
-    sendAuthError(res, error, {});
+    const resourceMetadataUrl = context.resourceMetadataUrl(req, generation);
+    sendAuthError(res, error, resourceMetadataUrl === undefined ? {} : { resourceMetadataUrl });
     return;
   }
   if (error instanceof ClientAbortedError) {
@@ -187,6 +200,7 @@ function respondToFailure(
     return;
   }
   if (error instanceof GatewayError) {
+    if (error.code === "origin_not_allowed") record.error = error.code;
     if (error.status >= 500) {
       record.error = error.code;
       context.log.warn(

@@ -2,11 +2,14 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { Socket } from "node:net";
 import type { Config } from "../config/schema.js";
+import type { Endpoints } from "./protected-resource.js";
 import { errorBody, sendJson } from "./responses.js";
 
 export interface Routes {
-  mcpPath: () => string;
+  endpoints: Endpoints;
   mcp: (req: IncomingMessage, res: ServerResponse) => void;
+  metadata: (req: IncomingMessage, res: ServerResponse) => void;
+  preflight: (req: IncomingMessage, res: ServerResponse, methods: string) => void;
   ready: () => boolean;
 }
 
@@ -54,8 +57,19 @@ function route(routes: Routes, req: IncomingMessage, res: ServerResponse): void 
   const url = req.url ?? "/";
   const queryAt = url.indexOf("?");
   const path = queryAt === -1 ? url : url.slice(0, queryAt);
-  if (path === routes.mcpPath()) {
-    routes.mcp(req, res);
+  const { endpoints } = routes;
+  if (path === endpoints.mcpPath) {
+    if (req.method === "OPTIONS") routes.preflight(req, res, "GET, POST, DELETE");
+    else routes.mcp(req, res);
+    return;
+  }
+  if (endpoints.metadataPaths.has(path)) {
+    if (req.method === "OPTIONS") routes.preflight(req, res, "GET");
+    else if (req.method === "GET" || req.method === "HEAD") routes.metadata(req, res);
+    else
+      sendJson(res, 405, errorBody("method_not_allowed", `${req.method} is not allowed here`), {
+        allow: "GET",
+      });
     return;
   }
   if (req.method === "GET" || req.method === "HEAD") {

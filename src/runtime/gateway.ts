@@ -2,14 +2,23 @@
  * The running daemon: one listener, one audit log, and the current generation, which a
  * reload replaces as a whole. Start, reload and shutdown follow the contract's Signals section.
  */
-import type { Server } from "node:http";
+import type { IncomingMessage, Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { AuditLog } from "../audit/writer.js";
 import { diffConfig } from "../config/diff.js";
 import { loadConfigFile } from "../config/load.js";
 import type { Config } from "../config/schema.js";
 import { ConfigError } from "../errors.js";
+import { allowOrigin, answerPreflight, checkOrigin } from "../http/cors.js";
 import { type EndpointContext, handleMcpRequest } from "../http/mcp-endpoint.js";
+import {
+  type Endpoints,
+  endpointsOf,
+  metadataUrl,
+  resourceUrl,
+  sendResourceMetadata,
+} from "../http/protected-resource.js";
+import { errorBody, sendJson } from "../http/responses.js";
 import { createGatewayServer } from "../http/server.js";
 import { flushLogs, type Logger } from "../log.js";
 import { Generation } from "./generation.js";
@@ -33,13 +42,17 @@ export class Gateway implements EndpointContext {
   readonly #drainListeners = new Set<() => void>();
   #reloading: Promise<void> = Promise.resolve();
 
+  readonly endpoints: Endpoints;
+
   private constructor(configFile: string, log: Logger, generation: Generation, audit: AuditLog) {
     this.configFile = configFile;
     this.log = log;
     this.#generation = generation;
     this.audit = audit;
+    const { oauth } = generation.config.auth;
+    this.endpoints = endpointsOf(oauth.public_url, oauth.metadata_path);
     this.#server = createGatewayServer(generation.config.limits, {
-      mcpPath: () => this.#generation.mcpPath,
+      endpoints: this.endpoints,
       mcp: (req, res) => {
         this.#active++;
         // Counted until the audit line is queued: shutdown must not close the audit log first.
@@ -47,6 +60,18 @@ export class Gateway implements EndpointContext {
           .catch((error: unknown) => this.log.error({ err: error }, "request handler failed"))
           .finally(() => this.#requestDone());
       },
+      metadata: (req, res) => {
+        const generation = this.#generation;
+        const origin = checkOrigin(req, generation);
+        if (origin === "refused") {
+          sendJson(res, 403, errorBody("origin_not_allowed", "this Origin is not allowed"));
+          return;
+        }
+        if (origin === "allowed") allowOrigin(req, res);
+        sendResourceMetadata(res, generation, this.resourceUrl(req, generation));
+      },
+      preflight: (req, res, methods) =>
+        answerPreflight(req, res, checkOrigin(req, this.#generation), methods),
       ready: () => !this.#draining,
     });
   }
@@ -58,7 +83,7 @@ export class Gateway implements EndpointContext {
   static async start({ configFile, log }: GatewayOptions): Promise<Gateway> {
     const { config } = await loadConfigFile(configFile);
     log.level = config.log.level;
-    const generation = Generation.build(1, config, { log });
+    const generation = await Generation.build(1, config, { log });
     let audit: AuditLog;
     try {
       audit = await AuditLog.open(config.audit.path, { log });
@@ -73,6 +98,7 @@ export class Gateway implements EndpointContext {
       log.warn("auth.enabled is false: the gateway accepts every request without credentials");
     }
     await gateway.#listen(config);
+    gateway.#warnAboutAdvertisedUrl(generation);
     return gateway;
   }
 
@@ -94,10 +120,36 @@ export class Gateway implements EndpointContext {
     return this.#server.address() as AddressInfo;
   }
 
-  get url(): string {
+  /** `http://host:port` of the listening socket. */
+  get listenOrigin(): string {
     const { address, port } = this.address;
-    const host = address.includes(":") ? `[${address}]` : address;
-    return `http://${host}:${port}${this.#generation.mcpPath}`;
+    return `http://${address.includes(":") ? `[${address}]` : address}:${port}`;
+  }
+
+  /** The MCP endpoint's URL on the listening socket. */
+  get url(): string {
+    return `${this.listenOrigin}${this.endpoints.mcpPath}`;
+  }
+
+  resourceUrl(req: IncomingMessage, generation: Generation): string {
+    return resourceUrl(req, generation, this.endpoints, this.listenOrigin);
+  }
+
+  resourceMetadataUrl(req: IncomingMessage, generation: Generation): string | undefined {
+    if (!generation.oauth) return undefined;
+    return metadataUrl(this.resourceUrl(req, generation), this.endpoints);
+  }
+
+  /** Without public_url, the metadata names the listen address: useless when that is 0.0.0.0. */
+  #warnAboutAdvertisedUrl(generation: Generation): void {
+    if (!generation.oauth || this.endpoints.publicUrl !== undefined) return;
+    const { address } = this.address;
+    if (address === "0.0.0.0" || address === "::") {
+      this.log.warn(
+        { listen: this.listenOrigin, advertised: this.url },
+        "oauth metadata advertises listen address: set auth.oauth.public_url to the URL clients use",
+      );
+    }
   }
 
   async #listen(config: Config): Promise<void> {
@@ -134,13 +186,14 @@ export class Gateway implements EndpointContext {
         this.log.info({ trigger, generation: current.id }, "config unchanged");
         return;
       }
-      next = Generation.build(current.id + 1, config, { log: this.log });
+      next = await Generation.build(current.id + 1, config, { log: this.log, previous: current });
       await this.audit.reopen(config.audit.path);
       this.log.level = config.log.level;
       this.#server.headersTimeout = config.limits.headers_timeout;
       this.#server.requestTimeout = config.limits.request_timeout;
       this.#generation = next;
       current.retire();
+      this.#warnAboutAdvertisedUrl(next);
       this.log.info({ trigger, generation: next.id, changed: change.changed }, "config reloaded");
       if (change.restartRequired.length > 0) {
         this.log.warn(

@@ -1,17 +1,36 @@
 /**
- * A generation is everything the request path needs, built from one config: authenticator,
- * upstream pool, limits. It is immutable; a reload builds a complete new one and swaps a single
- * reference. Requests retain the generation they started on, so an old generation is closed
- * only after its last request finished.
+ * A generation is everything the request path needs, built from one config: authenticators,
+ * upstream pool, limits, CORS and proxy trust. It is immutable; a reload builds a complete new
+ * one and swaps a single reference. Requests retain the generation they started on, so an old
+ * generation is closed only after its last request finished.
  */
+import { BlockList } from "node:net";
+import { OAuthVerifier } from "../auth/access-tokens.js";
 import { KeyStore } from "../auth/api-keys.js";
-import { type Authenticator, BearerAuthenticator, unauthenticated } from "../auth/authenticate.js";
-import { type Config, DEFAULT_MCP_PATH } from "../config/schema.js";
+import {
+  type AccessTokenVerifier,
+  type Authenticator,
+  BearerAuthenticator,
+  unauthenticated,
+} from "../auth/authenticate.js";
+import { JwksCache } from "../auth/jwks.js";
+import { type Config, parseAddressRange } from "../config/schema.js";
 import { Upstream } from "../http/proxy.js";
 import type { Logger } from "../log.js";
 
 export interface GenerationDeps {
   log: Logger;
+  /** The generation being replaced: its JWKS cache is kept when the new config fetches the same. */
+  previous?: Generation;
+  /** Fetch the JWKS before returning (run, reload). `check-config` builds without the network. */
+  prime?: boolean;
+}
+
+/** What the OAuth resource server needs at request time. */
+export interface OAuthRuntime {
+  verifier: OAuthVerifier;
+  issuer: string;
+  requiredScopes: readonly string[];
 }
 
 export class Generation {
@@ -19,7 +38,10 @@ export class Generation {
   readonly config: Config;
   readonly authenticator: Authenticator;
   readonly upstream: Upstream;
-  readonly mcpPath: string;
+  /** Undefined while `auth.oauth.enabled` is false. */
+  readonly oauth: OAuthRuntime | undefined;
+  readonly allowedOrigins: ReadonlySet<string>;
+  readonly #trustedProxies: BlockList | undefined;
   #inFlight = 0;
   #retired = false;
   #closed: Promise<void> | undefined;
@@ -28,33 +50,54 @@ export class Generation {
     id: number,
     config: Config,
     authenticator: Authenticator,
-    upstream: Upstream,
+    oauth: OAuthRuntime | undefined,
   ) {
     this.id = id;
     this.config = config;
     this.authenticator = authenticator;
-    this.upstream = upstream;
-    this.mcpPath = DEFAULT_MCP_PATH;
+    this.oauth = oauth;
+    this.upstream = new Upstream(config.upstream);
+    this.allowedOrigins = new Set(config.cors.allowed_origins);
+    this.#trustedProxies = trustedProxies(config.trust_proxy);
   }
 
-  /** Provisions a generation; throws (and leaks nothing) when the config cannot be used. */
-  static build(id: number, config: Config, { log }: GenerationDeps): Generation {
-    let authenticator = unauthenticated;
-    if (config.auth.enabled) {
-      const keys = new KeyStore(config.auth.keys, {
-        onArgon2Run: ({ keyId, matched }) =>
-          log.debug(
-            { key_id: keyId, result: matched ? "match" : "no_match", generation: id },
-            "argon2 verification",
-          ),
-      });
-      authenticator = new BearerAuthenticator({ keys });
-    }
-    return new Generation(id, config, authenticator, new Upstream(config.upstream));
+  /**
+   * Provisions a generation. With `prime`, a JWKS that is new to this config is fetched first:
+   * a generation that cannot verify tokens is never swapped in. Throws when the config cannot
+   * be used, and then leaks nothing.
+   */
+  static async build(id: number, config: Config, deps: GenerationDeps): Promise<Generation> {
+    const { log } = deps;
+    if (!config.auth.enabled) return new Generation(id, config, unauthenticated, undefined);
+
+    const keys =
+      config.auth.keys.length > 0
+        ? new KeyStore(config.auth.keys, {
+            onArgon2Run: ({ keyId, matched }) =>
+              log.debug(
+                { key_id: keyId, result: matched ? "match" : "no_match", generation: id },
+                "argon2 verification",
+              ),
+          })
+        : undefined;
+    const oauth = config.auth.oauth.enabled ? await buildOAuth(config, deps) : undefined;
+    const accessTokens: AccessTokenVerifier | undefined = oauth?.verifier;
+    const authenticator = new BearerAuthenticator({
+      ...(keys && { keys }),
+      ...(accessTokens && { accessTokens }),
+    });
+    return new Generation(id, config, authenticator, oauth);
   }
 
   get inFlight(): number {
     return this.#inFlight;
+  }
+
+  /** True when `address` is a reverse proxy whose X-Forwarded-* headers are believed. */
+  trustsProxy(address: string | undefined): boolean {
+    if (!this.#trustedProxies || address === undefined) return false;
+    const plain = address.startsWith("::ffff:") ? address.slice(7) : address;
+    return this.#trustedProxies.check(plain, plain.includes(":") ? "ipv6" : "ipv4");
   }
 
   retain(): void {
@@ -73,7 +116,59 @@ export class Generation {
   }
 
   close(): Promise<void> {
-    this.#closed ??= this.upstream.close();
+    this.#closed ??= (async () => {
+      this.oauth?.verifier.jwks.release();
+      await this.upstream.close();
+    })();
     return this.#closed;
   }
+}
+
+async function buildOAuth(
+  config: Config,
+  { log, previous, prime = true }: GenerationDeps,
+): Promise<OAuthRuntime> {
+  const settings = config.auth.oauth;
+  const source = {
+    url: settings.jwks_url as string,
+    cacheTtlMs: settings.jwks_cache_ttl,
+    fetchTimeoutMs: config.limits.jwks_fetch_timeout,
+  };
+  const kept = previous?.oauth?.verifier.jwks;
+  let jwks: JwksCache;
+  if (kept?.sameSource(source)) {
+    jwks = kept.retain();
+  } else {
+    jwks = new JwksCache({ ...source, log }).retain();
+    if (prime) {
+      try {
+        await jwks.prime();
+      } catch (error) {
+        jwks.release();
+        throw new JwksPrimeError(`oauth: prime jwks: ${(error as Error).message}`, {
+          cause: error,
+        });
+      }
+    }
+  }
+  return {
+    verifier: new OAuthVerifier(settings, jwks),
+    issuer: settings.issuer as string,
+    requiredScopes: settings.required_scopes,
+  };
+}
+
+/** The JWKS of a new config could not be fetched (exit 78 at startup; reload keeps the old). */
+export class JwksPrimeError extends Error {
+  override readonly name = "JwksPrimeError";
+}
+
+function trustedProxies(ranges: readonly string[]): BlockList | undefined {
+  if (ranges.length === 0) return undefined;
+  const list = new BlockList();
+  for (const range of ranges) {
+    const parsed = parseAddressRange(range);
+    if (parsed) list.addSubnet(...parsed);
+  }
+  return list;
 }

@@ -109,7 +109,7 @@ describe("mcpgw run (the built binary)", () => {
     await daemon.write({ auth: { keys: [] } });
     daemon.bin.child.kill("SIGHUP");
     await daemon.bin.waitForLog((line) =>
-      line.msg.includes("auth.keys: auth is enabled but no API keys"),
+      line.msg.includes("auth.keys: auth is enabled but neither API keys nor auth.oauth"),
     );
     expect(await initializeStatus(daemon.url, KEY_A)).toBe(200);
   });

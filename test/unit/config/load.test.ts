@@ -37,7 +37,16 @@ describe("parseConfig", () => {
       max_header_bytes: 16 * 1024,
       headers_timeout: 10_000,
       request_timeout: 30_000,
+      jwks_fetch_timeout: 5_000,
     });
+    expect(config.auth.oauth).toEqual({
+      enabled: false,
+      required_scopes: [],
+      jwks_cache_ttl: 300_000,
+      leeway: 30_000,
+      metadata_path: "/.well-known/oauth-protected-resource",
+    });
+    expect(config.cors.allowed_origins).toEqual([]);
     expect(config.auth.enabled).toBe(true);
     expect(config.auth.keys[0]?.scopes).toEqual(["*"]);
     expect(config.shutdown_timeout).toBe(10_000);

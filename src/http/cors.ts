@@ -1,0 +1,54 @@
+/**
+ * CORS for browser-based MCP clients (MCP Inspector), and the Origin check the MCP transport
+ * requires against DNS rebinding: a request that carries an Origin the config does not allow
+ * is refused with 403. Requests without Origin (every non-browser client) are not affected.
+ */
+import type { IncomingMessage, ServerResponse } from "node:http";
+import type { Generation } from "../runtime/generation.js";
+
+const ALLOWED_HEADERS =
+  "Authorization, Content-Type, Mcp-Session-Id, MCP-Protocol-Version, Last-Event-ID";
+const EXPOSED_HEADERS = "WWW-Authenticate, Mcp-Session-Id, MCP-Protocol-Version";
+
+export type OriginCheck = "none" | "allowed" | "refused";
+
+export function checkOrigin(req: IncomingMessage, generation: Generation): OriginCheck {
+  const origin = req.headers.origin;
+  if (origin === undefined) return "none";
+  const allowed = generation.allowedOrigins;
+  return allowed.has("*") || allowed.has(origin) ? "allowed" : "refused";
+}
+
+/** Adds the headers a browser needs to read an allowed cross-origin response. */
+export function allowOrigin(req: IncomingMessage, res: ServerResponse): void {
+  res.setHeader("access-control-allow-origin", req.headers.origin as string);
+  res.setHeader("access-control-expose-headers", EXPOSED_HEADERS);
+  res.setHeader("vary", "Origin");
+}
+
+/** Answers a CORS preflight (OPTIONS) for `methods`. */
+export function answerPreflight(
+  req: IncomingMessage,
+  res: ServerResponse,
+  check: OriginCheck,
+  methods: string,
+): void {
+  if (check === "refused") {
+    res.writeHead(403, { vary: "Origin", "content-length": 0 }).end();
+    return;
+  }
+  const headers: Record<string, string | number> = {
+    allow: `${methods}, OPTIONS`,
+    "content-length": 0,
+  };
+  if (check === "allowed") {
+    Object.assign(headers, {
+      "access-control-allow-origin": req.headers.origin as string,
+      "access-control-allow-methods": methods,
+      "access-control-allow-headers": ALLOWED_HEADERS,
+      "access-control-max-age": 600,
+      vary: "Origin",
+    });
+  }
+  res.writeHead(204, headers).end();
+}
