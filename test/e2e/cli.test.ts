@@ -74,7 +74,9 @@ describe("mcpgw check-config", () => {
     const file = await configFile("nokeys.yaml", VALID.replace("  enabled: false", "  keys: []"));
     const { code, stderr } = await runBin(["check-config", "--config", file]);
     expect(code).toBe(78);
-    expect(stderr).toContain("auth.keys: auth is enabled but neither API keys nor auth.oauth are configured");
+    expect(stderr).toContain(
+      "auth.keys: auth is enabled but neither API keys nor auth.oauth are configured",
+    );
     expect(stderr).toContain("mcpgw gen-key");
   });
 

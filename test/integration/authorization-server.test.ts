@@ -31,52 +31,52 @@ const WRITER: TestClient = {
   scope: "mcp:read mcp:write",
 };
 
-let as: TestAuthorizationServer;
+let authServer: TestAuthorizationServer;
 let jwks: ReturnType<typeof createRemoteJWKSet>;
 
 beforeAll(async () => {
-  as = await startAuthorizationServer({
+  authServer = await startAuthorizationServer({
     clients: [READER, WRITER],
     resources: [
       { indicator: RESOURCE_A, scope: "mcp:read mcp:write" },
       { indicator: RESOURCE_B, scope: "mcp:read" },
     ],
   });
-  jwks = createRemoteJWKSet(new URL(as.jwksUri));
+  jwks = createRemoteJWKSet(new URL(authServer.jwksUri));
 });
 
-afterAll(() => as.close());
+afterAll(() => authServer.close());
 
 describe("oidc-provider as the external authorization server", () => {
   it("serves discovery at both well-known paths, with the issuer the tokens carry", async () => {
-    expect(as.issuer).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+    expect(authServer.issuer).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
     for (const path of ["openid-configuration", "oauth-authorization-server"]) {
-      const res = await fetch(`${as.issuer}/.well-known/${path}`);
+      const res = await fetch(`${authServer.issuer}/.well-known/${path}`);
       expect(res.status).toBe(200);
       expect(await res.json()).toMatchObject({
-        issuer: as.issuer,
-        jwks_uri: as.jwksUri,
-        token_endpoint: as.tokenEndpoint,
+        issuer: authServer.issuer,
+        jwks_uri: authServer.jwksUri,
+        token_endpoint: authServer.tokenEndpoint,
         grant_types_supported: expect.arrayContaining(["client_credentials"]),
       });
     }
   });
 
   it("issues an ES256 at+jwt for resource A that verifies with A's audience", async () => {
-    const token = await as.clientCredentialsToken({
+    const token = await authServer.clientCredentialsToken({
       client: WRITER,
       resource: RESOURCE_A,
       scope: "mcp:read mcp:write",
     });
     const { payload, protectedHeader } = await jwtVerify(token, jwks, {
-      issuer: as.issuer,
+      issuer: authServer.issuer,
       audience: RESOURCE_A,
       typ: "at+jwt",
       algorithms: ["ES256"],
     });
     expect(protectedHeader).toEqual({ alg: "ES256", typ: "at+jwt", kid: expect.any(String) });
     expect(payload).toEqual({
-      iss: as.issuer,
+      iss: authServer.issuer,
       aud: RESOURCE_A,
       sub: WRITER.client_id,
       client_id: WRITER.client_id,
@@ -89,37 +89,46 @@ describe("oidc-provider as the external authorization server", () => {
   });
 
   it("grants only the scopes both the client and the resource allow, without an error", async () => {
-    const forReader = await as.clientCredentialsToken({
+    const forReader = await authServer.clientCredentialsToken({
       client: READER,
       resource: RESOURCE_A,
       scope: "mcp:read mcp:write",
     });
-    const onB = await as.clientCredentialsToken({ client: WRITER, resource: RESOURCE_B });
-    const reader = await jwtVerify(forReader, jwks, { issuer: as.issuer, audience: RESOURCE_A });
-    const writerOnB = await jwtVerify(onB, jwks, { issuer: as.issuer, audience: RESOURCE_B });
+    const onB = await authServer.clientCredentialsToken({ client: WRITER, resource: RESOURCE_B });
+    const reader = await jwtVerify(forReader, jwks, {
+      issuer: authServer.issuer,
+      audience: RESOURCE_A,
+    });
+    const writerOnB = await jwtVerify(onB, jwks, {
+      issuer: authServer.issuer,
+      audience: RESOURCE_B,
+    });
     expect(reader.payload.scope).toBe("mcp:read");
     expect(writerOnB.payload.scope).toBe("mcp:read");
   });
 
   it("omits the scope claim when no scope was requested", async () => {
-    const token = await as.clientCredentialsToken({
+    const token = await authServer.clientCredentialsToken({
       client: WRITER,
       resource: RESOURCE_A,
       scope: "",
     });
-    const { payload } = await jwtVerify(token, jwks, { issuer: as.issuer, audience: RESOURCE_A });
+    const { payload } = await jwtVerify(token, jwks, {
+      issuer: authServer.issuer,
+      audience: RESOURCE_A,
+    });
     expect(payload).not.toHaveProperty("scope");
   });
 
   it("issues tokens for resource A that fail verification as resource B's", async () => {
-    const token = await as.clientCredentialsToken({ client: WRITER, resource: RESOURCE_A });
-    const verifying = jwtVerify(token, jwks, { issuer: as.issuer, audience: RESOURCE_B });
+    const token = await authServer.clientCredentialsToken({ client: WRITER, resource: RESOURCE_A });
+    const verifying = jwtVerify(token, jwks, { issuer: authServer.issuer, audience: RESOURCE_B });
     await expect(verifying).rejects.toBeInstanceOf(errors.JWTClaimValidationFailed);
     await expect(verifying).rejects.toMatchObject({ claim: "aud" });
   });
 
   it("refuses an unknown resource indicator with invalid_target", async () => {
-    const requesting = as.clientCredentialsToken({
+    const requesting = authServer.clientCredentialsToken({
       client: WRITER,
       resource: "http://127.0.0.1:3/unknown",
     });
@@ -128,7 +137,7 @@ describe("oidc-provider as the external authorization server", () => {
   });
 
   it("refuses a wrong client secret with invalid_client", async () => {
-    const requesting = as.clientCredentialsToken({
+    const requesting = authServer.clientCredentialsToken({
       client: { ...WRITER, client_secret: "not-the-secret" },
       resource: RESOURCE_A,
     });
@@ -139,14 +148,14 @@ describe("oidc-provider as the external authorization server", () => {
 describe("the SDK's ClientCredentialsProvider against this authorization server", () => {
   it("connects after 401 → resource metadata → AS metadata → token → retry", async () => {
     const rs = await startStandInResourceServer({ requiredScope: "mcp:read" });
-    const { fetch, seen } = recordingFetch();
+    const { fetch: recording, seen } = recordingFetch();
     const client = new Client({ name: "mcpgw-test", version: "0" });
     try {
       await client.connect(
         new StreamableHTTPClientTransport(new URL(rs.url), {
           // Deliberately narrower than the metadata's scopes_supported, to show which one is sent.
           authProvider: clientCredentials(WRITER, "mcp:read"),
-          fetch,
+          fetch: recording,
         }),
       );
       expect(client.getServerVersion()).toEqual({ name: "stand-in", version: "0" });
@@ -156,12 +165,12 @@ describe("the SDK's ClientCredentialsProvider against this authorization server"
         { method: "GET", url: rs.metadataUrl, auth: "none" },
         {
           method: "GET",
-          url: `${as.issuer}/.well-known/oauth-authorization-server`,
+          url: `${authServer.issuer}/.well-known/oauth-authorization-server`,
           auth: "none",
         },
         {
           method: "POST",
-          url: as.tokenEndpoint,
+          url: authServer.tokenEndpoint,
           auth: "Basic",
           form: { grant_type: "client_credentials", scope: "mcp:read", resource: rs.url },
         },
@@ -176,13 +185,13 @@ describe("the SDK's ClientCredentialsProvider against this authorization server"
 
   it("answers 403 insufficient_scope by re-requesting its configured scope, then gives up", async () => {
     const rs = await startStandInResourceServer({ requiredScope: "mcp:write" });
-    const { fetch, seen } = recordingFetch();
+    const { fetch: recording, seen } = recordingFetch();
     const client = new Client({ name: "mcpgw-test", version: "0" });
     try {
       const connecting = client.connect(
         new StreamableHTTPClientTransport(new URL(rs.url), {
           authProvider: clientCredentials(WRITER, "mcp:read"),
-          fetch,
+          fetch: recording,
         }),
       );
       await expect(connecting).rejects.toBeInstanceOf(StreamableHTTPError);
@@ -191,7 +200,9 @@ describe("the SDK's ClientCredentialsProvider against this authorization server"
         message: expect.stringContaining("after trying upscoping"),
       });
       // The challenge asked for mcp:write, which WRITER may have; the SDK asked for mcp:read again.
-      const tokenRequests = seen.filter((r) => r.url === as.tokenEndpoint).map((r) => r.form);
+      const tokenRequests = seen
+        .filter((r) => r.url === authServer.tokenEndpoint)
+        .map((r) => r.form);
       expect(tokenRequests).toEqual([
         { grant_type: "client_credentials", scope: "mcp:read", resource: rs.url },
         { grant_type: "client_credentials", scope: "mcp:read", resource: rs.url },
@@ -213,7 +224,7 @@ function clientCredentials(client: TestClient, scope: string): ClientCredentials
     clientId: client.client_id,
     clientSecret: client.client_secret,
     scope,
-    expectedIssuer: as.issuer,
+    expectedIssuer: authServer.issuer,
   });
 }
 
@@ -257,13 +268,13 @@ async function startStandInResourceServer({ requiredScope }: { requiredScope: st
   const origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   const url = `${origin}/mcp`;
   const metadataUrl = `${origin}/.well-known/oauth-protected-resource/mcp`;
-  as.addResource({ indicator: url, scope: "mcp:read mcp:write" });
+  authServer.addResource({ indicator: url, scope: "mcp:read mcp:write" });
 
   async function handle(req: IncomingMessage, res: ServerResponse) {
     if (req.url === "/.well-known/oauth-protected-resource/mcp") {
       sendJson(res, 200, {
         resource: url,
-        authorization_servers: [as.issuer],
+        authorization_servers: [authServer.issuer],
         scopes_supported: ["mcp:read", "mcp:write"],
         bearer_methods_supported: ["header"],
       });
@@ -272,9 +283,11 @@ async function startStandInResourceServer({ requiredScope }: { requiredScope: st
     const challenge = `Bearer realm="mcpgw", resource_metadata="${metadataUrl}"`;
     const bearer = /^Bearer (.+)$/.exec(req.headers.authorization ?? "")?.[1];
     const verified = bearer
-      ? await jwtVerify(bearer, jwks, { issuer: as.issuer, audience: url, typ: "at+jwt" }).catch(
-          () => undefined,
-        )
+      ? await jwtVerify(bearer, jwks, {
+          issuer: authServer.issuer,
+          audience: url,
+          typ: "at+jwt",
+        }).catch(() => undefined)
       : undefined;
     if (!verified) {
       res.writeHead(401, { "www-authenticate": challenge }).end();
