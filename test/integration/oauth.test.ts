@@ -1,0 +1,341 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type ExampleServer, startExampleServer } from "../../examples/mcp-server.js";
+import { startGateway, type TestGateway } from "../helpers/gateway.js";
+import {
+  type JwksServer,
+  makeKey,
+  type SigningKey,
+  signToken,
+  startJwksServer,
+} from "../helpers/jwks-server.js";
+import { cheapHash } from "../helpers/keys.js";
+import { INITIALIZE, POST_HEADERS } from "../helpers/mcp-client.js";
+
+const AUDIENCE = "mcpgw-integration";
+const API_KEY = "oauth-suite-api-key-0123456789";
+const INSPECTOR = "http://localhost:6274";
+
+let upstream: ExampleServer;
+let jwks: JwksServer;
+let key: SigningKey;
+let keyHash: string;
+
+beforeAll(async () => {
+  key = await makeKey("ES256", "gw-1");
+  [upstream, jwks, keyHash] = await Promise.all([
+    startExampleServer(),
+    startJwksServer([key]),
+    cheapHash(API_KEY),
+  ]);
+});
+
+afterAll(async () => {
+  await upstream.close();
+  await jwks.close();
+});
+
+function oauthConfig(extra: Record<string, unknown> = {}) {
+  return {
+    enabled: true,
+    issuer: jwks.issuer,
+    audience: AUDIENCE,
+    jwks_url: jwks.url,
+    required_scopes: ["mcp:read"],
+    ...extra,
+  };
+}
+
+const post = (url: string, headers: Record<string, string> = {}) =>
+  fetch(url, { method: "POST", headers: { ...POST_HEADERS, ...headers }, body: INITIALIZE });
+
+describe("OAuth resource server beside API keys", () => {
+  let gw: TestGateway;
+  let origin: string;
+
+  beforeAll(async () => {
+    gw = await startGateway({
+      upstream: { url: upstream.url },
+      auth: { keys: [{ id: "ci", hash: keyHash }], oauth: oauthConfig() },
+      cors: { allowed_origins: [INSPECTOR] },
+    });
+    origin = new URL(gw.url).origin;
+  });
+
+  afterAll(async () => {
+    await gw.stop();
+  });
+
+  it("serves RFC 9728 metadata at metadata_path and at the path-suffixed well-known URL", async () => {
+    for (const path of [
+      "/.well-known/oauth-protected-resource",
+      "/.well-known/oauth-protected-resource/mcp",
+    ]) {
+      const res = await fetch(`${origin}${path}`);
+      expect(res.status).toBe(200);
+      expect(await res.json()).toEqual({
+        resource: gw.url,
+        authorization_servers: [jwks.issuer],
+        bearer_methods_supported: ["header"],
+        scopes_supported: ["mcp:read"],
+      });
+    }
+  });
+
+  it("challenges a request without credentials with an absolute resource_metadata", async () => {
+    const res = await post(gw.url);
+    expect(res.status).toBe(401);
+    expect(res.headers.get("www-authenticate")).toBe(
+      `Bearer realm="mcpgw", resource_metadata="${origin}/.well-known/oauth-protected-resource"`,
+    );
+  });
+
+  it("accepts a JWT and audits the client, subject and scopes", async () => {
+    const token = await signToken(key, jwks.issuer, AUDIENCE, {
+      claims: { sub: "alice", client_id: "inspector" },
+    });
+    const res = await post(gw.url, { authorization: `Bearer ${token}` });
+    expect(res.status).toBe(200);
+    await res.text();
+    const record = (await gw.auditRecords(1)).at(-1);
+    expect(record).toMatchObject({
+      method: "initialize",
+      action: "allow",
+      auth_type: "oauth",
+      auth_result: "ok",
+      oauth_client_id: "inspector",
+      sub: "alice",
+      scopes: "mcp:read mcp:write",
+    });
+    expect(JSON.stringify(await gw.auditRecords(1))).not.toContain(token);
+  });
+
+  it("keeps API keys working beside OAuth (dispatch by token shape)", async () => {
+    const res = await post(gw.url, { authorization: `Bearer ${API_KEY}` });
+    expect(res.status).toBe(200);
+    await res.text();
+    expect((await gw.auditRecords(1)).at(-1)).toMatchObject({ auth_type: "api_key", key_id: "ci" });
+  });
+
+  it("answers a token without the required scope 403 insufficient_scope, naming the scope", async () => {
+    const token = await signToken(key, jwks.issuer, AUDIENCE, { claims: { scope: "other" } });
+    const res = await post(gw.url, { authorization: `Bearer ${token}` });
+    expect(res.status).toBe(403);
+    expect(res.headers.get("www-authenticate")).toBe(
+      `Bearer realm="mcpgw", resource_metadata="${origin}/.well-known/oauth-protected-resource", error="insufficient_scope", error_description="the token lacks the scope mcp:read", scope="mcp:read"`,
+    );
+    expect((await gw.auditRecords(1)).at(-1)).toMatchObject({
+      action: "deny",
+      auth_result: "insufficient_scope",
+      status: 403,
+    });
+  });
+
+  it("answers an expired or foreign token 401 invalid_token with its audit result", async () => {
+    const cases: [Promise<string>, string][] = [
+      [signToken(key, jwks.issuer, AUDIENCE, { expiresIn: -120 }), "expired"],
+      [signToken(key, jwks.issuer, "another-api"), "bad_audience"],
+      [signToken(key, "https://other-idp.example/", AUDIENCE), "bad_issuer"],
+      [signToken(await makeKey("ES256", "stranger"), jwks.issuer, AUDIENCE), "unknown_kid"],
+    ];
+    for (const [token, result] of cases) {
+      const res = await post(gw.url, { authorization: `Bearer ${await token}` });
+      expect(res.status).toBe(401);
+      expect(res.headers.get("www-authenticate")).toContain('error="invalid_token"');
+      expect((await gw.auditRecords(1)).at(-1)).toMatchObject({
+        auth_type: "oauth",
+        auth_result: result,
+      });
+    }
+  });
+
+  it("refuses oversized tokens before any verification: 16 KB at the HTTP layer, 12 KB as malformed", async () => {
+    const jwtShaped = (bytes: number) =>
+      `${"a".repeat(bytes / 2)}.${"b".repeat(bytes / 2 - 500)}.${"c".repeat(400)}`;
+    const huge = await post(gw.url, { authorization: `Bearer ${jwtShaped(16 * 1024)}` });
+    expect(huge.status).toBe(431);
+    const large = await post(gw.url, { authorization: `Bearer ${jwtShaped(12 * 1024)}` });
+    expect(large.status).toBe(401);
+    expect(large.headers.get("www-authenticate")).toContain('error="invalid_token"');
+    expect((await gw.auditRecords(1)).at(-1)).toMatchObject({ auth_result: "malformed" });
+  });
+
+  it("answers CORS preflights for allowed origins and refuses others (DNS rebinding)", async () => {
+    const preflight = await fetch(gw.url, {
+      method: "OPTIONS",
+      headers: {
+        origin: INSPECTOR,
+        "access-control-request-method": "POST",
+        "access-control-request-headers": "authorization, content-type, mcp-session-id",
+      },
+    });
+    expect(preflight.status).toBe(204);
+    expect(preflight.headers.get("access-control-allow-origin")).toBe(INSPECTOR);
+    expect(preflight.headers.get("access-control-allow-methods")).toBe("GET, POST, DELETE");
+    expect(preflight.headers.get("access-control-allow-headers")).toBe(
+      "Authorization, Content-Type, Mcp-Session-Id, MCP-Protocol-Version, Last-Event-ID",
+    );
+    const refused = await fetch(gw.url, {
+      method: "OPTIONS",
+      headers: { origin: "http://evil.example" },
+    });
+    expect(refused.status).toBe(403);
+
+    const challenged = await post(gw.url, { origin: INSPECTOR });
+    expect(challenged.status).toBe(401);
+    expect(challenged.headers.get("access-control-allow-origin")).toBe(INSPECTOR);
+    expect(challenged.headers.get("access-control-expose-headers")).toContain("WWW-Authenticate");
+
+    const rebinding = await post(gw.url, {
+      origin: "http://evil.example",
+      authorization: `Bearer ${API_KEY}`,
+    });
+    expect(rebinding.status).toBe(403);
+    expect((await gw.auditRecords(1)).at(-1)).toMatchObject({
+      action: "deny",
+      error: "origin_not_allowed",
+      status: 403,
+    });
+
+    const metadata = await fetch(`${origin}/.well-known/oauth-protected-resource/mcp`, {
+      headers: { origin: INSPECTOR },
+    });
+    expect(metadata.headers.get("access-control-allow-origin")).toBe(INSPECTOR);
+  });
+});
+
+describe("OAuth only, public_url, trust_proxy, disabled", () => {
+  it("refuses an opaque token with invalid_token when no API key is configured", async () => {
+    const gw = await startGateway({
+      upstream: { url: upstream.url },
+      auth: { oauth: oauthConfig() },
+    });
+    const res = await post(gw.url, { authorization: "Bearer opaque-looking-token" });
+    expect(res.status).toBe(401);
+    expect(res.headers.get("www-authenticate")).toContain('error="invalid_token"');
+    expect((await gw.auditRecords(1)).at(-1)).toMatchObject({
+      auth_type: "oauth",
+      auth_result: "malformed",
+    });
+    await gw.stop();
+  });
+
+  it("takes the MCP path, resource and metadata URL from public_url", async () => {
+    const publicUrl = "https://gw.example.com/team/mcp";
+    const gw = await startGateway({
+      upstream: { url: upstream.url },
+      auth: { oauth: oauthConfig({ public_url: publicUrl }) },
+    });
+    const origin = new URL(gw.url).origin;
+    expect(gw.url).toBe(`${origin}/team/mcp`);
+    const metadata = await (
+      await fetch(`${origin}/.well-known/oauth-protected-resource/team/mcp`)
+    ).json();
+    expect(metadata.resource).toBe(publicUrl);
+    const res = await post(gw.url);
+    expect(res.headers.get("www-authenticate")).toBe(
+      'Bearer realm="mcpgw", resource_metadata="https://gw.example.com/.well-known/oauth-protected-resource"',
+    );
+    expect((await fetch(`${origin}/mcp`, { method: "POST" })).status).toBe(404);
+    await gw.stop();
+  });
+
+  it("believes X-Forwarded-Proto/Host only from a trusted proxy", async () => {
+    const forwarded = { "x-forwarded-proto": "https", "x-forwarded-host": "gw.example.net" };
+    const trusting = await startGateway({
+      upstream: { url: upstream.url },
+      auth: { oauth: oauthConfig() },
+      trust_proxy: ["127.0.0.0/8"],
+    });
+    const origin = new URL(trusting.url).origin;
+    const trusted = await (
+      await fetch(`${origin}/.well-known/oauth-protected-resource`, { headers: forwarded })
+    ).json();
+    expect(trusted.resource).toBe("https://gw.example.net/mcp");
+    await trusting.stop();
+
+    const wary = await startGateway({
+      upstream: { url: upstream.url },
+      auth: { oauth: oauthConfig() },
+    });
+    const waryOrigin = new URL(wary.url).origin;
+    const ignored = await (
+      await fetch(`${waryOrigin}/.well-known/oauth-protected-resource`, { headers: forwarded })
+    ).json();
+    expect(ignored.resource).toBe(wary.url);
+    await wary.stop();
+  });
+
+  it("answers 404 for the metadata and no resource_metadata while OAuth is disabled", async () => {
+    const gw = await startGateway({
+      upstream: { url: upstream.url },
+      auth: { keys: [{ id: "ci", hash: keyHash }] },
+    });
+    const origin = new URL(gw.url).origin;
+    expect((await fetch(`${origin}/.well-known/oauth-protected-resource`)).status).toBe(404);
+    expect((await fetch(`${origin}/.well-known/oauth-protected-resource/mcp`)).status).toBe(404);
+    expect((await post(gw.url)).headers.get("www-authenticate")).toBe('Bearer realm="mcpgw"');
+    await gw.stop();
+  });
+});
+
+describe("reload", () => {
+  it("swaps the verifier: new audience, new required scopes, OAuth off, and flushes verified tokens", async () => {
+    const config = (oauth: Record<string, unknown>) => ({
+      upstream: { url: upstream.url },
+      auth: { keys: [{ id: "ci", hash: keyHash }], oauth: oauthConfig(oauth) },
+    });
+    const gw = await startGateway(config({}));
+    const token = await signToken(key, jwks.issuer, AUDIENCE);
+    const status = async () => {
+      const res = await post(gw.url, { authorization: `Bearer ${token}` });
+      await res.text();
+      return res.status;
+    };
+    expect(await status()).toBe(200);
+
+    await gw.writeConfig(config({ audience: "another-audience" }));
+    await gw.gateway.reload("SIGHUP");
+    expect(await status()).toBe(401);
+
+    await gw.writeConfig(config({ required_scopes: ["mcp:admin"] }));
+    await gw.gateway.reload("SIGHUP");
+    expect(await status()).toBe(403);
+    const fetchesBefore = jwks.fetches;
+
+    await gw.writeConfig(config({ enabled: false }));
+    await gw.gateway.reload("SIGHUP");
+    const origin = new URL(gw.url).origin;
+    expect((await fetch(`${origin}/.well-known/oauth-protected-resource`)).status).toBe(404);
+    // The JWT now goes to the key store, which does not know it.
+    expect(await status()).toBe(401);
+    expect((await gw.auditRecords(1)).at(-1)).toMatchObject({
+      auth_type: "api_key",
+      auth_result: "unknown_key",
+    });
+    // An unchanged jwks_url is not fetched again by a reload: the cached keys carry over.
+    expect(jwks.fetches).toBe(fetchesBefore);
+    await gw.stop();
+  });
+
+  it("keeps the old verifier when a new jwks_url cannot be primed", async () => {
+    const gw = await startGateway({
+      upstream: { url: upstream.url },
+      auth: { oauth: oauthConfig() },
+    });
+    const token = await signToken(key, jwks.issuer, AUDIENCE);
+    await gw.writeConfig({
+      upstream: { url: upstream.url },
+      auth: { oauth: oauthConfig({ jwks_url: "http://127.0.0.1:1/jwks.json" }) },
+    });
+    await gw.gateway.reload("SIGHUP");
+    const failed = gw.logs.find((line) =>
+      line.msg.startsWith("config reload failed: oauth: prime jwks:"),
+    );
+    expect(failed).toBeDefined();
+    expect(gw.gateway.generation.id).toBe(1);
+    const res = await post(gw.url, { authorization: `Bearer ${token}` });
+    expect(res.status).toBe(200);
+    await res.text();
+    await gw.stop();
+  });
+});
