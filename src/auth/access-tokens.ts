@@ -100,6 +100,7 @@ export class OAuthVerifier implements AccessTokenVerifier {
         : new AuthError("insufficient_scope", `the token lacks the scope ${missing.join(" ")}`, {
             authType: "oauth",
             requiredScopes: this.#config.required_scopes,
+            principal,
           });
     this.#remember(digest, outcome, (payload.exp as number) * 1000 + leeway);
     if (outcome instanceof AuthError) throw outcome;

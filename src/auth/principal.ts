@@ -46,17 +46,25 @@ export class AuthError extends Error {
   readonly authType: AuthType;
   /** For `insufficient_scope`: the scopes the request needs. */
   readonly requiredScopes: readonly string[];
+  /** For `insufficient_scope`: who the valid token belongs to, for the audit log. */
+  readonly principal: Principal | undefined;
 
   constructor(
     result: Exclude<AuthResult, "ok">,
     description: string,
-    options: { authType?: AuthType; requiredScopes?: readonly string[]; cause?: unknown } = {},
+    options: {
+      authType?: AuthType;
+      requiredScopes?: readonly string[];
+      principal?: Principal;
+      cause?: unknown;
+    } = {},
   ) {
     super(description, { cause: options.cause });
     this.name = "AuthError";
     this.result = result;
     this.authType = options.authType ?? "none";
     this.requiredScopes = options.requiredScopes ?? [];
+    this.principal = options.principal;
   }
 
   /**

@@ -8,7 +8,7 @@ import { performance } from "node:perf_hooks";
 import { errors as undiciErrors } from "undici";
 import type { AuditRecord } from "../audit/record.js";
 import type { AuditLog } from "../audit/writer.js";
-import { AuthError } from "../auth/principal.js";
+import { AuthError, type Principal } from "../auth/principal.js";
 import { GatewayError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { type JsonRpcParseError, type JsonRpcPeek, peekJsonRpc } from "../mcp/jsonrpc.js";
@@ -116,12 +116,8 @@ export async function handleMcpRequest(
 
     const authenticated = generation.authenticator.authenticate(req.headers.authorization);
     const principal = authenticated instanceof Promise ? await authenticated : authenticated;
-    record.auth_type = principal.type;
     record.auth_result = "ok";
-    if (principal.keyId !== undefined) record.key_id = principal.keyId;
-    if (principal.sub !== undefined) record.sub = principal.sub;
-    if (principal.oauthClientId !== undefined) record.oauth_client_id = principal.oauthClientId;
-    if (principal.scope !== "") record.scopes = principal.scope;
+    recordPrincipal(record, principal);
 
     if (parseError) {
       throw new GatewayError(
@@ -173,6 +169,7 @@ function respondToFailure(
   if (error instanceof AuthError) {
     record.auth_type = error.authType;
     record.auth_result = error.result;
+    if (error.principal) recordPrincipal(record, error.principal);
     const resourceMetadataUrl = context.resourceMetadataUrl(req, generation);
     sendAuthError(res, error, resourceMetadataUrl === undefined ? {} : { resourceMetadataUrl });
     return;
@@ -218,6 +215,14 @@ function respondToFailure(
   record.error = "server_error";
   context.log.error({ request_id: requestId, err: error, method: req.method }, "request failed");
   sendGatewayError(res, new GatewayError("server_error", "internal error"));
+}
+
+function recordPrincipal(record: AuditRecord, principal: Principal): void {
+  record.auth_type = principal.type;
+  if (principal.keyId !== undefined) record.key_id = principal.keyId;
+  if (principal.sub !== undefined) record.sub = principal.sub;
+  if (principal.oauthClientId !== undefined) record.oauth_client_id = principal.oauthClientId;
+  if (principal.scope !== "") record.scopes = principal.scope;
 }
 
 /** The upstream request was cancelled because the client's response closed early. */

@@ -227,9 +227,9 @@ describe("OAuth only, public_url, trust_proxy, disabled", () => {
     });
     const origin = new URL(gw.url).origin;
     expect(gw.url).toBe(`${origin}/team/mcp`);
-    const metadata = await (
+    const metadata = (await (
       await fetch(`${origin}/.well-known/oauth-protected-resource/team/mcp`)
-    ).json();
+    ).json()) as { resource: string };
     expect(metadata.resource).toBe(publicUrl);
     const res = await post(gw.url);
     expect(res.headers.get("www-authenticate")).toBe(
@@ -247,9 +247,9 @@ describe("OAuth only, public_url, trust_proxy, disabled", () => {
       trust_proxy: ["127.0.0.0/8"],
     });
     const origin = new URL(trusting.url).origin;
-    const trusted = await (
+    const trusted = (await (
       await fetch(`${origin}/.well-known/oauth-protected-resource`, { headers: forwarded })
-    ).json();
+    ).json()) as { resource: string };
     expect(trusted.resource).toBe("https://gw.example.net/mcp");
     await trusting.stop();
 
@@ -258,9 +258,9 @@ describe("OAuth only, public_url, trust_proxy, disabled", () => {
       auth: { oauth: oauthConfig() },
     });
     const waryOrigin = new URL(wary.url).origin;
-    const ignored = await (
+    const ignored = (await (
       await fetch(`${waryOrigin}/.well-known/oauth-protected-resource`, { headers: forwarded })
-    ).json();
+    ).json()) as { resource: string };
     expect(ignored.resource).toBe(wary.url);
     await wary.stop();
   });
