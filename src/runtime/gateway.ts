@@ -83,6 +83,7 @@ export class Gateway implements EndpointContext {
   static async start({ configFile, log }: GatewayOptions): Promise<Gateway> {
     const { config } = await loadConfigFile(configFile);
     log.level = config.log.level;
+    warnAboutAdvertisedUrl(config, log);
     const generation = await Generation.build(1, config, { log });
     let audit: AuditLog;
     try {
@@ -94,11 +95,8 @@ export class Gateway implements EndpointContext {
       ]);
     }
     const gateway = new Gateway(configFile, log, generation, audit);
-    if (!config.auth.enabled) {
-      log.warn("auth.enabled is false: the gateway accepts every request without credentials");
-    }
+    if (!config.auth.enabled) warnUnauthenticated(log);
     await gateway.#listen(config);
-    gateway.#warnAboutAdvertisedUrl(generation);
     return gateway;
   }
 
@@ -138,18 +136,6 @@ export class Gateway implements EndpointContext {
   resourceMetadataUrl(req: IncomingMessage, generation: Generation): string | undefined {
     if (!generation.oauth) return undefined;
     return metadataUrl(this.resourceUrl(req, generation), this.endpoints);
-  }
-
-  /** Without public_url, the metadata names the listen address: useless when that is 0.0.0.0. */
-  #warnAboutAdvertisedUrl(generation: Generation): void {
-    if (!generation.oauth || this.endpoints.publicUrl !== undefined) return;
-    const { address } = this.address;
-    if (address === "0.0.0.0" || address === "::") {
-      this.log.warn(
-        { listen: this.listenOrigin, advertised: this.url },
-        "oauth metadata advertises listen address: set auth.oauth.public_url to the URL clients use",
-      );
-    }
   }
 
   async #listen(config: Config): Promise<void> {
@@ -193,8 +179,9 @@ export class Gateway implements EndpointContext {
       this.#server.requestTimeout = config.limits.request_timeout;
       this.#generation = next;
       current.retire();
-      this.#warnAboutAdvertisedUrl(next);
+      if (!current.oauth) warnAboutAdvertisedUrl(config, this.log);
       this.log.info({ trigger, generation: next.id, changed: change.changed }, "config reloaded");
+      if (!config.auth.enabled && current.config.auth.enabled) warnUnauthenticated(this.log);
       if (change.restartRequired.length > 0) {
         this.log.warn(
           { keys: change.restartRequired },
@@ -264,4 +251,25 @@ export class Gateway implements EndpointContext {
       };
     });
   }
+}
+
+/**
+ * Without public_url, the metadata and challenges name the listen address, which clients
+ * cannot use when it is a wildcard: said at startup (before the JWKS is fetched, so that it is
+ * seen even when that fails) and when a reload turns OAuth on.
+ */
+function warnAboutAdvertisedUrl(config: Config, log: Logger): void {
+  const { oauth } = config.auth;
+  if (!config.auth.enabled || !oauth.enabled || oauth.public_url !== undefined) return;
+  const { host } = config.listen;
+  if (host === "0.0.0.0" || host === "::") {
+    log.warn(
+      { listen: `${host}:${config.listen.port}` },
+      "oauth metadata advertises listen address: set auth.oauth.public_url to the URL clients use",
+    );
+  }
+}
+
+function warnUnauthenticated(log: Logger): void {
+  log.warn("auth.enabled is false: the gateway accepts every request without credentials");
 }
