@@ -17,6 +17,19 @@ declare module "autocannon" {
       timeout?: number;
       /** Bodies for which this returns false are counted in `mismatches`. */
       verifyBody?: (body: string) => boolean;
+      /** A request sequence; `setupRequest` may rewrite each request before it is sent. */
+      requests?: RequestSpec[];
+    }
+
+    interface RequestParams {
+      method?: string;
+      path?: string;
+      headers: Record<string, string>;
+      body?: string;
+    }
+
+    interface RequestSpec {
+      setupRequest?: (request: RequestParams) => RequestParams;
     }
 
     /** hdr-histogram-percentiles-obj summary of a histogram. */

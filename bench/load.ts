@@ -13,6 +13,8 @@ export interface LoadPhase {
   durationSeconds: number;
   /** Checked on every response when given; failures count as mismatches. */
   verifyBody?: (body: string) => boolean;
+  /** When given, each request's Authorization header comes from it (a fresh token each time). */
+  authorization?: () => string;
 }
 
 export interface LoadOutcome {
@@ -49,6 +51,17 @@ export function runLoad(phase: LoadPhase): Promise<LoadOutcome> {
       duration: phase.durationSeconds,
     };
     if (phase.verifyBody) options.verifyBody = phase.verifyBody;
+    const { authorization } = phase;
+    if (authorization) {
+      options.requests = [
+        {
+          setupRequest: (request) => ({
+            ...request,
+            headers: { ...request.headers, authorization: authorization() },
+          }),
+        },
+      ];
+    }
     const instance = autocannon(options, (error, result) => {
       if (error) {
         reject(error);

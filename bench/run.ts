@@ -26,7 +26,13 @@ import {
   writeResultsSection,
 } from "./report.js";
 import { readSettings, SETTINGS_HELP, type Settings } from "./settings.js";
-import { direct, mcpgwWithApiKey, passthrough, type TargetDefinition } from "./targets.js";
+import {
+  direct,
+  mcpgwWithApiKey,
+  mcpgwWithJwt,
+  passthrough,
+  type TargetDefinition,
+} from "./targets.js";
 
 /** In report order; a baseline must come before the targets compared with it. */
 const TARGETS: readonly TargetDefinition[] = [
@@ -35,6 +41,19 @@ const TARGETS: readonly TargetDefinition[] = [
   mcpgwWithApiKey({
     name: "mcpgw",
     description: "mcpgw, one API key (argon2id), audit log on (CPU measured: the gateway)",
+  }),
+  mcpgwWithJwt({
+    name: "mcpgw-jwt-warm",
+    description:
+      "mcpgw, OAuth: one ES256 JWT reused (verified-token cache), audit log on (CPU: the gateway)",
+    freshTokens: false,
+    maxCpuRatio: 1.25,
+  }),
+  mcpgwWithJwt({
+    name: "mcpgw-jwt-cold",
+    description:
+      "mcpgw, OAuth: a new ES256 JWT on every request (a signature check each), audit log on",
+    freshTokens: true,
   }),
 ];
 
@@ -75,7 +94,12 @@ async function measure(
   try {
     const phase: Omit<LoadPhase, "durationSeconds"> = {
       url: started.url,
-      headers: { ...MCP_CLIENT_HEADERS, authorization: `Bearer ${apiKey}` },
+      headers: {
+        ...MCP_CLIENT_HEADERS,
+        authorization:
+          typeof started.authorization === "string" ? started.authorization : `Bearer ${apiKey}`,
+      },
+      ...(typeof started.authorization === "function" && { authorization: started.authorization }),
       body: TOOLS_LIST_REQUEST,
       connections: settings.connections,
     };

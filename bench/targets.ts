@@ -11,6 +11,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { stringify } from "yaml";
+import { JWT_AUDIENCE, startTokenIssuer } from "./jwt.js";
 import type { ProcessGroup, ServiceProcess } from "./processes.js";
 import { MCP_PATH, parsePortAnnouncement } from "./protocol.js";
 
@@ -46,6 +47,8 @@ export interface Finding {
 export interface StartedTarget {
   /** Where the load generator sends its requests. */
   url: string;
+  /** The Authorization header: a fixed value, or a function called for every request. */
+  authorization?: string | (() => string);
   /** The process whose CPU time is charged to this target. */
   measured: ServiceProcess;
   /** Stops the target's processes, then checks what can only be checked once they are gone. */
@@ -58,8 +61,8 @@ export interface TargetDefinition {
   /** Ratios of this target's numbers to another target's go into the report. */
   compareWith?: {
     baseline: string;
-    /** The target for CPU per request relative to the baseline. */
-    maxCpuRatio: number;
+    /** The target for CPU per request relative to the baseline; none for a figure only reported. */
+    maxCpuRatio?: number;
   };
   /** Throws when something the target needs is missing, before any load is generated. */
   preflight?(): void;
@@ -264,6 +267,85 @@ export function mcpgwWithApiKey(scenario: GatewayScenario): TargetDefinition {
               observed: `${logLines} for ${traffic.sent} requests`,
               ok: true,
               kind: "info",
+            },
+          ];
+        },
+      };
+    },
+  };
+}
+
+interface JwtScenario {
+  name: string;
+  description: string;
+  /** A new token for every request (each one a signature check), or one token throughout. */
+  freshTokens: boolean;
+  maxCpuRatio?: number;
+}
+
+/**
+ * mcpgw verifying ES256 JWT access tokens against a JWKS, audit log on. With one token the
+ * verified-token cache answers after the first request (warm); with a new token per request
+ * every one costs a signature check (cold).
+ */
+export function mcpgwWithJwt(scenario: JwtScenario): TargetDefinition {
+  return {
+    name: scenario.name,
+    description: scenario.description,
+    compareWith: {
+      baseline: passthrough.name,
+      ...(scenario.maxCpuRatio !== undefined && { maxCpuRatio: scenario.maxCpuRatio }),
+    },
+    async start({ processes, scratchDir }) {
+      const upstream = await startUpstream(processes);
+      const issuer = await startTokenIssuer();
+      const auditPath = join(scratchDir, "audit.jsonl");
+      const configPath = join(scratchDir, "mcpgw.yaml");
+      const config = {
+        listen: "127.0.0.1:0",
+        upstream: { url: upstream.url, timeout: "60s" },
+        auth: {
+          oauth: {
+            enabled: true,
+            issuer: issuer.issuer,
+            audience: JWT_AUDIENCE,
+            jwks_url: issuer.jwksUrl,
+            required_scopes: ["mcp:read"],
+          },
+        },
+        audit: { path: auditPath },
+      };
+      await writeFile(configPath, stringify(config));
+      const gateway = processes.spawnNode(scenario.name, MCPGW_MAIN, [
+        "run",
+        "--config",
+        configPath,
+      ]);
+      const url = await gateway.waitFor('"listening" log line', listeningUrl, READY_TIMEOUT_MS);
+      const token = issuer.mint();
+      return {
+        url,
+        measured: gateway,
+        authorization: scenario.freshTokens ? () => `Bearer ${issuer.mint()}` : `Bearer ${token}`,
+        async finish(traffic) {
+          const exit = await gateway.stop(STOP_GRACE_MS);
+          await stopAll([upstream.process]);
+          await issuer.close();
+          const auditLines = await countLines(auditPath);
+          return [
+            {
+              check: "exit on SIGTERM",
+              expected: "code 0, audit flushed",
+              observed: exit.signal === null ? `code ${exit.code}` : `killed by ${exit.signal}`,
+              ok: exit.code === 0,
+              kind: "requirement",
+            },
+            {
+              check: "audit lines",
+              expected: `${traffic.sent}, one per request sent; at least the ${traffic.completed} answered`,
+              observed: String(auditLines),
+              ok: auditLines >= traffic.completed && auditLines <= traffic.sent,
+              kind: "requirement",
             },
           ];
         },

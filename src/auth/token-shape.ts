@@ -28,6 +28,9 @@ export type BearerParse =
  */
 export function parseBearer(header: string | undefined): BearerParse {
   if (header === undefined || header === "") return { kind: "missing" };
+  // The form nearly every client sends, checked without the general pattern below.
+  if (header.startsWith("Bearer ") && header.charCodeAt(7) !== 32)
+    return checkToken(header.slice(7));
   const match = /^([A-Za-z][A-Za-z0-9!#$%&'*+.^_`|~-]*)(?: +(.*))?$/.exec(header);
   if (!match) return { kind: "malformed", reason: "Authorization header must be 'Bearer <token>'" };
   const [, scheme, credentials] = match as unknown as [string, string, string | undefined];
@@ -40,6 +43,10 @@ export function parseBearer(header: string | undefined): BearerParse {
   if (credentials === undefined || credentials === "") {
     return { kind: "malformed", reason: "the Bearer token is empty" };
   }
+  return checkToken(credentials);
+}
+
+function checkToken(credentials: string): BearerParse {
   if (credentials.length > MAX_TOKEN_LENGTH) {
     return {
       kind: "malformed",
