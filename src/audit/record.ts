@@ -6,45 +6,55 @@ export interface AuditRecord {
   ts: string;
   session_id: string | null;
   method: string | null;
-  tool?: string;
+  tool?: string | undefined;
   request_id: JsonRpcId;
   action: "allow" | "deny";
   auth_type: AuthType;
   auth_result: AuthResult;
-  oauth_client_id?: string;
-  sub?: string;
-  key_id?: string;
-  scopes?: string;
+  oauth_client_id?: string | undefined;
+  sub?: string | undefined;
+  key_id?: string | undefined;
+  scopes?: string | undefined;
   status: number;
   latency_ms: number;
-  trace_id?: string;
+  trace_id?: string | undefined;
   remote_addr: string | null;
   /** Why the gateway, not the upstream, ended the exchange: see docs/errors.md. */
-  error?: string;
+  error?: string | undefined;
 }
 
 /**
- * The record as one JSON line, fields in the contract's order whatever order the pipeline filled
- * them in, so that lines read the same with `tail` as with `jq`.
+ * A record for a request starting now, every field present from the start in the contract's
+ * order (absent ones `undefined`, which JSON leaves out): lines read the same with `tail` as
+ * with `jq`, and the object keeps one shape however the pipeline fills it in.
  */
+export function newAuditRecord(
+  ts: string,
+  sessionId: string | null,
+  method: string | null,
+  remoteAddr: string | null,
+): AuditRecord {
+  return {
+    ts,
+    session_id: sessionId,
+    method,
+    tool: undefined,
+    request_id: null,
+    action: "deny",
+    auth_type: "none",
+    auth_result: "missing",
+    oauth_client_id: undefined,
+    sub: undefined,
+    key_id: undefined,
+    scopes: undefined,
+    status: 0,
+    latency_ms: 0,
+    trace_id: undefined,
+    remote_addr: remoteAddr,
+    error: undefined,
+  };
+}
+
 export function formatAuditLine(record: AuditRecord): string {
-  return `${JSON.stringify({
-    ts: record.ts,
-    session_id: record.session_id,
-    method: record.method,
-    tool: record.tool,
-    request_id: record.request_id,
-    action: record.action,
-    auth_type: record.auth_type,
-    auth_result: record.auth_result,
-    oauth_client_id: record.oauth_client_id,
-    sub: record.sub,
-    key_id: record.key_id,
-    scopes: record.scopes,
-    status: record.status,
-    latency_ms: record.latency_ms,
-    trace_id: record.trace_id,
-    remote_addr: record.remote_addr,
-    error: record.error,
-  })}\n`;
+  return `${JSON.stringify(record)}\n`;
 }

@@ -6,7 +6,7 @@ import { EventEmitter } from "node:events";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { performance } from "node:perf_hooks";
 import { errors as undiciErrors } from "undici";
-import type { AuditRecord } from "../audit/record.js";
+import { type AuditRecord, newAuditRecord } from "../audit/record.js";
 import type { AuditLog } from "../audit/writer.js";
 import { AuthError, type Principal } from "../auth/principal.js";
 import { GatewayError } from "../errors.js";
@@ -47,18 +47,12 @@ export async function handleMcpRequest(
   generation.retain();
   const startedAt = performance.now();
   const requestId = ++requestCounter;
-  const record: AuditRecord = {
-    ts: isoNow(),
-    session_id: headerValue(req, "mcp-session-id"),
-    method: req.method ?? null,
-    request_id: null,
-    action: "deny",
-    auth_type: "none",
-    auth_result: "missing",
-    status: 0,
-    latency_ms: 0,
-    remote_addr: req.socket.remoteAddress ?? null,
-  };
+  const record = newAuditRecord(
+    isoNow(),
+    headerValue(req, "mcp-session-id"),
+    req.method ?? null,
+    req.socket.remoteAddress ?? null,
+  );
   // Cancels the upstream request. undici takes an EventEmitter emitting "abort" as well as an
   // AbortSignal; the emitter costs a fraction of an AbortController on every request.
   const cancel = new EventEmitter();

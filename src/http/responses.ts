@@ -42,6 +42,11 @@ export function sendAuthError(
   error: AuthError,
   context: ChallengeContext,
 ): void {
+  if (error.status === 503) {
+    // Not a challenge: the token may be fine; the gateway cannot check it right now.
+    sendJson(res, 503, errorBody("temporarily_unavailable", error.message), { "retry-after": "5" });
+    return;
+  }
   sendJson(res, error.status, errorBody(error.oauthError ?? "unauthorized", error.message), {
     "www-authenticate": buildChallenge(error, context),
   });

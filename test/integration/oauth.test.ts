@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { type ExampleServer, startExampleServer } from "../../examples/mcp-server.js";
 import { startGateway, type TestGateway } from "../helpers/gateway.js";
 import {
@@ -275,6 +275,41 @@ describe("OAuth only, public_url, trust_proxy, disabled", () => {
     expect((await fetch(`${origin}/.well-known/oauth-protected-resource/mcp`)).status).toBe(404);
     expect((await post(gw.url)).headers.get("www-authenticate")).toBe('Bearer realm="mcpgw"');
     await gw.stop();
+  });
+});
+
+describe("JWKS outage", () => {
+  it("answers 503 with Retry-After, not invalid_token, when a new kid cannot be looked up", async () => {
+    const own = await startJwksServer([key]);
+    const gw = await startGateway({
+      upstream: { url: upstream.url },
+      auth: { oauth: oauthConfig({ jwks_url: own.url, jwks_cache_ttl: "200ms" }) },
+    });
+    const known = await signToken(key, jwks.issuer, AUDIENCE);
+    own.mode = "error";
+    const rotated = await signToken(await makeKey("ES256", "rotated"), jwks.issuer, AUDIENCE);
+    // The refetch for an unknown kid waits out the cooldown (here the 200ms TTL) since the last fetch.
+    const res = await vi.waitFor(
+      async () => {
+        const attempt = await post(gw.url, { authorization: `Bearer ${rotated}` });
+        await attempt.text();
+        if (attempt.status !== 503) throw new Error(`status ${attempt.status}`);
+        return attempt;
+      },
+      { timeout: 5_000, interval: 50 },
+    );
+    expect(res.headers.get("retry-after")).toBe("5");
+    expect(res.headers.get("www-authenticate")).toBeNull();
+    expect((await gw.auditRecords(1)).at(-1)).toMatchObject({
+      auth_result: "jwks_unavailable",
+      status: 503,
+    });
+    // Tokens signed with the keys fetched before the outage keep working.
+    const ok = await post(gw.url, { authorization: `Bearer ${known}` });
+    expect(ok.status).toBe(200);
+    await ok.text();
+    await gw.stop();
+    await own.close();
   });
 });
 
