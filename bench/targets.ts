@@ -12,7 +12,7 @@ import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { stringify } from "yaml";
 import { JWT_AUDIENCE, startTokenIssuer } from "./jwt.js";
-import type { ProcessGroup, ServiceProcess } from "./processes.js";
+import type { ExitStatus, ProcessGroup, ServiceProcess } from "./processes.js";
 import { MCP_PATH, parsePortAnnouncement } from "./protocol.js";
 
 export interface TargetContext {
@@ -172,6 +172,33 @@ async function countLines(path: string): Promise<number> {
   return text.split("\n").filter((line) => line.trim() !== "").length;
 }
 
+/** What every gateway target checks once it has been stopped: a clean exit, a complete audit. */
+async function shutdownFindings(
+  exit: ExitStatus,
+  auditPath: string,
+  traffic: Traffic,
+): Promise<Finding[]> {
+  const auditLines = await countLines(auditPath);
+  return [
+    {
+      check: "exit on SIGTERM",
+      expected: "code 0, audit flushed",
+      observed: exit.signal === null ? `code ${exit.code}` : `killed by ${exit.signal}`,
+      ok: exit.code === 0,
+      kind: "requirement",
+    },
+    {
+      // A request cut off in flight when a load phase stops may not have reached the gateway
+      // whole, so only the answered ones are certain to be audited.
+      check: "audit lines",
+      expected: `${traffic.sent}, one per request sent; at least the ${traffic.completed} answered`,
+      observed: String(auditLines),
+      ok: auditLines >= traffic.completed && auditLines <= traffic.sent,
+      kind: "requirement",
+    },
+  ];
+}
+
 interface GatewayScenario {
   name: string;
   description: string;
@@ -236,24 +263,8 @@ export function mcpgwWithApiKey(scenario: GatewayScenario): TargetDefinition {
           // The gateway first, so the requests it still holds reach the upstream and the audit.
           const exit = await gateway.stop(STOP_GRACE_MS);
           await stopAll([upstream.process]);
-          const auditLines = await countLines(auditPath);
           return [
-            {
-              check: "exit on SIGTERM",
-              expected: "code 0, audit flushed",
-              observed: exit.signal === null ? `code ${exit.code}` : `killed by ${exit.signal}`,
-              ok: exit.code === 0,
-              kind: "requirement",
-            },
-            {
-              // A request cut off in flight when a load phase stops may not have reached the
-              // gateway whole, so only the answered ones are certain to be audited.
-              check: "audit lines",
-              expected: `${traffic.sent}, one per request sent; at least the ${traffic.completed} answered`,
-              observed: String(auditLines),
-              ok: auditLines >= traffic.completed && auditLines <= traffic.sent,
-              kind: "requirement",
-            },
+            ...(await shutdownFindings(exit, auditPath, traffic)),
             {
               check: "argon2 runs",
               expected: "1: one key, verified once, then cached",
@@ -331,23 +342,7 @@ export function mcpgwWithJwt(scenario: JwtScenario): TargetDefinition {
           const exit = await gateway.stop(STOP_GRACE_MS);
           await stopAll([upstream.process]);
           await issuer.close();
-          const auditLines = await countLines(auditPath);
-          return [
-            {
-              check: "exit on SIGTERM",
-              expected: "code 0, audit flushed",
-              observed: exit.signal === null ? `code ${exit.code}` : `killed by ${exit.signal}`,
-              ok: exit.code === 0,
-              kind: "requirement",
-            },
-            {
-              check: "audit lines",
-              expected: `${traffic.sent}, one per request sent; at least the ${traffic.completed} answered`,
-              observed: String(auditLines),
-              ok: auditLines >= traffic.completed && auditLines <= traffic.sent,
-              kind: "requirement",
-            },
-          ];
+          return shutdownFindings(exit, auditPath, traffic);
         },
       };
     },

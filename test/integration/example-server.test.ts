@@ -1,47 +1,17 @@
 import type { IncomingHttpHeaders } from "node:http";
-import { Client } from "@modelcontextprotocol/sdk/client/index.js";
-import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
-import { CallToolResultSchema, type Progress } from "@modelcontextprotocol/sdk/types.js";
+import type { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import type { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
+import type { Progress } from "@modelcontextprotocol/sdk/types.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type ExampleServer, startExampleServer } from "../../examples/mcp-server.js";
+import { connectClient, INITIALIZE, POST_HEADERS, textOf } from "../helpers/mcp-client.js";
 
 const PROBE_HEADER = "x-mcpgw-probe";
-
-const INITIALIZE = {
-  jsonrpc: "2.0",
-  id: 1,
-  method: "initialize",
-  params: {
-    protocolVersion: "2025-06-18",
-    capabilities: {},
-    clientInfo: { name: "raw-fetch", version: "0" },
-  },
-};
-
-// What the SDK transport insists on for every POST, even when it answers with plain JSON.
-const POST_HEADERS = {
-  "content-type": "application/json",
-  accept: "application/json, text/event-stream",
-};
 
 interface SeenRequest {
   method: string | undefined;
   headers: IncomingHttpHeaders;
   localAddress: string | undefined;
-}
-
-async function connectClient(url: string, headers: Record<string, string> = {}) {
-  const transport = new StreamableHTTPClientTransport(new URL(url), { requestInit: { headers } });
-  const client = new Client({ name: "example-server-test", version: "0" });
-  await client.connect(transport);
-  return { client, transport };
-}
-
-function textOf(result: unknown): string {
-  const [first] = CallToolResultSchema.parse(result).content;
-  if (first?.type !== "text")
-    throw new Error(`expected text content, got ${JSON.stringify(result)}`);
-  return first.text;
 }
 
 describe("example MCP server, SSE responses", () => {
@@ -209,7 +179,7 @@ describe("example MCP server, JSON responses", () => {
     const response = await fetch(server.url, {
       method: "POST",
       headers: POST_HEADERS,
-      body: JSON.stringify(INITIALIZE),
+      body: INITIALIZE,
     });
     expect(response.status).toBe(200);
     expect(response.headers.get("content-type")).toBe("application/json");
@@ -261,7 +231,7 @@ describe("example MCP server shutdown", () => {
       const initialized = await fetch(server.url, {
         method: "POST",
         headers: POST_HEADERS,
-        body: JSON.stringify(INITIALIZE),
+        body: INITIALIZE,
       });
       const sessionId = initialized.headers.get("mcp-session-id") ?? "";
       await initialized.body?.cancel();

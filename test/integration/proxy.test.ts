@@ -4,7 +4,13 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type ExampleServer, startExampleServer } from "../../examples/mcp-server.js";
 import { startGateway, type TestGateway } from "../helpers/gateway.js";
 import { cheapHash } from "../helpers/keys.js";
-import { connectClient, POST_HEADERS, TOOLS_LIST, textOf } from "../helpers/mcp-client.js";
+import {
+  connectClient,
+  INITIALIZE,
+  POST_HEADERS,
+  TOOLS_LIST,
+  textOf,
+} from "../helpers/mcp-client.js";
 
 const KEY = "test-key-integration-0123456789";
 
@@ -148,16 +154,7 @@ describe("gateway in front of an SDK-built MCP server", () => {
     const init = await fetch(gw.url, {
       method: "POST",
       headers: { ...POST_HEADERS, authorization: `Bearer ${KEY}` },
-      body: JSON.stringify({
-        jsonrpc: "2.0",
-        id: 1,
-        method: "initialize",
-        params: {
-          protocolVersion: "2025-06-18",
-          capabilities: {},
-          clientInfo: { name: "raw", version: "0" },
-        },
-      }),
+      body: INITIALIZE,
     });
     const sessionId = init.headers.get("mcp-session-id");
     expect(sessionId).toBeTruthy();
