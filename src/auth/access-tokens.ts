@@ -24,6 +24,8 @@ interface CachedOutcome {
 export interface AccessTokenOptions {
   /** Bound on cached verifications. Default 10,000. */
   maxCachedTokens?: number;
+  /** Called on every lookup of a presented token: hit when its outcome was cached (metrics). */
+  onLookup?: (hit: boolean) => void;
   now?: () => number;
 }
 
@@ -33,6 +35,7 @@ export class OAuthVerifier implements AccessTokenVerifier {
   readonly #cache = new Map<string, CachedOutcome>();
   readonly #maxCachedTokens: number;
   readonly #now: () => number;
+  readonly #onLookup: AccessTokenOptions["onLookup"];
 
   constructor(config: OAuthConfig, jwks: JwksCache, options: AccessTokenOptions = {}) {
     if (config.issuer === undefined || config.audience === undefined) {
@@ -42,6 +45,7 @@ export class OAuthVerifier implements AccessTokenVerifier {
     this.jwks = jwks;
     this.#maxCachedTokens = options.maxCachedTokens ?? 10_000;
     this.#now = options.now ?? Date.now;
+    this.#onLookup = options.onLookup;
   }
 
   get requiredScopes(): readonly string[] {
@@ -51,8 +55,10 @@ export class OAuthVerifier implements AccessTokenVerifier {
   verifyAccessToken(token: string): Principal | Promise<Principal> {
     const digest = digestToken(token);
     const cached = this.#cache.get(digest);
+    const fresh = cached !== undefined && cached.validUntil > this.#now();
+    this.#onLookup?.(fresh);
     if (cached) {
-      if (cached.validUntil > this.#now()) {
+      if (fresh) {
         if (cached.outcome instanceof AuthError) throw cached.outcome;
         return cached.outcome;
       }

@@ -27,6 +27,8 @@ export interface KeyStoreOptions {
   maxNegativeEntries?: number;
   /** Called after every argon2 run (for the debug log and metrics). */
   onArgon2Run?: (run: { keyId: string; matched: boolean }) => void;
+  /** Called on every lookup of a presented key: hit when it was verified before (metrics). */
+  onLookup?: (hit: boolean) => void;
   now?: () => number;
 }
 
@@ -38,6 +40,7 @@ export class KeyStore {
   readonly #negativeTtlMs: number;
   readonly #maxNegativeEntries: number;
   readonly #onArgon2Run: KeyStoreOptions["onArgon2Run"];
+  readonly #onLookup: KeyStoreOptions["onLookup"];
   readonly #now: () => number;
 
   /** Throws when a hash cannot be parsed, so a broken entry fails at load, not on first use. */
@@ -52,6 +55,7 @@ export class KeyStore {
     this.#negativeTtlMs = options.negativeTtlMs ?? 60_000;
     this.#maxNegativeEntries = options.maxNegativeEntries ?? 10_000;
     this.#onArgon2Run = options.onArgon2Run;
+    this.#onLookup = options.onLookup;
     this.#now = options.now ?? Date.now;
   }
 
@@ -67,6 +71,7 @@ export class KeyStore {
   verify(token: string): Principal | Promise<Principal> {
     const digest = digestToken(token);
     const known = this.#verified.get(digest);
+    this.#onLookup?.(known !== undefined);
     if (known) return known;
 
     const rejectedUntil = this.#rejectedUntil.get(digest);

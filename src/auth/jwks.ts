@@ -48,6 +48,8 @@ export interface JwksOptions {
   /** Least time between two refetches caused by an unknown `kid`. Default min(30s, cacheTtlMs). */
   cooldownMs?: number;
   log: Logger;
+  /** Called after every fetch (metrics). */
+  onFetch?: (ok: boolean) => void;
 }
 
 export interface JwksStats {
@@ -153,8 +155,10 @@ export class JwksCache {
       this.stats.fetchedAt = Date.now();
       this.stats.keys = keys.length;
       log.debug({ jwks_url: url, keys: keys.length }, "jwks fetched");
+      this.#options.onFetch?.(true);
     } catch (error) {
       this.stats.failures++;
+      this.#options.onFetch?.(false);
       if (this.#resolve) {
         log.warn(
           {

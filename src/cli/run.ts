@@ -7,7 +7,18 @@ import { JwksPrimeError } from "../runtime/generation.js";
 /** `mcpgw run`: the daemon in the foreground until SIGTERM/SIGINT. Resolves to the exit code. */
 export async function run(configFile: string): Promise<number> {
   const log = createLogger();
-  let gateway: Gateway;
+  // Signal handlers come first: a SIGHUP's default action would kill a daemon that is still
+  // starting (logrotate or an operator does not know), and a SIGTERM then must still drain.
+  let gateway: Gateway | undefined;
+  let stopSignal: NodeJS.Signals | undefined;
+  let stopRequested: (signal: NodeJS.Signals) => void = (signal) => {
+    stopSignal = signal;
+  };
+  // While starting, the file is being read anyway: a SIGHUP then has nothing more to apply.
+  process.on("SIGHUP", () => void gateway?.reload("SIGHUP"));
+  process.once("SIGTERM", (signal) => stopRequested(signal));
+  process.once("SIGINT", (signal) => stopRequested(signal));
+
   try {
     gateway = await Gateway.start({ configFile, log });
   } catch (error) {
@@ -26,19 +37,17 @@ export async function run(configFile: string): Promise<number> {
     return EXIT.fatal;
   }
 
-  const watcher = gateway.generation.config.reload.watch ? watchConfig(gateway) : undefined;
-  process.on("SIGHUP", () => void gateway.reload("SIGHUP"));
-
+  const running = gateway;
+  const watcher = running.generation.config.reload.watch ? watchConfig(running) : undefined;
   return new Promise((resolve) => {
-    const stop = (signal: NodeJS.Signals) => {
+    stopRequested = (signal) => {
       void (async () => {
         await watcher?.close();
-        await gateway.shutdown(signal);
+        await running.shutdown(signal);
         resolve(EXIT.ok);
       })();
     };
-    process.once("SIGTERM", stop);
-    process.once("SIGINT", stop);
+    if (stopSignal) stopRequested(stopSignal);
   });
 }
 

@@ -234,6 +234,27 @@ export const configSchema = z
         ),
       })
       .prefault({}),
+    metrics: z
+      .strictObject({
+        enabled: z.boolean().default(true).describe("Serve Prometheus metrics at /metrics."),
+        listen: z
+          .string()
+          .transform((text, ctx) => {
+            const parsed = parseListen(text);
+            if (typeof parsed === "string") {
+              ctx.addIssue({ code: "custom", message: parsed });
+              return z.NEVER;
+            }
+            return parsed;
+          })
+          .optional()
+          .meta({ format: "host:port" })
+          .describe(
+            "Serve /metrics on this address instead of the gateway's own (e.g. 127.0.0.1:9464). Restart to change.",
+          ),
+      })
+      .prefault({})
+      .describe("Prometheus metrics."),
     cors: z
       .strictObject({
         allowed_origins: z
@@ -314,6 +335,7 @@ export const RESTART_REQUIRED = [
   "limits.max_header_bytes",
   "auth.oauth.public_url",
   "auth.oauth.metadata_path",
+  "metrics",
 ] as const;
 
 export type OAuthConfig = Config["auth"]["oauth"];

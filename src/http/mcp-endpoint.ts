@@ -13,6 +13,7 @@ import { GatewayError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { type JsonRpcParseError, type JsonRpcPeek, peekJsonRpc } from "../mcp/jsonrpc.js";
 import type { Generation } from "../runtime/generation.js";
+import type { GatewayMetrics } from "../telemetry/metrics.js";
 import { ClientAbortedError, readBody } from "./body.js";
 import { allowOrigin, checkOrigin } from "./cors.js";
 import { sendAuthError, sendGatewayError } from "./responses.js";
@@ -28,6 +29,9 @@ export interface EndpointContext {
   onDrain(listener: () => void): () => void;
   /** The challenge's `resource_metadata` (RFC 9728 §5.1); undefined while OAuth is off. */
   resourceMetadataUrl(req: IncomingMessage, generation: Generation): string | undefined;
+  readonly metrics: GatewayMetrics;
+  /** The MCP endpoint's path, the `route` of metrics. */
+  readonly route: string;
 }
 
 const ALLOWED_METHODS = "GET, POST, DELETE";
@@ -45,6 +49,8 @@ export async function handleMcpRequest(
 ): Promise<void> {
   const generation = context.generation;
   generation.retain();
+  const { metrics } = context;
+  metrics.requestStarted();
   const startedAt = performance.now();
   const requestId = ++requestCounter;
   const record = newAuditRecord(
@@ -76,6 +82,7 @@ export async function handleMcpRequest(
       : undefined;
 
   let peek: JsonRpcPeek | undefined;
+  let streaming = false;
   try {
     const origin = checkOrigin(req, generation);
     if (origin === "refused") {
@@ -133,9 +140,14 @@ export async function handleMcpRequest(
       body,
       signal: cancel,
       onResponse: (_status, headers) => {
+        metrics.upstreamResponded(context.route, (performance.now() - startedAt) / 1000);
         const sessionId = headers["mcp-session-id"];
         if (record.session_id === null && typeof sessionId === "string")
           record.session_id = sessionId;
+        if (String(headers["content-type"]).startsWith("text/event-stream")) {
+          metrics.streamOpened();
+          streaming = true;
+        }
       },
     });
   } catch (error) {
@@ -145,8 +157,11 @@ export async function handleMcpRequest(
   stopOnDrain?.();
   if (!res.writableFinished) record.error ??= "client_aborted";
   record.status = res.headersSent ? res.statusCode : CLIENT_CLOSED_REQUEST;
-  record.latency_ms = Math.round((performance.now() - startedAt) * 100) / 100;
+  const elapsedMs = performance.now() - startedAt;
+  record.latency_ms = Math.round(elapsedMs * 100) / 100;
   context.audit.write(record);
+  if (streaming) metrics.streamClosed();
+  metrics.requestFinished(context.route, record, elapsedMs / 1000);
   generation.release();
 }
 

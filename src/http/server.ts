@@ -11,6 +11,8 @@ export interface Routes {
   metadata: (req: IncomingMessage, res: ServerResponse) => void;
   preflight: (req: IncomingMessage, res: ServerResponse, methods: string) => void;
   ready: () => boolean;
+  /** Present when metrics are served on this listener. */
+  metrics?: (req: IncomingMessage, res: ServerResponse) => void;
 }
 
 /**
@@ -75,6 +77,10 @@ function route(routes: Routes, req: IncomingMessage, res: ServerResponse): void 
   if (req.method === "GET" || req.method === "HEAD") {
     if (path === "/healthz") {
       sendJson(res, 200, '{"status":"ok"}');
+      return;
+    }
+    if (path === "/metrics" && routes.metrics) {
+      routes.metrics(req, res);
       return;
     }
     if (path === "/readyz") {

@@ -2,7 +2,7 @@
  * The running daemon: one listener, one audit log, and the current generation, which a
  * reload replaces as a whole. Start, reload and shutdown follow the contract's Signals section.
  */
-import type { IncomingMessage, Server } from "node:http";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { AuditLog } from "../audit/writer.js";
 import { diffConfig } from "../config/diff.js";
@@ -21,6 +21,7 @@ import {
 import { errorBody, sendJson } from "../http/responses.js";
 import { createGatewayServer } from "../http/server.js";
 import { flushLogs, type Logger } from "../log.js";
+import { GatewayMetrics } from "../telemetry/metrics.js";
 import { Generation } from "./generation.js";
 
 export interface GatewayOptions {
@@ -43,16 +44,29 @@ export class Gateway implements EndpointContext {
   #reloading: Promise<void> = Promise.resolve();
 
   readonly endpoints: Endpoints;
+  readonly metrics: GatewayMetrics;
+  /** The separate listener of `metrics.listen`, when configured. */
+  #metricsServer: Server | undefined;
 
-  private constructor(configFile: string, log: Logger, generation: Generation, audit: AuditLog) {
+  private constructor(
+    configFile: string,
+    log: Logger,
+    generation: Generation,
+    audit: AuditLog,
+    metrics: GatewayMetrics,
+  ) {
     this.configFile = configFile;
     this.log = log;
     this.#generation = generation;
     this.audit = audit;
+    this.metrics = metrics;
     const { oauth } = generation.config.auth;
     this.endpoints = endpointsOf(oauth.public_url, oauth.metadata_path);
+    const { metrics: metricsConfig } = generation.config;
+    const servesMetrics = metricsConfig.enabled && metricsConfig.listen === undefined;
     this.#server = createGatewayServer(generation.config.limits, {
       endpoints: this.endpoints,
+      ...(servesMetrics && { metrics: (_req, res) => void this.#sendMetrics(res) }),
       mcp: (req, res) => {
         this.#active++;
         // Counted until the audit line is queued: shutdown must not close the audit log first.
@@ -84,20 +98,40 @@ export class Gateway implements EndpointContext {
     const { config } = await loadConfigFile(configFile);
     log.level = config.log.level;
     warnAboutAdvertisedUrl(config, log);
-    const generation = await Generation.build(1, config, { log });
+    const metrics = new GatewayMetrics();
+    const generation = await Generation.build(1, config, { log, metrics });
+    metrics.generationStarted(generation.id);
     let audit: AuditLog;
     try {
-      audit = await AuditLog.open(config.audit.path, { log });
+      audit = await AuditLog.open(config.audit.path, {
+        log,
+        onWriteError: () => metrics.auditWriteFailed(),
+      });
     } catch (error) {
       await generation.close();
       throw new ConfigError([
         `${configFile}: audit.path: cannot open ${config.audit.path}: ${(error as Error).message}`,
       ]);
     }
-    const gateway = new Gateway(configFile, log, generation, audit);
+    const gateway = new Gateway(configFile, log, generation, audit, metrics);
     if (!config.auth.enabled) warnUnauthenticated(log);
     await gateway.#listen(config);
     return gateway;
+  }
+
+  /** The MCP endpoint path, as the `route` label of metrics. */
+  get route(): string {
+    return this.endpoints.mcpPath;
+  }
+
+  async #sendMetrics(res: ServerResponse): Promise<void> {
+    try {
+      const { contentType, body } = await this.metrics.exposition();
+      res.writeHead(200, { "content-type": contentType, "cache-control": "no-store" }).end(body);
+    } catch (error) {
+      this.log.error({ err: error }, "metrics: collection failed");
+      sendJson(res, 500, errorBody("server_error", "metrics collection failed"));
+    }
   }
 
   get generation(): Generation {
@@ -148,6 +182,23 @@ export class Gateway implements EndpointContext {
     });
     const { address, port } = this.address;
     this.log.info({ address, port, url: this.url, generation: this.#generation.id }, "listening");
+    const metricsListen = config.metrics.enabled ? config.metrics.listen : undefined;
+    if (metricsListen) {
+      const server = createServer((req, res) => {
+        if (req.url === "/metrics" && (req.method === "GET" || req.method === "HEAD")) {
+          void this.#sendMetrics(res);
+        } else {
+          sendJson(res, 404, errorBody("not_found", "only /metrics is served here"));
+        }
+      });
+      await new Promise<void>((resolve, reject) => {
+        server.once("error", reject);
+        server.listen(metricsListen.port, metricsListen.host, () => resolve());
+      });
+      this.#metricsServer = server;
+      const bound = server.address() as AddressInfo;
+      this.log.info({ address: bound.address, port: bound.port }, "metrics listening");
+    }
   }
 
   /**
@@ -169,16 +220,22 @@ export class Gateway implements EndpointContext {
       const change = diffConfig(current.config, config);
       if (change.changed.length === 0) {
         await this.#reopenAudit(config.audit.path);
+        this.metrics.reloaded(true);
         this.log.info({ trigger, generation: current.id }, "config unchanged");
         return;
       }
-      next = await Generation.build(current.id + 1, config, { log: this.log, previous: current });
+      next = await Generation.build(current.id + 1, config, {
+        log: this.log,
+        metrics: this.metrics,
+        previous: current,
+      });
       await this.audit.reopen(config.audit.path);
       this.log.level = config.log.level;
       this.#server.headersTimeout = config.limits.headers_timeout;
       this.#server.requestTimeout = config.limits.request_timeout;
       this.#generation = next;
       current.retire();
+      this.metrics.reloaded(true, next.id);
       if (!current.oauth) warnAboutAdvertisedUrl(config, this.log);
       this.log.info({ trigger, generation: next.id, changed: change.changed }, "config reloaded");
       if (!config.auth.enabled && current.config.auth.enabled) warnUnauthenticated(this.log);
@@ -190,6 +247,7 @@ export class Gateway implements EndpointContext {
       }
     } catch (error) {
       await next?.close();
+      this.metrics.reloaded(false);
       const reason =
         error instanceof ConfigError ? error.problems.join("; ") : (error as Error).message;
       this.log.error({ trigger, generation: current.id }, `config reload failed: ${reason}`);
@@ -230,6 +288,8 @@ export class Gateway implements EndpointContext {
     // With no request in flight, what is left are idle keep-alive connections.
     this.#server.closeAllConnections();
     await closed;
+    this.#metricsServer?.closeAllConnections();
+    this.#metricsServer?.close();
     await this.#generation.close();
     await this.audit.close();
     this.log.info("stopped");

@@ -17,9 +17,12 @@ import { JwksCache } from "../auth/jwks.js";
 import { type Config, parseAddressRange } from "../config/schema.js";
 import { Upstream } from "../http/proxy.js";
 import type { Logger } from "../log.js";
+import type { GatewayMetrics } from "../telemetry/metrics.js";
 
 export interface GenerationDeps {
   log: Logger;
+  /** Absent for `check-config`, which serves nothing. */
+  metrics?: GatewayMetrics;
   /** The generation being replaced: its JWKS cache is kept when the new config fetches the same. */
   previous?: Generation;
   /** Fetch the JWKS before returning (run, reload). `check-config` builds without the network. */
@@ -67,17 +70,20 @@ export class Generation {
    * be used, and then leaks nothing.
    */
   static async build(id: number, config: Config, deps: GenerationDeps): Promise<Generation> {
-    const { log } = deps;
+    const { log, metrics } = deps;
     if (!config.auth.enabled) return new Generation(id, config, unauthenticated, undefined);
 
     const keys =
       config.auth.keys.length > 0
         ? new KeyStore(config.auth.keys, {
-            onArgon2Run: ({ keyId, matched }) =>
+            onArgon2Run: ({ keyId, matched }) => {
+              metrics?.argon2Ran();
               log.debug(
                 { key_id: keyId, result: matched ? "match" : "no_match", generation: id },
                 "argon2 verification",
-              ),
+              );
+            },
+            ...(metrics && { onLookup: (hit: boolean) => metrics.cacheLookup("api_key", hit) }),
           })
         : undefined;
     const oauth = config.auth.oauth.enabled ? await buildOAuth(config, deps) : undefined;
@@ -126,7 +132,7 @@ export class Generation {
 
 async function buildOAuth(
   config: Config,
-  { log, previous, prime = true }: GenerationDeps,
+  { log, metrics, previous, prime = true }: GenerationDeps,
 ): Promise<OAuthRuntime> {
   const settings = config.auth.oauth;
   const source = {
@@ -139,7 +145,11 @@ async function buildOAuth(
   if (kept?.sameSource(source)) {
     jwks = kept.retain();
   } else {
-    jwks = new JwksCache({ ...source, log }).retain();
+    jwks = new JwksCache({
+      ...source,
+      log,
+      ...(metrics && { onFetch: (ok: boolean) => metrics.jwksFetched(ok) }),
+    }).retain();
     if (prime) {
       try {
         await jwks.prime();
@@ -152,7 +162,9 @@ async function buildOAuth(
     }
   }
   return {
-    verifier: new OAuthVerifier(settings, jwks),
+    verifier: new OAuthVerifier(settings, jwks, {
+      ...(metrics && { onLookup: (hit: boolean) => metrics.cacheLookup("access_token", hit) }),
+    }),
     issuer: settings.issuer as string,
     requiredScopes: settings.required_scopes,
   };

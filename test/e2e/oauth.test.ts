@@ -1,12 +1,14 @@
 import { spawn } from "node:child_process";
 import { once } from "node:events";
 import { mkdtemp, writeFile } from "node:fs/promises";
+import type { ServerResponse } from "node:http";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { stringify } from "yaml";
 import { type ExampleServer, startExampleServer } from "../../examples/mcp-server.js";
 import { BIN, type RunningBin, spawnBin } from "../helpers/bin.js";
+import { startHttpServer } from "../helpers/fake-upstreams.js";
 import {
   type JwksServer,
   makeKey,
@@ -110,6 +112,46 @@ describe("mcpgw run with OAuth (the built binary)", () => {
     await bin.waitForLog((line) => line.msg === "restart required for: auth.oauth.public_url");
     bin.child.kill("SIGTERM");
     expect(await bin.exited).toBe(0);
+  });
+
+  it("survives SIGHUP and honours SIGTERM while still starting (JWKS fetch in progress)", async () => {
+    let requested: () => void = () => {};
+    const fetching = new Promise<void>((resolve) => {
+      requested = resolve;
+    });
+    const held: ServerResponse[] = [];
+    const slowJwks = await startHttpServer((_req, res) => {
+      held.push(res);
+      requested();
+    });
+    const answer = () => {
+      for (const res of held.splice(0)) {
+        res.writeHead(200, { "content-type": "application/json" });
+        res.end(JSON.stringify({ keys: [key.publicJwk] }));
+      }
+    };
+    const { file } = await configFile(config({ jwks_url: slowJwks.url }));
+
+    const reloaded = spawnBin(["run", "--config", file]);
+    running.push(reloaded);
+    await fetching;
+    reloaded.child.kill("SIGHUP");
+    answer();
+    await reloaded.waitForLog((line) => line.msg === "listening");
+    expect(reloaded.child.exitCode).toBeNull();
+
+    const stopped = spawnBin(["run", "--config", file]);
+    running.push(stopped);
+    await new Promise<void>((resolve) => {
+      requested = resolve;
+    });
+    stopped.child.kill("SIGTERM");
+    answer();
+    expect(await stopped.exited).toBe(0);
+    expect(stopped.logs.map((line) => line.msg)).toEqual(
+      expect.arrayContaining(["listening", "stopped"]),
+    );
+    await slowJwks.close();
   });
 
   it("warns that the metadata advertises a wildcard listen address without public_url", async () => {
