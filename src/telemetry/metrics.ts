@@ -112,6 +112,14 @@ export class GatewayMetrics {
       help: "Failed writes to the audit log.",
       registers,
     });
+    // Series exist at 0 from the start, so that rate() and alerts see the first increment.
+    for (const result of ["ok", "failed"]) {
+      this.#reloads.inc({ result }, 0);
+      this.#jwksFetches.inc({ result }, 0);
+    }
+    for (const cache of ["api_key", "access_token"]) {
+      for (const result of ["hit", "miss"]) this.#cacheLookups.inc({ cache, result }, 0);
+    }
   }
 
   requestStarted(): void {

@@ -1,3 +1,4 @@
+import { readFile } from "node:fs/promises";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { type ExampleServer, startExampleServer } from "../../examples/mcp-server.js";
 import { type RunningServer, startHttpServer } from "../helpers/fake-upstreams.js";
@@ -122,6 +123,16 @@ describe("GET /metrics", () => {
     expect(sampleValue(samples, "mcpgw_jwks_fetches_total", { result: "ok" })).toBe(1);
     expect(sampleValue(samples, "mcpgw_config_generation")).toBe(1);
     expect(sampleValue(samples, "mcpgw_process_cpu_seconds_total")).toBeGreaterThan(0);
+  });
+
+  it("exposes every series the shipped Grafana dashboard queries", async () => {
+    const dashboard = await readFile(
+      new URL("../../deploy/grafana/mcpgw-dashboard.json", import.meta.url),
+      "utf8",
+    );
+    const queried = new Set(dashboard.match(/mcpgw_[a-z0-9_]+/g));
+    const exposed = new Set((await scrape(metricsUrl)).map((sample) => sample.name));
+    expect([...queried].filter((name) => !exposed.has(name))).toEqual([]);
   });
 
   it("counts reloads and shows the current generation", async () => {
