@@ -40,7 +40,13 @@ const TARGETS: readonly TargetDefinition[] = [
   passthrough,
   mcpgwWithApiKey({
     name: "mcpgw",
-    description: "mcpgw, one API key (argon2id), audit log on (CPU measured: the gateway)",
+    description:
+      "mcpgw, one API key (argon2id), audit log and metrics on (CPU measured: the gateway)",
+  }),
+  mcpgwWithApiKey({
+    name: "mcpgw-no-metrics",
+    description: "the same with metrics.enabled: false, to show what metrics cost",
+    extraConfig: { metrics: { enabled: false } },
   }),
   mcpgwWithJwt({
     name: "mcpgw-jwt-warm",
