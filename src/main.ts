@@ -1,11 +1,11 @@
 #!/usr/bin/env node
 /** The `mcpgw` command: parses argv and hands over to cli/. */
-import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { checkConfig } from "./cli/check-config.js";
 import { genKey, hashKey } from "./cli/keys.js";
 import { run } from "./cli/run.js";
 import { EXIT } from "./errors.js";
+import { version } from "./version.js";
 
 const USAGE = `mcpgw: an authenticating gateway for MCP servers
 
@@ -68,11 +68,6 @@ function parse(argv: string[]) {
       version: { type: "boolean", short: "v" },
     },
   });
-}
-
-function version(): string {
-  const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8"));
-  return String(pkg.version);
 }
 
 main(process.argv.slice(2)).then(

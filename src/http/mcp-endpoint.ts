@@ -14,6 +14,7 @@ import type { Logger } from "../log.js";
 import { type JsonRpcParseError, type JsonRpcPeek, peekJsonRpc } from "../mcp/jsonrpc.js";
 import type { Generation } from "../runtime/generation.js";
 import type { GatewayMetrics } from "../telemetry/metrics.js";
+import type { Tracing } from "../telemetry/tracing.js";
 import { ClientAbortedError, readBody } from "./body.js";
 import { allowOrigin, checkOrigin } from "./cors.js";
 import { sendAuthError, sendGatewayError } from "./responses.js";
@@ -30,7 +31,9 @@ export interface EndpointContext {
   /** The challenge's `resource_metadata` (RFC 9728 §5.1); undefined while OAuth is off. */
   resourceMetadataUrl(req: IncomingMessage, generation: Generation): string | undefined;
   readonly metrics: GatewayMetrics;
-  /** The MCP endpoint's path, the `route` of metrics. */
+  /** Undefined while tracing is off. */
+  readonly tracing: Tracing | undefined;
+  /** The MCP endpoint's path, the `route` of metrics and spans. */
   readonly route: string;
 }
 
@@ -59,6 +62,8 @@ export async function handleMcpRequest(
     req.method ?? null,
     req.socket.remoteAddress ?? null,
   );
+  const tracing = context.tracing?.startRequest(req, context.route);
+  if (tracing) record.trace_id = tracing.traceId;
   // Cancels the upstream request. undici takes an EventEmitter emitting "abort" as well as an
   // AbortSignal; the emitter costs a fraction of an AbortController on every request.
   const cancel = new EventEmitter();
@@ -134,12 +139,15 @@ export async function handleMcpRequest(
     }
 
     record.action = "allow";
+    const traceHeaders = tracing?.startUpstream(req.method, generation.upstream.url);
     await generation.upstream.forward({
       req,
       res,
       body,
       signal: cancel,
-      onResponse: (_status, headers) => {
+      ...(traceHeaders && { traceHeaders }),
+      onResponse: (status, headers) => {
+        tracing?.upstreamResponded(status);
         metrics.upstreamResponded(context.route, (performance.now() - startedAt) / 1000);
         const sessionId = headers["mcp-session-id"];
         if (record.session_id === null && typeof sessionId === "string")
@@ -162,6 +170,7 @@ export async function handleMcpRequest(
   context.audit.write(record);
   if (streaming) metrics.streamClosed();
   metrics.requestFinished(context.route, record, elapsedMs / 1000);
+  tracing?.finish(record);
   generation.release();
 }
 

@@ -49,6 +49,8 @@ export interface ForwardRequest {
   signal: EventEmitter;
   /** Sees the upstream's status and headers before they are sent on. */
   onResponse?: (statusCode: number, headers: IncomingHttpHeaders) => void;
+  /** W3C trace context of the gateway's upstream span; replaces the client's own. */
+  traceHeaders?: Record<string, string>;
 }
 
 /** The upstream MCP server of one config generation. */
@@ -77,14 +79,23 @@ export class Upstream {
    * is complete; rejects with GatewayError before response headers, or with the stream error
    * after them (the client's response is then destroyed, never ended as if complete).
    */
-  async forward({ req, res, body, signal, onResponse }: ForwardRequest): Promise<void> {
+  async forward({
+    req,
+    res,
+    body,
+    signal,
+    onResponse,
+    traceHeaders,
+  }: ForwardRequest): Promise<void> {
     const search = req.url?.includes("?") ? req.url.slice(req.url.indexOf("?")) : "";
     try {
       await this.#pool.stream(
         {
           method: req.method as "GET" | "POST" | "DELETE",
           path: this.url.pathname + search,
-          headers: forwardedRequestHeaders(req),
+          headers: traceHeaders
+            ? Object.assign(forwardedRequestHeaders(req), traceHeaders)
+            : forwardedRequestHeaders(req),
           body: body ?? null,
           signal,
         },

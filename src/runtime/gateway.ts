@@ -22,6 +22,8 @@ import { errorBody, sendJson } from "../http/responses.js";
 import { createGatewayServer } from "../http/server.js";
 import { flushLogs, type Logger } from "../log.js";
 import { GatewayMetrics } from "../telemetry/metrics.js";
+import { resolveTracing, Tracing } from "../telemetry/tracing.js";
+import { version } from "../version.js";
 import { Generation } from "./generation.js";
 
 export interface GatewayOptions {
@@ -45,6 +47,7 @@ export class Gateway implements EndpointContext {
 
   readonly endpoints: Endpoints;
   readonly metrics: GatewayMetrics;
+  readonly tracing: Tracing | undefined;
   /** The separate listener of `metrics.listen`, when configured. */
   #metricsServer: Server | undefined;
 
@@ -54,12 +57,14 @@ export class Gateway implements EndpointContext {
     generation: Generation,
     audit: AuditLog,
     metrics: GatewayMetrics,
+    tracing: Tracing | undefined,
   ) {
     this.configFile = configFile;
     this.log = log;
     this.#generation = generation;
     this.audit = audit;
     this.metrics = metrics;
+    this.tracing = tracing;
     const { oauth } = generation.config.auth;
     this.endpoints = endpointsOf(oauth.public_url, oauth.metadata_path);
     const { metrics: metricsConfig } = generation.config;
@@ -113,7 +118,16 @@ export class Gateway implements EndpointContext {
         `${configFile}: audit.path: cannot open ${config.audit.path}: ${(error as Error).message}`,
       ]);
     }
-    const gateway = new Gateway(configFile, log, generation, audit, metrics);
+    const tracingSettings = resolveTracing(config.telemetry);
+    const tracing = tracingSettings && new Tracing(tracingSettings, version(), log);
+    if (tracingSettings) {
+      const { url, protocol, serviceName } = tracingSettings;
+      log.info(
+        { url, protocol, service_name: serviceName },
+        "tracing: exporting spans over OTLP/HTTP",
+      );
+    }
+    const gateway = new Gateway(configFile, log, generation, audit, metrics, tracing);
     if (!config.auth.enabled) warnUnauthenticated(log);
     await gateway.#listen(config);
     return gateway;
@@ -292,8 +306,30 @@ export class Gateway implements EndpointContext {
     this.#metricsServer?.close();
     await this.#generation.close();
     await this.audit.close();
+    if (this.tracing) await this.#flushSpans(this.tracing);
     this.log.info("stopped");
     await flushLogs(this.log);
+  }
+
+  /**
+   * Exports the spans still buffered, for at most 5 seconds: a collector that is down must not
+   * hold the exit until systemd's stop timeout kills the process.
+   */
+  async #flushSpans(tracing: Tracing): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const gaveUp = new Promise<"timeout">((resolve) => {
+      timer = setTimeout(() => resolve("timeout"), 5_000);
+    });
+    const outcome = await Promise.race([
+      tracing.shutdown().then(() => "flushed" as const),
+      gaveUp,
+    ]).catch((error: unknown) => {
+      this.log.warn({ err: error }, "tracing: flushing spans at shutdown failed");
+      return "failed" as const;
+    });
+    clearTimeout(timer);
+    if (outcome === "timeout")
+      this.log.warn("tracing: gave up flushing spans at shutdown after 5s");
   }
 
   #requestDone(): void {

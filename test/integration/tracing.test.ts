@@ -1,0 +1,174 @@
+import type { IncomingHttpHeaders } from "node:http";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type ExampleServer, startExampleServer } from "../../examples/mcp-server.js";
+import { unusedPortUrl } from "../helpers/fake-upstreams.js";
+import { startGateway, type TestGateway } from "../helpers/gateway.js";
+import { cheapHash } from "../helpers/keys.js";
+import { INITIALIZE, POST_HEADERS } from "../helpers/mcp-client.js";
+import {
+  type OtlpReceiver,
+  type ReceivedSpan,
+  startOtlpReceiver,
+} from "../helpers/otlp-receiver.js";
+
+const KEY = "tracing-suite-key-0123456789";
+const CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736";
+const CALLER_SPAN = "00f067aa0ba902b7";
+
+let upstream: ExampleServer;
+let keyHash: string;
+const upstreamSaw: IncomingHttpHeaders[] = [];
+
+beforeAll(async () => {
+  upstream = await startExampleServer({ onRequest: (req) => upstreamSaw.push(req.headers) });
+  keyHash = await cheapHash(KEY);
+});
+
+afterAll(async () => {
+  await upstream.close();
+});
+
+function config(telemetry: Record<string, unknown>) {
+  return {
+    upstream: { url: upstream.url },
+    auth: { keys: [{ id: "tracer", hash: keyHash }] },
+    telemetry,
+  };
+}
+
+async function post(url: string, body: string, headers: Record<string, string> = {}) {
+  const res = await fetch(url, { method: "POST", headers: { ...POST_HEADERS, ...headers }, body });
+  await res.text();
+  return res;
+}
+
+describe("traces over OTLP/HTTP protobuf", () => {
+  let receiver: OtlpReceiver;
+  let gw: TestGateway;
+
+  beforeAll(async () => {
+    receiver = await startOtlpReceiver();
+    gw = await startGateway(
+      config({ enabled: true, otlp_endpoint: receiver.url, service_name: "mcpgw-test" }),
+    );
+  });
+
+  afterAll(async () => {
+    await gw.stop();
+    await receiver.close();
+  });
+
+  it("continues the caller's trace, sends traceparent upstream, and puts the trace id in the audit line", async () => {
+    const init = await post(gw.url, INITIALIZE, {
+      authorization: `Bearer ${KEY}`,
+      traceparent: `00-${CALLER_TRACE}-${CALLER_SPAN}-01`,
+    });
+    expect(init.status).toBe(200);
+    const sessionId = init.headers.get("mcp-session-id") as string;
+    const call = JSON.stringify({
+      jsonrpc: "2.0",
+      id: 42,
+      method: "tools/call",
+      params: { name: "echo", arguments: { message: "hi" } },
+    });
+    expect(
+      (await post(gw.url, call, { authorization: `Bearer ${KEY}`, "mcp-session-id": sessionId }))
+        .status,
+    ).toBe(200);
+    await gw.gateway.tracing?.forceFlush();
+    const spans = await receiver.waitForSpans((all) => all.length >= 4);
+    expect(receiver.contentTypes.every((type) => type === "application/x-protobuf")).toBe(true);
+
+    const server = spans.find(
+      (span) => span.kind === 2 && span.traceId === CALLER_TRACE,
+    ) as ReceivedSpan;
+    expect(server).toMatchObject({ name: "initialize", parentSpanId: CALLER_SPAN });
+    expect(server.resource["service.name"]).toBe("mcpgw-test");
+    const client = spans.find(
+      (span) => span.kind === 3 && span.parentSpanId === server.spanId,
+    ) as ReceivedSpan;
+    expect(client).toMatchObject({ traceId: CALLER_TRACE, name: "POST" });
+    expect(client.attributes["http.response.status_code"]).toBe(200);
+    // The upstream got the gateway's CLIENT span as its parent, in the caller's trace.
+    const forwarded = upstreamSaw.find((headers) => headers.traceparent?.includes(CALLER_TRACE));
+    expect(forwarded?.traceparent).toBe(`00-${CALLER_TRACE}-${client.spanId}-01`);
+
+    const toolCall = spans.find(
+      (span) => span.kind === 2 && span.name === "tools/call echo",
+    ) as ReceivedSpan;
+    expect(toolCall.attributes).toEqual({
+      "http.request.method": "POST",
+      "http.route": "/mcp",
+      "http.response.status_code": 200,
+      "mcp.method.name": "tools/call",
+      "mcp.session.id": sessionId,
+      "jsonrpc.request.id": "42",
+      "gen_ai.tool.name": "echo",
+      "mcp.auth.type": "api_key",
+      "mcp.auth.result": "ok",
+      "mcp.auth.key_id": "tracer",
+      "mcp.auth.scopes": "*",
+      "client.address": "127.0.0.1",
+    });
+    expect(toolCall.statusCode).toBe(0);
+    const audit = await gw.auditRecords(2);
+    expect(audit.find((record) => record.method === "initialize")?.trace_id).toBe(CALLER_TRACE);
+    expect(audit.find((record) => record.tool === "echo")?.trace_id).toBe(toolCall.traceId);
+  });
+
+  it("marks refused and failed requests ERROR", async () => {
+    expect((await post(gw.url, INITIALIZE)).status).toBe(401);
+    await gw.gateway.tracing?.forceFlush();
+    const spans = await receiver.waitForSpans((all) =>
+      all.some((span) => span.attributes["mcp.auth.result"] === "missing"),
+    );
+    const refused = spans.find(
+      (span) => span.attributes["mcp.auth.result"] === "missing",
+    ) as ReceivedSpan;
+    expect(refused).toMatchObject({ kind: 2, statusCode: 2 });
+    expect(refused.attributes["http.response.status_code"]).toBe(401);
+  });
+});
+
+describe("OTLP/HTTP JSON and a collector that is down", () => {
+  it("exports JSON when OTEL_EXPORTER_OTLP_PROTOCOL=http/json and the config sets no protocol", async () => {
+    const receiver = await startOtlpReceiver();
+    process.env.OTEL_EXPORTER_OTLP_PROTOCOL = "http/json";
+    let gw: TestGateway;
+    try {
+      gw = await startGateway(config({ enabled: true, otlp_endpoint: receiver.url }));
+    } finally {
+      delete process.env.OTEL_EXPORTER_OTLP_PROTOCOL;
+    }
+    expect((await post(gw.url, INITIALIZE, { authorization: `Bearer ${KEY}` })).status).toBe(200);
+    await gw.gateway.tracing?.forceFlush();
+    const spans = await receiver.waitForSpans((all) => all.length >= 2);
+    expect(receiver.contentTypes[0]).toBe("application/json");
+    const server = spans.find((span) => span.kind === 2) as ReceivedSpan;
+    expect(server).toMatchObject({ name: "initialize" });
+    expect(server.resource["service.name"]).toBe("mcpgw");
+    expect(spans.find((span) => span.kind === 3)?.parentSpanId).toBe(server.spanId);
+    await gw.stop();
+    await receiver.close();
+  });
+
+  it("changes no response when the collector is unreachable, and says so once", async () => {
+    const collector = (await unusedPortUrl()).replace("/mcp", "");
+    // A failed export is retried until this deadline (OTLP exporter default: 10s).
+    process.env.OTEL_EXPORTER_OTLP_TIMEOUT = "300";
+    let gw: TestGateway;
+    try {
+      gw = await startGateway(config({ enabled: true, otlp_endpoint: collector }));
+    } finally {
+      delete process.env.OTEL_EXPORTER_OTLP_TIMEOUT;
+    }
+    expect(gw.gateway.tracing?.settings.timeoutMs).toBe(300);
+    for (let n = 0; n < 3; n++) {
+      expect((await post(gw.url, INITIALIZE, { authorization: `Bearer ${KEY}` })).status).toBe(200);
+      await gw.gateway.tracing?.forceFlush().catch(() => {});
+    }
+    const warnings = gw.logs.filter((line) => line.msg.startsWith("tracing: span export failed"));
+    expect(warnings).toHaveLength(1);
+    await gw.stop();
+  });
+});

@@ -1,0 +1,71 @@
+import { describe, expect, it } from "vitest";
+import { resolveTracing } from "../../../src/telemetry/tracing.js";
+
+describe("resolveTracing", () => {
+  it("is off unless telemetry.enabled or an OTLP endpoint variable says otherwise", () => {
+    expect(resolveTracing({}, {})).toBeUndefined();
+    expect(
+      resolveTracing({ enabled: false }, { OTEL_EXPORTER_OTLP_ENDPOINT: "http://c:4318" }),
+    ).toBeUndefined();
+    expect(resolveTracing({}, { OTEL_EXPORTER_OTLP_ENDPOINT: "http://c:4318" })?.url).toBe(
+      "http://c:4318/v1/traces",
+    );
+    expect(
+      resolveTracing({}, { OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: "http://c:4318/custom" })?.url,
+    ).toBe("http://c:4318/custom");
+  });
+
+  it("lets config keys win over OTEL_* variables, which fill the unset ones", () => {
+    const env = {
+      OTEL_EXPORTER_OTLP_ENDPOINT: "http://env:4318",
+      OTEL_EXPORTER_OTLP_PROTOCOL: "http/json",
+      OTEL_EXPORTER_OTLP_HEADERS: "x-api-key=s%3Dcret,tenant=acme",
+      OTEL_SERVICE_NAME: "from-env",
+      OTEL_TRACES_SAMPLER: "traceidratio",
+      OTEL_TRACES_SAMPLER_ARG: "0.25",
+    };
+    expect(resolveTracing({ enabled: true }, env)).toEqual({
+      serviceName: "from-env",
+      url: "http://env:4318/v1/traces",
+      protocol: "http/json",
+      headers: { "x-api-key": "s=cret", tenant: "acme" },
+      sampler: "traceidratio",
+      samplerRatio: 0.25,
+      timeoutMs: 10_000,
+    });
+    expect(
+      resolveTracing(
+        {
+          enabled: true,
+          service_name: "gw",
+          otlp_endpoint: "http://jaeger:4318/",
+          protocol: "http/protobuf",
+          headers: { authorization: "Bearer collector-token" },
+          sampler: "always_on",
+          sampler_ratio: 1,
+        },
+        env,
+      ),
+    ).toEqual({
+      serviceName: "gw",
+      url: "http://jaeger:4318/v1/traces",
+      protocol: "http/protobuf",
+      headers: { authorization: "Bearer collector-token" },
+      sampler: "always_on",
+      samplerRatio: 1,
+      timeoutMs: 10_000,
+    });
+  });
+
+  it("defaults to protobuf, service mcpgw, parent-based always-on, localhost:4318", () => {
+    expect(resolveTracing({ enabled: true }, {})).toEqual({
+      serviceName: "mcpgw",
+      url: "http://localhost:4318/v1/traces",
+      protocol: "http/protobuf",
+      headers: {},
+      sampler: "parentbased_always_on",
+      samplerRatio: 1,
+      timeoutMs: 10_000,
+    });
+  });
+});
