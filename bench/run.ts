@@ -44,6 +44,12 @@ const TARGETS: readonly TargetDefinition[] = [
       "mcpgw, one API key (argon2id), audit log and metrics on (CPU measured: the gateway)",
   }),
   mcpgwWithApiKey({
+    name: "mcpgw-tracing",
+    description: "the same with tracing on: every request's two spans exported over OTLP/HTTP",
+    tracing: true,
+    maxCpuRatio: 1.5,
+  }),
+  mcpgwWithApiKey({
     name: "mcpgw-no-metrics",
     description: "the same with metrics.enabled: false, to show what metrics cost",
     extraConfig: { metrics: { enabled: false } },

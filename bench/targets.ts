@@ -12,6 +12,7 @@ import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { stringify } from "yaml";
 import { JWT_AUDIENCE, startTokenIssuer } from "./jwt.js";
+import { startOtlpSink } from "./otlp-sink.js";
 import type { ExitStatus, ProcessGroup, ServiceProcess } from "./processes.js";
 import { MCP_PATH, parsePortAnnouncement } from "./protocol.js";
 
@@ -202,8 +203,12 @@ async function shutdownFindings(
 interface GatewayScenario {
   name: string;
   description: string;
-  /** Merged over the API-key config, e.g. `{ tracing: { ... } }` for a tracing scenario. */
+  /** Merged over the API-key config, e.g. `{ metrics: { enabled: false } }`. */
   extraConfig?: Record<string, unknown>;
+  /** Export every span to an OTLP/HTTP sink in the harness (always-on sampling). */
+  tracing?: boolean;
+  /** The target for CPU per request relative to the pass-through. Default 1.2. */
+  maxCpuRatio?: number;
 }
 
 /**
@@ -215,7 +220,7 @@ export function mcpgwWithApiKey(scenario: GatewayScenario): TargetDefinition {
   return {
     name: scenario.name,
     description: scenario.description,
-    compareWith: { baseline: passthrough.name, maxCpuRatio: 1.2 },
+    compareWith: { baseline: passthrough.name, maxCpuRatio: scenario.maxCpuRatio ?? 1.2 },
     preflight() {
       if (!existsSync(MCPGW_MAIN)) {
         throw new Error(
@@ -225,6 +230,7 @@ export function mcpgwWithApiKey(scenario: GatewayScenario): TargetDefinition {
     },
     async start({ processes, scratchDir, apiKey }) {
       const upstream = await startUpstream(processes);
+      const sink = scenario.tracing ? await startOtlpSink() : undefined;
       const auditPath = join(scratchDir, "audit.jsonl");
       const configPath = join(scratchDir, "mcpgw.yaml");
       const config = {
@@ -236,6 +242,9 @@ export function mcpgwWithApiKey(scenario: GatewayScenario): TargetDefinition {
         },
         audit: { path: auditPath },
         log: { level: "debug" },
+        ...(sink && {
+          telemetry: { enabled: true, otlp_endpoint: sink.url, sampler: "always_on" },
+        }),
         ...scenario.extraConfig,
       };
       await writeFile(configPath, stringify(config));
@@ -263,6 +272,7 @@ export function mcpgwWithApiKey(scenario: GatewayScenario): TargetDefinition {
           // The gateway first, so the requests it still holds reach the upstream and the audit.
           const exit = await gateway.stop(STOP_GRACE_MS);
           await stopAll([upstream.process]);
+          const exported = await sink?.close();
           return [
             ...(await shutdownFindings(exit, auditPath, traffic)),
             {
@@ -272,6 +282,18 @@ export function mcpgwWithApiKey(scenario: GatewayScenario): TargetDefinition {
               ok: argon2Runs === 1,
               kind: "target",
             },
+            ...(exported === undefined
+              ? []
+              : [
+                  {
+                    // SERVER + CLIENT span per request; spans of requests cut off may be missing.
+                    check: "spans exported",
+                    expected: `about 2 per request (${2 * traffic.completed})`,
+                    observed: String(exported),
+                    ok: exported >= 2 * traffic.completed * 0.99,
+                    kind: "requirement" as const,
+                  },
+                ]),
             {
               // A log line per request would be part of the CPU measured; this shows there is none.
               check: "log lines on stdout",

@@ -22,7 +22,8 @@ import { errorBody, sendJson } from "../http/responses.js";
 import { createGatewayServer } from "../http/server.js";
 import { flushLogs, type Logger } from "../log.js";
 import { GatewayMetrics } from "../telemetry/metrics.js";
-import { resolveTracing, Tracing } from "../telemetry/tracing.js";
+import type { Tracing } from "../telemetry/tracing.js";
+import { resolveTracing } from "../telemetry/tracing-settings.js";
 import { version } from "../version.js";
 import { Generation } from "./generation.js";
 
@@ -119,7 +120,9 @@ export class Gateway implements EndpointContext {
       ]);
     }
     const tracingSettings = resolveTracing(config.telemetry);
-    const tracing = tracingSettings && new Tracing(tracingSettings, version(), log);
+    const tracing =
+      tracingSettings &&
+      new (await import("../telemetry/tracing.js")).Tracing(tracingSettings, version(), log);
     if (tracingSettings) {
       const { url, protocol, serviceName } = tracingSettings;
       log.info(

@@ -37,8 +37,6 @@ export class GatewayMetrics {
   readonly #requests: Counter<"route" | "method" | "auth_type" | "auth_result" | "status">;
   readonly #duration: Histogram<"route" | "method">;
   readonly #upstreamDuration: Histogram<"route">;
-  readonly #inFlight: Gauge;
-  readonly #streams: Gauge;
   readonly #jwksFetches: Counter<"result">;
   readonly #cacheLookups: Counter<"cache" | "result">;
   readonly #argon2Runs: Counter;
@@ -47,6 +45,9 @@ export class GatewayMetrics {
   readonly #auditWriteErrors: Counter;
   readonly #requestCounters = new Map<string, Counter.Internal>();
   readonly #durationHistograms = new Map<string, Histogram.Internal<"route" | "method">>();
+  readonly #upstreamHistograms = new Map<string, Histogram.Internal<"route">>();
+  #inFlightCount = 0;
+  #streamCount = 0;
 
   constructor() {
     const registers = [this.registry];
@@ -71,15 +72,24 @@ export class GatewayMetrics {
       buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
       registers,
     });
-    this.#inFlight = new Gauge({
+    // Gauges of plain numbers, read at scrape time: the request path only adds and subtracts.
+    const inFlight = () => this.#inFlightCount;
+    const streams = () => this.#streamCount;
+    new Gauge({
       name: "mcpgw_requests_in_flight",
       help: "Requests to the MCP endpoint being handled.",
       registers,
+      collect() {
+        this.set(inFlight());
+      },
     });
-    this.#streams = new Gauge({
+    new Gauge({
       name: "mcpgw_sse_streams_open",
       help: "Server-sent event streams open to clients.",
       registers,
+      collect() {
+        this.set(streams());
+      },
     });
     this.#jwksFetches = new Counter({
       name: "mcpgw_jwks_fetches_total",
@@ -125,7 +135,7 @@ export class GatewayMetrics {
   }
 
   requestStarted(): void {
-    this.#inFlight.inc();
+    this.#inFlightCount++;
   }
 
   /**
@@ -134,7 +144,7 @@ export class GatewayMetrics {
    * label object on every request.
    */
   requestFinished(route: string, record: AuditRecord, durationSeconds: number): void {
-    this.#inFlight.dec();
+    this.#inFlightCount--;
     const method = methodLabel(record.method);
     const { auth_type, auth_result, status } = record;
     const requestKey = `${route}\0${method}\0${auth_type}\0${auth_result}\0${status}`;
@@ -154,15 +164,20 @@ export class GatewayMetrics {
   }
 
   upstreamResponded(route: string, seconds: number): void {
-    this.#upstreamDuration.observe({ route }, seconds);
+    let histogram = this.#upstreamHistograms.get(route);
+    if (!histogram) {
+      histogram = this.#upstreamDuration.labels({ route });
+      this.#upstreamHistograms.set(route, histogram);
+    }
+    histogram.observe(seconds);
   }
 
   streamOpened(): void {
-    this.#streams.inc();
+    this.#streamCount++;
   }
 
   streamClosed(): void {
-    this.#streams.dec();
+    this.#streamCount--;
   }
 
   jwksFetched(ok: boolean): void {

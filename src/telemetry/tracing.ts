@@ -3,6 +3,7 @@
  * caller's W3C trace context, with a CLIENT child span for the upstream call whose context goes
  * upstream in `traceparent`. Spans are batched and exported over OTLP/HTTP (protobuf or JSON).
  * Tracing never fails a request: an unreachable collector costs a log line per minute.
+ * The gateway imports this module only when tracing is on: the SDK stays unloaded otherwise.
  */
 import type { IncomingMessage } from "node:http";
 import {
@@ -37,71 +38,8 @@ import {
   TracerProvider,
 } from "@opentelemetry/sdk-trace";
 import type { AuditRecord } from "../audit/record.js";
-import type { Config } from "../config/schema.js";
 import type { Logger } from "../log.js";
-
-export type OtlpProtocol = "http/protobuf" | "http/json";
-
-export interface TracingSettings {
-  serviceName: string;
-  /** The full OTLP/HTTP traces URL. */
-  url: string;
-  protocol: OtlpProtocol;
-  headers: Record<string, string>;
-  sampler: string;
-  samplerRatio: number;
-  /** Bound on one export, retries included (OTEL_EXPORTER_OTLP_TIMEOUT, default 10s). */
-  timeoutMs: number;
-}
-
-/**
- * Resolves the tracing settings: a key set in the config wins over the matching OTEL_*
- * variable; an unset key falls back to it (contract: Traces). Undefined when tracing is off.
- */
-export function resolveTracing(
-  config: Config["telemetry"],
-  env: NodeJS.ProcessEnv = process.env,
-): TracingSettings | undefined {
-  const tracesEndpoint = env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT || undefined;
-  const baseEndpoint = env.OTEL_EXPORTER_OTLP_ENDPOINT || undefined;
-  const enabled = config.enabled ?? (tracesEndpoint !== undefined || baseEndpoint !== undefined);
-  if (!enabled) return undefined;
-  const url =
-    config.otlp_endpoint !== undefined
-      ? tracesUrl(config.otlp_endpoint)
-      : (tracesEndpoint ?? tracesUrl(baseEndpoint ?? "http://localhost:4318"));
-  const envProtocol = env.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL || env.OTEL_EXPORTER_OTLP_PROTOCOL;
-  const protocol: OtlpProtocol =
-    config.protocol ?? (envProtocol === "http/json" ? "http/json" : "http/protobuf");
-  const headerText = env.OTEL_EXPORTER_OTLP_TRACES_HEADERS || env.OTEL_EXPORTER_OTLP_HEADERS;
-  const ratio = Number(env.OTEL_TRACES_SAMPLER_ARG);
-  const timeout = Number(env.OTEL_EXPORTER_OTLP_TRACES_TIMEOUT || env.OTEL_EXPORTER_OTLP_TIMEOUT);
-  return {
-    serviceName: config.service_name ?? (env.OTEL_SERVICE_NAME || "mcpgw"),
-    url,
-    protocol,
-    headers: config.headers ?? parseHeaderList(headerText),
-    sampler: config.sampler ?? (env.OTEL_TRACES_SAMPLER || "parentbased_always_on"),
-    samplerRatio:
-      config.sampler_ratio ?? (Number.isFinite(ratio) && env.OTEL_TRACES_SAMPLER_ARG ? ratio : 1),
-    timeoutMs: Number.isFinite(timeout) && timeout > 0 ? timeout : 10_000,
-  };
-}
-
-function tracesUrl(base: string): string {
-  return `${base.replace(/\/+$/, "")}/v1/traces`;
-}
-
-/** OTEL_EXPORTER_OTLP_HEADERS: `key=value,key2=value2`, values percent-encoded. */
-function parseHeaderList(text: string | undefined): Record<string, string> {
-  const headers: Record<string, string> = {};
-  for (const pair of (text ?? "").split(",")) {
-    const at = pair.indexOf("=");
-    if (at <= 0) continue;
-    headers[pair.slice(0, at).trim()] = decodeURIComponent(pair.slice(at + 1).trim());
-  }
-  return headers;
-}
+import type { TracingSettings } from "./tracing-settings.js";
 
 function samplerOf(name: string, ratio: number, log: Logger): Sampler {
   switch (name) {

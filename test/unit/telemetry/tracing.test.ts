@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { resolveTracing } from "../../../src/telemetry/tracing.js";
+import { resolveTracing } from "../../../src/telemetry/tracing-settings.js";
 
 describe("resolveTracing", () => {
   it("is off unless telemetry.enabled or an OTLP endpoint variable says otherwise", () => {
