@@ -1,9 +1,11 @@
 /**
- * Prometheus metrics (`GET /metrics`). One registry per process; the request path only
- * increments counters and observes histograms, and label values come from closed sets so that a
- * client cannot grow the number of series by sending made-up JSON-RPC methods.
+ * Prometheus metrics (`GET /metrics`). The gateway's own series are plain numbers in maps,
+ * keyed by their joined label values and rendered in the text format at scrape time: the
+ * request path adds to a number instead of running a metrics library's label hashing on every
+ * request. Process and runtime metrics come from prom-client. Label values come from closed
+ * sets, so a client cannot grow the number of series by sending made-up JSON-RPC methods.
  */
-import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
+import { collectDefaultMetrics, Registry } from "prom-client";
 import type { AuditRecord } from "../audit/record.js";
 
 /** MCP methods (2025-06-18) counted under their own name; anything else is `other`. */
@@ -30,185 +32,237 @@ const KNOWN_METHODS = new Set([
   "DELETE",
 ]);
 
+const LATENCY_BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
+
 export type CredentialCache = "api_key" | "access_token";
 
+type Labels = Record<string, string>;
+
+/** A counter family: one number per label set. */
+class CounterFamily {
+  readonly #series = new Map<string, { labels: Labels; value: number }>();
+
+  constructor(
+    readonly name: string,
+    readonly help: string,
+  ) {}
+
+  /** `key` must identify `labels` (their values joined); it spares building the set each time. */
+  inc(key: string, labels: () => Labels, by = 1): void {
+    const series = this.#series.get(key);
+    if (series) series.value += by;
+    else this.#series.set(key, { labels: labels(), value: by });
+  }
+
+  render(lines: string[]): void {
+    lines.push(`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} counter`);
+    for (const { labels, value } of this.#series.values()) {
+      lines.push(`${this.name}${formatLabels(labels)} ${value}`);
+    }
+  }
+}
+
+/** A histogram family with fixed buckets. */
+class HistogramFamily {
+  readonly #series = new Map<
+    string,
+    { labels: Labels; counts: number[]; sum: number; count: number }
+  >();
+
+  constructor(
+    readonly name: string,
+    readonly help: string,
+  ) {}
+
+  observe(key: string, labels: () => Labels, value: number): void {
+    let series = this.#series.get(key);
+    if (!series) {
+      series = {
+        labels: labels(),
+        counts: new Array(LATENCY_BUCKETS.length).fill(0),
+        sum: 0,
+        count: 0,
+      };
+      this.#series.set(key, series);
+    }
+    const bucket = LATENCY_BUCKETS.findIndex((bound) => value <= bound);
+    if (bucket >= 0) series.counts[bucket] = (series.counts[bucket] as number) + 1;
+    series.sum += value;
+    series.count++;
+  }
+
+  render(lines: string[]): void {
+    lines.push(`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} histogram`);
+    for (const { labels, counts, sum, count } of this.#series.values()) {
+      let cumulative = 0;
+      LATENCY_BUCKETS.forEach((bound, index) => {
+        cumulative += counts[index] as number;
+        lines.push(
+          `${this.name}_bucket${formatLabels({ ...labels, le: String(bound) })} ${cumulative}`,
+        );
+      });
+      lines.push(`${this.name}_bucket${formatLabels({ ...labels, le: "+Inf" })} ${count}`);
+      lines.push(`${this.name}_sum${formatLabels(labels)} ${sum}`);
+      lines.push(`${this.name}_count${formatLabels(labels)} ${count}`);
+    }
+  }
+}
+
+function formatLabels(labels: Labels): string {
+  const pairs = Object.entries(labels).map(
+    ([key, value]) =>
+      `${key}="${value.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n")}"`,
+  );
+  return pairs.length === 0 ? "" : `{${pairs.join(",")}}`;
+}
+
 export class GatewayMetrics {
-  readonly registry = new Registry();
-  readonly #requests: Counter<"route" | "method" | "auth_type" | "auth_result" | "status">;
-  readonly #duration: Histogram<"route" | "method">;
-  readonly #upstreamDuration: Histogram<"route">;
-  readonly #jwksFetches: Counter<"result">;
-  readonly #cacheLookups: Counter<"cache" | "result">;
-  readonly #argon2Runs: Counter;
-  readonly #reloads: Counter<"result">;
-  readonly #generation: Gauge;
-  readonly #auditWriteErrors: Counter;
-  readonly #requestCounters = new Map<string, Counter.Internal>();
-  readonly #durationHistograms = new Map<string, Histogram.Internal<"route" | "method">>();
-  readonly #upstreamHistograms = new Map<string, Histogram.Internal<"route">>();
-  #inFlightCount = 0;
-  #streamCount = 0;
+  readonly #runtime = new Registry();
+  readonly #requests = new CounterFamily(
+    "mcpgw_requests_total",
+    "Requests to the MCP endpoint, refused ones included.",
+  );
+  readonly #duration = new HistogramFamily(
+    "mcpgw_request_duration_seconds",
+    "Time until the response finished (streams: until closed).",
+  );
+  readonly #upstreamDuration = new HistogramFamily(
+    "mcpgw_upstream_duration_seconds",
+    "Time until the upstream's response headers.",
+  );
+  readonly #jwksFetches = new CounterFamily(
+    "mcpgw_jwks_fetches_total",
+    "JWKS fetches by result (a failed one keeps the last good keys).",
+  );
+  readonly #cacheLookups = new CounterFamily(
+    "mcpgw_credential_cache_lookups_total",
+    "Lookups in the verified API key and access token caches.",
+  );
+  readonly #argon2Runs = new CounterFamily(
+    "mcpgw_argon2_runs_total",
+    "argon2id verifications of API keys.",
+  );
+  readonly #reloads = new CounterFamily("mcpgw_config_reloads_total", "Config reloads by result.");
+  readonly #auditWriteErrors = new CounterFamily(
+    "mcpgw_audit_write_errors_total",
+    "Failed writes to the audit log.",
+  );
+  #inFlight = 0;
+  #streams = 0;
+  #generation = 0;
 
   constructor() {
-    const registers = [this.registry];
-    collectDefaultMetrics({ register: this.registry, prefix: "mcpgw_" });
-    this.#requests = new Counter({
-      name: "mcpgw_requests_total",
-      help: "Requests to the MCP endpoint, refused ones included.",
-      labelNames: ["route", "method", "auth_type", "auth_result", "status"],
-      registers,
-    });
-    this.#duration = new Histogram({
-      name: "mcpgw_request_duration_seconds",
-      help: "Time until the response finished (streams: until closed).",
-      labelNames: ["route", "method"],
-      buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
-      registers,
-    });
-    this.#upstreamDuration = new Histogram({
-      name: "mcpgw_upstream_duration_seconds",
-      help: "Time until the upstream's response headers.",
-      labelNames: ["route"],
-      buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
-      registers,
-    });
-    // Gauges of plain numbers, read at scrape time: the request path only adds and subtracts.
-    const inFlight = () => this.#inFlightCount;
-    const streams = () => this.#streamCount;
-    new Gauge({
-      name: "mcpgw_requests_in_flight",
-      help: "Requests to the MCP endpoint being handled.",
-      registers,
-      collect() {
-        this.set(inFlight());
-      },
-    });
-    new Gauge({
-      name: "mcpgw_sse_streams_open",
-      help: "Server-sent event streams open to clients.",
-      registers,
-      collect() {
-        this.set(streams());
-      },
-    });
-    this.#jwksFetches = new Counter({
-      name: "mcpgw_jwks_fetches_total",
-      help: "JWKS fetches by result (a failed one keeps the last good keys).",
-      labelNames: ["result"],
-      registers,
-    });
-    this.#cacheLookups = new Counter({
-      name: "mcpgw_credential_cache_lookups_total",
-      help: "Lookups in the verified API key and access token caches.",
-      labelNames: ["cache", "result"],
-      registers,
-    });
-    this.#argon2Runs = new Counter({
-      name: "mcpgw_argon2_runs_total",
-      help: "argon2id verifications of API keys.",
-      registers,
-    });
-    this.#reloads = new Counter({
-      name: "mcpgw_config_reloads_total",
-      help: "Config reloads by result.",
-      labelNames: ["result"],
-      registers,
-    });
-    this.#generation = new Gauge({
-      name: "mcpgw_config_generation",
-      help: "The config generation serving requests (1 at start, +1 per applied reload).",
-      registers,
-    });
-    this.#auditWriteErrors = new Counter({
-      name: "mcpgw_audit_write_errors_total",
-      help: "Failed writes to the audit log.",
-      registers,
-    });
+    collectDefaultMetrics({ register: this.#runtime, prefix: "mcpgw_" });
     // Series exist at 0 from the start, so that rate() and alerts see the first increment.
     for (const result of ["ok", "failed"]) {
-      this.#reloads.inc({ result }, 0);
-      this.#jwksFetches.inc({ result }, 0);
+      this.#reloads.inc(result, () => ({ result }), 0);
+      this.#jwksFetches.inc(result, () => ({ result }), 0);
     }
     for (const cache of ["api_key", "access_token"]) {
-      for (const result of ["hit", "miss"]) this.#cacheLookups.inc({ cache, result }, 0);
+      for (const result of ["hit", "miss"])
+        this.#cacheLookups.inc(cache + result, () => ({ cache, result }), 0);
     }
+    this.#argon2Runs.inc("", () => ({}), 0);
+    this.#auditWriteErrors.inc("", () => ({}), 0);
   }
 
   requestStarted(): void {
-    this.#inFlightCount++;
+    this.#inFlight++;
   }
 
-  /**
-   * Called once per request, with its finished audit record. The labelled children are kept by
-   * a joined key: the label sets are closed, and prom-client would otherwise sort and hash the
-   * label object on every request.
-   */
+  /** Called once per request, with its finished audit record. */
   requestFinished(route: string, record: AuditRecord, durationSeconds: number): void {
-    this.#inFlightCount--;
+    this.#inFlight--;
     const method = methodLabel(record.method);
     const { auth_type, auth_result, status } = record;
-    const requestKey = `${route}\0${method}\0${auth_type}\0${auth_result}\0${status}`;
-    let counter = this.#requestCounters.get(requestKey);
-    if (!counter) {
-      counter = this.#requests.labels({ route, method, auth_type, auth_result, status });
-      this.#requestCounters.set(requestKey, counter);
-    }
-    counter.inc();
-    const durationKey = `${route}\0${method}`;
-    let histogram = this.#durationHistograms.get(durationKey);
-    if (!histogram) {
-      histogram = this.#duration.labels({ route, method });
-      this.#durationHistograms.set(durationKey, histogram);
-    }
-    histogram.observe(durationSeconds);
+    this.#requests.inc(`${route}\0${method}\0${auth_type}\0${auth_result}\0${status}`, () => ({
+      route,
+      method,
+      auth_type,
+      auth_result,
+      status: String(status),
+    }));
+    this.#duration.observe(`${route}\0${method}`, () => ({ route, method }), durationSeconds);
   }
 
   upstreamResponded(route: string, seconds: number): void {
-    let histogram = this.#upstreamHistograms.get(route);
-    if (!histogram) {
-      histogram = this.#upstreamDuration.labels({ route });
-      this.#upstreamHistograms.set(route, histogram);
-    }
-    histogram.observe(seconds);
+    this.#upstreamDuration.observe(route, () => ({ route }), seconds);
   }
 
   streamOpened(): void {
-    this.#streamCount++;
+    this.#streams++;
   }
 
   streamClosed(): void {
-    this.#streamCount--;
+    this.#streams--;
   }
 
   jwksFetched(ok: boolean): void {
-    this.#jwksFetches.inc({ result: ok ? "ok" : "failed" });
+    const result = ok ? "ok" : "failed";
+    this.#jwksFetches.inc(result, () => ({ result }));
   }
 
   cacheLookup(cache: CredentialCache, hit: boolean): void {
-    this.#cacheLookups.inc({ cache, result: hit ? "hit" : "miss" });
+    const result = hit ? "hit" : "miss";
+    this.#cacheLookups.inc(cache + result, () => ({ cache, result }));
   }
 
   argon2Ran(): void {
-    this.#argon2Runs.inc();
+    this.#argon2Runs.inc("", () => ({}));
   }
 
   reloaded(ok: boolean, generation?: number): void {
-    this.#reloads.inc({ result: ok ? "ok" : "failed" });
-    if (generation !== undefined) this.#generation.set(generation);
+    const result = ok ? "ok" : "failed";
+    this.#reloads.inc(result, () => ({ result }));
+    if (generation !== undefined) this.#generation = generation;
   }
 
   generationStarted(generation: number): void {
-    this.#generation.set(generation);
+    this.#generation = generation;
   }
 
   auditWriteFailed(): void {
-    this.#auditWriteErrors.inc();
+    this.#auditWriteErrors.inc("", () => ({}));
   }
 
   /** The Prometheus text exposition. */
   async exposition(): Promise<{ contentType: string; body: string }> {
-    return { contentType: this.registry.contentType, body: await this.registry.metrics() };
+    const lines: string[] = [];
+    this.#requests.render(lines);
+    this.#duration.render(lines);
+    this.#upstreamDuration.render(lines);
+    gauge(
+      lines,
+      "mcpgw_requests_in_flight",
+      "Requests to the MCP endpoint being handled.",
+      this.#inFlight,
+    );
+    gauge(
+      lines,
+      "mcpgw_sse_streams_open",
+      "Server-sent event streams open to clients.",
+      this.#streams,
+    );
+    this.#jwksFetches.render(lines);
+    this.#cacheLookups.render(lines);
+    this.#argon2Runs.render(lines);
+    this.#reloads.render(lines);
+    gauge(
+      lines,
+      "mcpgw_config_generation",
+      "The config generation serving requests (1 at start, +1 per applied reload).",
+      this.#generation,
+    );
+    this.#auditWriteErrors.render(lines);
+    return {
+      contentType: this.#runtime.contentType,
+      body: `${lines.join("\n")}\n${await this.#runtime.metrics()}`,
+    };
   }
+}
+
+function gauge(lines: string[], name: string, help: string, value: number): void {
+  lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} gauge`, `${name} ${value}`);
 }
 
 function methodLabel(method: string | null): string {
