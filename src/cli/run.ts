@@ -67,6 +67,10 @@ function watchConfig(gateway: Gateway) {
   };
   watcher.on("change", schedule).on("add", schedule);
   watcher.on("error", (error) => gateway.log.error({ err: error }, "config watch failed"));
+  // Changes are seen only from here on; the log line tells operators (and tests) when.
+  watcher.once("ready", () =>
+    gateway.log.info({ file: gateway.configFile }, "watching config file"),
+  );
   return {
     close: async () => {
       clearTimeout(timer);

@@ -132,6 +132,7 @@ describe("mcpgw run (the built binary)", () => {
   it("reloads on file change when reload.watch is true", async () => {
     const watched = { reload: { watch: true, debounce: "50ms" } };
     const daemon = await startDaemon({ ...keys(["alpha", hashA]), ...watched });
+    await daemon.bin.waitForLog((line) => line.msg === "watching config file");
     await daemon.write({ ...keys(["alpha", hashA], ["bravo", hashB]), ...watched });
     await daemon.bin.waitForLog(
       (line) => line.msg === "config reloaded" && line.trigger === "file change",
