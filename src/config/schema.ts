@@ -60,18 +60,23 @@ export function parseListen(text: string): ListenAddress | string {
   return { host: host === "" ? "0.0.0.0" : host, port };
 }
 
-const listen = z
-  .string()
-  .transform((text, ctx) => {
-    const parsed = parseListen(text);
-    if (typeof parsed === "string") {
-      ctx.addIssue({ code: "custom", message: parsed });
-      return z.NEVER;
-    }
-    return parsed;
-  })
+/** `HOST:PORT`; the parsed value is a ListenAddress. */
+function hostPort() {
+  return z
+    .string()
+    .transform((text, ctx) => {
+      const parsed = parseListen(text);
+      if (typeof parsed === "string") {
+        ctx.addIssue({ code: "custom", message: parsed });
+        return z.NEVER;
+      }
+      return parsed;
+    })
+    .meta({ format: "host:port" });
+}
+
+const listen = hostPort()
   .prefault("127.0.0.1:8080")
-  .meta({ format: "host:port" })
   .describe("Address the gateway listens on. Changing it needs a restart.");
 
 const httpUrl = z.string().refine(
@@ -285,18 +290,8 @@ export const configSchema = z
     metrics: z
       .strictObject({
         enabled: z.boolean().default(true).describe("Serve Prometheus metrics at /metrics."),
-        listen: z
-          .string()
-          .transform((text, ctx) => {
-            const parsed = parseListen(text);
-            if (typeof parsed === "string") {
-              ctx.addIssue({ code: "custom", message: parsed });
-              return z.NEVER;
-            }
-            return parsed;
-          })
+        listen: hostPort()
           .optional()
-          .meta({ format: "host:port" })
           .describe(
             "Serve /metrics on this address instead of the gateway's own (e.g. 127.0.0.1:9464). Restart to change.",
           ),
