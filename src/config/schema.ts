@@ -322,7 +322,7 @@ export const configSchema = z
       )
       .default([])
       .describe(
-        "Addresses of reverse proxies whose X-Forwarded-Proto/Host are believed when building URLs without public_url.",
+        "Addresses of reverse proxies whose X-Forwarded-For (client address in audit, metrics and spans) and X-Forwarded-Proto/Host (URLs without public_url) are believed.",
       ),
     shutdown_timeout: duration("10s").describe(
       "How long SIGTERM/SIGINT waits for in-flight requests before closing them.",

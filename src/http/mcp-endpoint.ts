@@ -60,7 +60,7 @@ export async function handleMcpRequest(
     isoNow(),
     headerValue(req, "mcp-session-id"),
     req.method ?? null,
-    req.socket.remoteAddress ?? null,
+    generation.clientAddress(req.socket.remoteAddress, req.headers["x-forwarded-for"]),
   );
   const tracing = context.tracing?.startRequest(req, context.route);
   if (tracing) record.trace_id = tracing.traceId;

@@ -4,7 +4,7 @@
  * one and swaps a single reference. Requests retain the generation they started on, so an old
  * generation is closed only after its last request finished.
  */
-import { BlockList } from "node:net";
+import { BlockList, isIP } from "node:net";
 import { OAuthVerifier } from "../auth/access-tokens.js";
 import { KeyStore } from "../auth/api-keys.js";
 import {
@@ -104,6 +104,28 @@ export class Generation {
     if (!this.#trustedProxies || address === undefined) return false;
     const plain = address.startsWith("::ffff:") ? address.slice(7) : address;
     return this.#trustedProxies.check(plain, plain.includes(":") ? "ipv6" : "ipv4");
+  }
+
+  /**
+   * The client's address: the connection's peer, or, when that peer is a trusted proxy, the
+   * nearest X-Forwarded-For entry that is not itself a trusted proxy (entries further left
+   * were written by the client and prove nothing).
+   */
+  clientAddress(
+    peer: string | undefined,
+    forwardedFor: string | string[] | undefined,
+  ): string | null {
+    if (peer === undefined) return null;
+    if (forwardedFor === undefined || !this.trustsProxy(peer)) return peer;
+    const hops = (Array.isArray(forwardedFor) ? forwardedFor.join(",") : forwardedFor)
+      .split(",")
+      .map((hop) => hop.trim())
+      .filter((hop) => isIP(hop) !== 0);
+    for (let index = hops.length - 1; index >= 0; index--) {
+      const hop = hops[index] as string;
+      if (!this.trustsProxy(hop) || index === 0) return hop;
+    }
+    return peer;
   }
 
   retain(): void {

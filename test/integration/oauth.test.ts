@@ -239,7 +239,7 @@ describe("OAuth only, public_url, trust_proxy, disabled", () => {
     await gw.stop();
   });
 
-  it("believes X-Forwarded-Proto/Host only from a trusted proxy", async () => {
+  it("believes X-Forwarded-For/Proto/Host only from a trusted proxy", async () => {
     const forwarded = { "x-forwarded-proto": "https", "x-forwarded-host": "gw.example.net" };
     const trusting = await startGateway({
       upstream: { url: upstream.url },
@@ -251,6 +251,9 @@ describe("OAuth only, public_url, trust_proxy, disabled", () => {
       await fetch(`${origin}/.well-known/oauth-protected-resource`, { headers: forwarded })
     ).json()) as { resource: string };
     expect(trusted.resource).toBe("https://gw.example.net/mcp");
+    // The client address is the nearest X-Forwarded-For hop that is not a trusted proxy.
+    await post(trusting.url, { "x-forwarded-for": "198.51.100.9, 203.0.113.7, 127.0.0.2" });
+    expect((await trusting.auditRecords(1)).at(-1)?.remote_addr).toBe("203.0.113.7");
     await trusting.stop();
 
     const wary = await startGateway({
@@ -262,6 +265,8 @@ describe("OAuth only, public_url, trust_proxy, disabled", () => {
       await fetch(`${waryOrigin}/.well-known/oauth-protected-resource`, { headers: forwarded })
     ).json()) as { resource: string };
     expect(ignored.resource).toBe(wary.url);
+    await post(wary.url, { "x-forwarded-for": "203.0.113.7" });
+    expect((await wary.auditRecords(1)).at(-1)?.remote_addr).toBe("127.0.0.1");
     await wary.stop();
   });
 
