@@ -47,11 +47,18 @@ class CounterFamily {
     readonly help: string,
   ) {}
 
-  /** `key` must identify `labels` (their values joined); it spares building the set each time. */
-  inc(key: string, labels: () => Labels, by = 1): void {
+  /**
+   * `key` must identify the label set (its values joined): the set itself is only built, by
+   * `labels`, the first time a key is seen.
+   */
+  inc(key: string, labels: (() => Labels) | undefined, by = 1): void {
     const series = this.#series.get(key);
     if (series) series.value += by;
-    else this.#series.set(key, { labels: labels(), value: by });
+    else this.#series.set(key, { labels: labels?.() ?? {}, value: by });
+  }
+
+  has(key: string): boolean {
+    return this.#series.has(key);
   }
 
   render(lines: string[]): void {
@@ -74,21 +81,27 @@ class HistogramFamily {
     readonly help: string,
   ) {}
 
-  observe(key: string, labels: () => Labels, value: number): void {
+  observe(key: string, labels: (() => Labels) | undefined, value: number): void {
     let series = this.#series.get(key);
     if (!series) {
       series = {
-        labels: labels(),
+        labels: labels?.() ?? {},
         counts: new Array(LATENCY_BUCKETS.length).fill(0),
         sum: 0,
         count: 0,
       };
       this.#series.set(key, series);
     }
-    const bucket = LATENCY_BUCKETS.findIndex((bound) => value <= bound);
-    if (bucket >= 0) series.counts[bucket] = (series.counts[bucket] as number) + 1;
+    let bucket = 0;
+    while (bucket < LATENCY_BUCKETS.length && value > (LATENCY_BUCKETS[bucket] as number)) bucket++;
+    if (bucket < LATENCY_BUCKETS.length)
+      series.counts[bucket] = (series.counts[bucket] as number) + 1;
     series.sum += value;
     series.count++;
+  }
+
+  has(key: string): boolean {
+    return this.#series.has(key);
   }
 
   render(lines: string[]): void {
@@ -175,18 +188,28 @@ export class GatewayMetrics {
     this.#inFlight--;
     const method = methodLabel(record.method);
     const { auth_type, auth_result, status } = record;
-    this.#requests.inc(`${route}\0${method}\0${auth_type}\0${auth_result}\0${status}`, () => ({
-      route,
-      method,
-      auth_type,
-      auth_result,
-      status: String(status),
-    }));
-    this.#duration.observe(`${route}\0${method}`, () => ({ route, method }), durationSeconds);
+    // The label-building closures are only made for a series' first sample.
+    const requestKey = `${route}\0${method}\0${auth_type}\0${auth_result}\0${status}`;
+    this.#requests.inc(
+      requestKey,
+      this.#requests.has(requestKey)
+        ? undefined
+        : () => ({ route, method, auth_type, auth_result, status: String(status) }),
+    );
+    const durationKey = `${route}\0${method}`;
+    this.#duration.observe(
+      durationKey,
+      this.#duration.has(durationKey) ? undefined : () => ({ route, method }),
+      durationSeconds,
+    );
   }
 
   upstreamResponded(route: string, seconds: number): void {
-    this.#upstreamDuration.observe(route, () => ({ route }), seconds);
+    this.#upstreamDuration.observe(
+      route,
+      this.#upstreamDuration.has(route) ? undefined : () => ({ route }),
+      seconds,
+    );
   }
 
   streamOpened(): void {
