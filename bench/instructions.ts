@@ -1,0 +1,230 @@
+/**
+ * `npm run bench:instructions`: user-space instructions per request, counted by valgrind's
+ * callgrind. Unlike CPU time on a shared virtual machine, the count repeats run to run (within
+ * about 0.5% here), so two builds, or the gateway and the bare pass-through, can be compared
+ * exactly. It leaves out the kernel's share (socket and file syscalls), which is about the same
+ * for every target, so its ratios come out above the CPU-time ratios of `npm run bench`.
+ *
+ * Each target runs under callgrind; after a warm-up the counters are zeroed, a fixed number of
+ * requests is sent, and the counters are dumped (callgrind_control). Needs valgrind
+ * (`apt-get install valgrind`); takes a few minutes.
+ */
+import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { once } from "node:events";
+import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+import autocannon from "autocannon";
+import { stringify } from "yaml";
+import { JWT_AUDIENCE, startTokenIssuer, type TokenIssuer } from "./jwt.js";
+import {
+  MCP_CLIENT_HEADERS,
+  MCP_PATH,
+  parsePortAnnouncement,
+  TOOLS_LIST_REQUEST,
+} from "./protocol.js";
+
+const execFileAsync = promisify(execFile);
+const WARMUP_REQUESTS = 1_500;
+const MEASURED_REQUESTS = Number(process.env.BENCH_REQUESTS ?? 3_000);
+const API_KEY = "bench-instructions-key-0123456789";
+const script = (name: string) => fileURLToPath(new URL(name, import.meta.url));
+const MCPGW_MAIN = fileURLToPath(new URL("../src/main.js", import.meta.url));
+
+interface Running {
+  child: ChildProcess;
+  lines: string[];
+  waitFor<T>(parse: (line: string) => T | undefined): Promise<T>;
+}
+
+function run(command: string, args: string[]): Running {
+  const child = spawn(command, args, { stdio: ["ignore", "pipe", "pipe"] });
+  const lines: string[] = [];
+  const waiters: (() => void)[] = [];
+  createInterface({ input: child.stdout as NodeJS.ReadableStream }).on("line", (line) => {
+    lines.push(line);
+    for (const waiter of waiters.splice(0)) waiter();
+  });
+  return {
+    child,
+    lines,
+    waitFor: async (parse) => {
+      for (;;) {
+        for (const line of lines) {
+          const parsed = parse(line);
+          if (parsed !== undefined) return parsed;
+        }
+        if (child.exitCode !== null) throw new Error(`${command} exited before it was ready`);
+        await new Promise<void>((resolve) => waiters.push(resolve));
+      }
+    },
+  };
+}
+
+function underCallgrind(outDir: string, args: string[]): Running {
+  return run("valgrind", [
+    "--tool=callgrind",
+    // V8 writes machine code at run time; callgrind must notice it.
+    "--smc-check=all-non-file",
+    `--callgrind-out-file=${join(outDir, "callgrind.out.%p")}`,
+    process.execPath,
+    ...args,
+  ]);
+}
+
+function load(url: string, amount: number, authorization: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const options: autocannon.Options = {
+      url,
+      method: "POST",
+      connections: 4,
+      amount,
+      headers: { ...MCP_CLIENT_HEADERS, authorization },
+      body: TOOLS_LIST_REQUEST,
+    };
+    autocannon(options, (error, result) => {
+      if (error) reject(error);
+      else if (result.non2xx > 0 || result.errors > 0) {
+        reject(new Error(`${url}: ${result.non2xx} non-2xx answers, ${result.errors} errors`));
+      } else resolve();
+    });
+  });
+}
+
+interface Target {
+  name: string;
+  /** Starts the measured process under callgrind; resolves with its URL and authorization. */
+  start(
+    outDir: string,
+    upstreamUrl: string,
+  ): Promise<{ server: Running; url: string; authorization: string }>;
+}
+
+const gatewayUrl = (line: string) => {
+  try {
+    const entry = JSON.parse(line) as { msg?: string; url?: string };
+    return entry.msg === "listening" ? entry.url : undefined;
+  } catch {
+    return undefined;
+  }
+};
+
+async function gateway(outDir: string, config: Record<string, unknown>) {
+  const file = join(outDir, "mcpgw.yaml");
+  await writeFile(
+    file,
+    stringify({ listen: "127.0.0.1:0", audit: { path: join(outDir, "audit.jsonl") }, ...config }),
+  );
+  const server = underCallgrind(outDir, [MCPGW_MAIN, "run", "--config", file]);
+  return { server, url: await server.waitFor(gatewayUrl) };
+}
+
+async function hashKey(key: string): Promise<string> {
+  const pending = execFileAsync(process.execPath, [MCPGW_MAIN, "hash-key"]);
+  pending.child.stdin?.end(key);
+  return (await pending).stdout.trim();
+}
+
+let issuer: TokenIssuer | undefined;
+
+const TARGETS: Target[] = [
+  {
+    name: "passthrough",
+    async start(outDir, upstreamUrl) {
+      const server = underCallgrind(outDir, [script("./passthrough.js"), upstreamUrl]);
+      const port = await server.waitFor(parsePortAnnouncement);
+      return {
+        server,
+        url: `http://127.0.0.1:${port}${MCP_PATH}`,
+        authorization: `Bearer ${API_KEY}`,
+      };
+    },
+  },
+  {
+    name: "mcpgw",
+    async start(outDir, upstreamUrl) {
+      const hash = await hashKey(API_KEY);
+      const started = await gateway(outDir, {
+        upstream: { url: upstreamUrl },
+        auth: { keys: [{ id: "bench", hash }] },
+      });
+      return { ...started, authorization: `Bearer ${API_KEY}` };
+    },
+  },
+  {
+    name: "mcpgw-jwt-warm",
+    async start(outDir, upstreamUrl) {
+      issuer ??= await startTokenIssuer();
+      const started = await gateway(outDir, {
+        upstream: { url: upstreamUrl },
+        auth: {
+          oauth: {
+            enabled: true,
+            issuer: issuer.issuer,
+            audience: JWT_AUDIENCE,
+            jwks_url: issuer.jwksUrl,
+            required_scopes: ["mcp:read"],
+          },
+        },
+      });
+      return { ...started, authorization: `Bearer ${issuer.mint()}` };
+    },
+  },
+];
+
+async function measure(target: Target, upstreamUrl: string): Promise<number> {
+  const outDir = await mkdtemp(join(tmpdir(), `mcpgw-ir-${target.name}-`));
+  const { server, url, authorization } = await target.start(outDir, upstreamUrl);
+  try {
+    await load(url, WARMUP_REQUESTS, authorization);
+    const pid = String(server.child.pid);
+    await execFileAsync("callgrind_control", ["--zero", pid]);
+    await load(url, MEASURED_REQUESTS, authorization);
+    await execFileAsync("callgrind_control", ["--dump", pid]);
+    // --dump writes callgrind.out.<pid>.<part>; the only part holds the measured requests.
+    const [part] = (await readdir(outDir)).filter((name) =>
+      /^callgrind\.out\.\d+\.\d+$/.test(name),
+    );
+    if (part === undefined) throw new Error(`${target.name}: callgrind wrote no dump`);
+    const totals = /^(?:summary|totals): (\d+)/m.exec(await readFile(join(outDir, part), "utf8"));
+    const instructions = Number(totals?.[1] ?? Number.NaN);
+    return instructions / MEASURED_REQUESTS;
+  } finally {
+    server.child.kill("SIGKILL");
+    await once(server.child, "exit").catch(() => {});
+    await rm(outDir, { recursive: true, force: true });
+  }
+}
+
+async function main(): Promise<void> {
+  const upstream = run(process.execPath, [script("./upstream.js")]);
+  const upstreamUrl = `http://127.0.0.1:${await upstream.waitFor(parsePortAnnouncement)}${MCP_PATH}`;
+  const results: [string, number][] = [];
+  try {
+    for (const target of TARGETS) {
+      process.stderr.write(`bench:instructions: ${target.name}\n`);
+      results.push([target.name, await measure(target, upstreamUrl)]);
+    }
+  } finally {
+    upstream.child.kill();
+    await issuer?.close();
+  }
+  const baseline = results[0]?.[1] ?? Number.NaN;
+  process.stdout.write(
+    `${MEASURED_REQUESTS} requests per target, user-space instructions (callgrind)\n\n`,
+  );
+  process.stdout.write("| target | instructions per request | ÷ passthrough |\n|---|--:|--:|\n");
+  for (const [name, perRequest] of results) {
+    process.stdout.write(
+      `| ${name} | ${Math.round(perRequest).toLocaleString("en")} | ${(perRequest / baseline).toFixed(3)} |\n`,
+    );
+  }
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`bench:instructions: ${(error as Error).stack ?? String(error)}\n`);
+  process.exitCode = 1;
+});
