@@ -7,7 +7,7 @@
  *
  * Each target runs under callgrind; after a warm-up the counters are zeroed, a fixed number of
  * requests is sent, and the counters are dumped (callgrind_control). Needs valgrind
- * (`apt-get install valgrind`); takes a few minutes.
+ * (`apt-get install valgrind`); takes a few minutes. `BENCH_TARGETS=passthrough,mcpgw` runs a subset.
  */
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { once } from "node:events";
@@ -204,7 +204,8 @@ async function main(): Promise<void> {
   const upstreamUrl = `http://127.0.0.1:${await upstream.waitFor(parsePortAnnouncement)}${MCP_PATH}`;
   const results: [string, number][] = [];
   try {
-    for (const target of TARGETS) {
+    const only = process.env.BENCH_TARGETS?.split(",");
+    for (const target of TARGETS.filter(({ name }) => !only || only.includes(name))) {
       process.stderr.write(`bench:instructions: ${target.name}\n`);
       results.push([target.name, await measure(target, upstreamUrl)]);
     }
