@@ -19,7 +19,7 @@ import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import autocannon from "autocannon";
 import { stringify } from "yaml";
-import { JWT_AUDIENCE, startTokenIssuer, type TokenIssuer } from "./jwt.js";
+import { startTokenIssuer, type TokenIssuer } from "./jwt.js";
 import {
   MCP_CLIENT_HEADERS,
   MCP_PATH,
@@ -161,13 +161,7 @@ const TARGETS: Target[] = [
       const started = await gateway(outDir, {
         upstream: { url: upstreamUrl },
         auth: {
-          oauth: {
-            enabled: true,
-            issuer: issuer.issuer,
-            audience: JWT_AUDIENCE,
-            jwks_url: issuer.jwksUrl,
-            required_scopes: ["mcp:read"],
-          },
+          oauth: issuer.oauthConfig(),
         },
       });
       return { ...started, authorization: `Bearer ${issuer.mint()}` };

@@ -12,10 +12,10 @@ export const JWT_AUDIENCE = "mcpgw-bench";
 const KID = "bench-es256";
 
 export interface TokenIssuer {
-  issuer: string;
-  jwksUrl: string;
   /** A valid access token for the gateway, new (distinct jti) on every call. */
   mint(): string;
+  /** The gateway's `auth.oauth` section for tokens from this issuer. */
+  oauthConfig(): Record<string, unknown>;
   close(): Promise<void>;
 }
 
@@ -34,9 +34,14 @@ export async function startTokenIssuer(): Promise<TokenIssuer> {
     "base64url",
   );
   return {
-    issuer,
-    jwksUrl: `${origin}/jwks.json`,
     mint: () => mintToken(privateKey, header, issuer),
+    oauthConfig: () => ({
+      enabled: true,
+      issuer,
+      audience: JWT_AUDIENCE,
+      jwks_url: `${origin}/jwks.json`,
+      required_scopes: ["mcp:read"],
+    }),
     close: () =>
       new Promise((resolve) => {
         server.closeAllConnections();

@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { stringify } from "yaml";
-import { JWT_AUDIENCE, startTokenIssuer } from "./jwt.js";
+import { startTokenIssuer } from "./jwt.js";
 import { startOtlpSink } from "./otlp-sink.js";
 import type { ExitStatus, ProcessGroup, ServiceProcess } from "./processes.js";
 import { MCP_PATH, parsePortAnnouncement } from "./protocol.js";
@@ -338,13 +338,7 @@ export function mcpgwWithJwt(scenario: JwtScenario): TargetDefinition {
         listen: "127.0.0.1:0",
         upstream: { url: upstream.url, timeout: "60s" },
         auth: {
-          oauth: {
-            enabled: true,
-            issuer: issuer.issuer,
-            audience: JWT_AUDIENCE,
-            jwks_url: issuer.jwksUrl,
-            required_scopes: ["mcp:read"],
-          },
+          oauth: issuer.oauthConfig(),
         },
         audit: { path: auditPath },
       };
