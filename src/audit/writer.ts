@@ -81,7 +81,7 @@ export class AuditLog {
   /** Resolves once every line queued so far has been written (or has failed to be). */
   async flush(): Promise<void> {
     while (this.#writing) await this.#writing;
-    if (this.#queue.length > 0) this.#writeNow();
+    if (this.#queue.length > 0) this.#writeNow(true);
     while (this.#writing) await this.#writing;
   }
 
@@ -101,7 +101,7 @@ export class AuditLog {
       .close()
       .catch((error: Error) => this.#log.warn({ err: error }, "audit: close failed"));
     // Lines the previous file refused are written to the new one now, not at the next retry.
-    if (this.#failing && this.#queue.length > 0) this.#writeNow();
+    if (this.#failing && this.#queue.length > 0) this.#writeNow(true);
   }
 
   async close(): Promise<void> {
@@ -110,15 +110,21 @@ export class AuditLog {
     await this.#handle.close();
   }
 
-  #writeNow(): void {
+  /**
+   * Writes the queued lines. Lines queued during the write wait for their own interval unless
+   * they already fill a batch, or `all` asks for everything (flush, retry): writing again the
+   * moment a write returns would put a disk write, and its thread-pool round trip, behind every
+   * few requests under load.
+   */
+  #writeNow(all = false): void {
     clearTimeout(this.#timer);
     this.#timer = undefined;
-    this.#writing = this.#drain();
+    this.#writing = this.#drain(all);
   }
 
-  async #drain(): Promise<void> {
+  async #drain(all: boolean): Promise<void> {
     try {
-      while (this.#queue.length > 0) {
+      do {
         const lines = this.#queue;
         this.#queue = [];
         this.#queuedBytes = 0;
@@ -131,9 +137,12 @@ export class AuditLog {
           return;
         }
         if (this.#failing) this.#recovered();
-      }
+      } while (this.#queue.length > 0 && (all || this.#queuedBytes >= this.#maxBatchBytes));
     } finally {
       this.#writing = undefined;
+    }
+    if (this.#queue.length > 0 && !this.#failing) {
+      this.#timer ??= unrefTimer(() => this.#writeNow(), this.#flushIntervalMs);
     }
   }
 
@@ -146,7 +155,7 @@ export class AuditLog {
         "audit write failed: lines are kept in memory and retried",
       );
     }
-    this.#timer = unrefTimer(() => this.#writeNow(), this.#retryDelayMs);
+    this.#timer = unrefTimer(() => this.#writeNow(true), this.#retryDelayMs);
   }
 
   #recovered(): void {

@@ -1,4 +1,4 @@
-import { mkdtemp, readFile, rename } from "node:fs/promises";
+import { mkdtemp, open, readFile, rename } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { pino } from "pino";
@@ -89,5 +89,38 @@ describe("AuditLog", () => {
     await audit.close();
     expect(audit.path).toBe(file);
     expect((await lines(file)).map((line) => line.request_id)).toEqual([1]);
+  });
+
+  it("under steady load writes a batch per interval, not one whenever the last write returns", async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), "mcpgw-audit-"));
+    const file = path.join(dir, "audit.jsonl");
+    const probe = await open(file, "a");
+    const write = vi.spyOn(Object.getPrototypeOf(probe), "write");
+    await probe.close();
+    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout"] });
+    try {
+      const lineBytes = JSON.stringify(record(0)).length + 1;
+      const audit = await AuditLog.open(file, {
+        log: pino({ level: "silent" }),
+        flushIntervalMs: 50,
+        maxBatchBytes: 3 * lineBytes,
+      });
+      for (let n = 1; n <= 3; n++) audit.write(record(n)); // a full batch: written at once
+      audit.write(record(4)); // queued while that write runs
+      expect(write).toHaveBeenCalledTimes(1);
+      await write.mock.results[0]?.value;
+      await new Promise(setImmediate);
+      // The line queued meanwhile waits for its interval instead of a write of its own.
+      expect(write).toHaveBeenCalledTimes(1);
+      expect((await lines(file)).map((line) => line.request_id)).toEqual([1, 2, 3]);
+      expect(vi.getTimerCount()).toBe(1);
+      vi.advanceTimersByTime(50);
+      expect(write).toHaveBeenCalledTimes(2);
+      await audit.close();
+      expect((await lines(file)).map((line) => line.request_id)).toEqual([1, 2, 3, 4]);
+    } finally {
+      vi.useRealTimers();
+      write.mockRestore();
+    }
   });
 });
