@@ -4,38 +4,53 @@
  * upstream in `traceparent`. Spans are batched and exported over OTLP/HTTP (protobuf or JSON).
  * Tracing never fails a request: an unreachable collector costs a log line per minute.
  * The gateway imports this module only when tracing is on: the SDK stays unloaded otherwise.
+ *
+ * The SDK does the protocol work: W3C propagation (`@opentelemetry/core`), sampling, batching
+ * (`BatchSpanProcessor`, tuned by the usual `OTEL_BSP_*` variables) and OTLP export. The
+ * request's two spans, though, are not SDK `Span` objects: the gateway knows every attribute
+ * only when the request ends (they are the audit record's fields), so it keeps two ids and
+ * three timestamps while the request runs and hands the batch processor two finished
+ * `ReadableSpan`s at the end. Measured under load, a live SDK span pair cost about as much CPU
+ * as the whole rest of the request pipeline (docs/benchmarks.md); these cost a fraction.
  */
 import type { IncomingMessage } from "node:http";
+import { performance } from "node:perf_hooks";
 import {
+  type Attributes,
   type Context,
-  context,
   defaultTextMapGetter,
   defaultTextMapSetter,
+  type HrTime,
+  type Link,
   ROOT_CONTEXT,
-  type Span,
+  type SpanContext,
   SpanKind,
+  type SpanStatus,
   SpanStatusCode,
-  type Tracer,
+  TraceFlags,
   trace,
 } from "@opentelemetry/api";
 import {
   type ExportResult,
   ExportResultCode,
+  type InstrumentationScope,
   W3CTraceContextPropagator,
 } from "@opentelemetry/core";
 import { OTLPTraceExporter as JsonTraceExporter } from "@opentelemetry/exporter-trace-otlp-http";
 import { OTLPTraceExporter as ProtobufTraceExporter } from "@opentelemetry/exporter-trace-otlp-proto";
-import { resourceFromAttributes } from "@opentelemetry/resources";
+import { type Resource, resourceFromAttributes } from "@opentelemetry/resources";
 import {
   AlwaysOffSampler,
   AlwaysOnSampler,
   BatchSpanProcessor,
   ParentBasedSampler,
+  RandomIdGenerator,
   type ReadableSpan,
   type Sampler,
+  SamplingDecision,
   type SpanExporter,
+  type TimedEvent,
   TraceIdRatioBasedSampler,
-  TracerProvider,
 } from "@opentelemetry/sdk-trace";
 import type { AuditRecord } from "../audit/record.js";
 import type { Logger } from "../log.js";
@@ -109,11 +124,22 @@ class ReportingExporter implements SpanExporter {
 }
 
 const propagator = new W3CTraceContextPropagator();
+const ids = new RandomIdGenerator();
+const NO_LINKS: Link[] = [];
+const NO_EVENTS: TimedEvent[] = [];
+const UNSET: SpanStatus = { code: SpanStatusCode.UNSET };
+
+/** What every span of this process shares. */
+interface Origin {
+  readonly resource: Resource;
+  readonly scope: InstrumentationScope;
+  readonly processor: BatchSpanProcessor;
+}
 
 export class Tracing {
   readonly settings: TracingSettings;
-  readonly #provider: TracerProvider;
-  readonly #tracer: Tracer;
+  readonly #origin: Origin;
+  readonly #sampler: Sampler;
 
   constructor(settings: TracingSettings, version: string, log: Logger) {
     this.settings = settings;
@@ -126,103 +152,141 @@ export class Tracing {
       settings.protocol === "http/json"
         ? new JsonTraceExporter(options)
         : new ProtobufTraceExporter(options);
-    this.#provider = new TracerProvider({
+    this.#origin = {
       resource: resourceFromAttributes({
         "service.name": settings.serviceName,
         "service.version": version,
       }),
-      sampler: samplerOf(settings.sampler, settings.samplerRatio, log),
-      spanProcessors: [
-        new BatchSpanProcessor({ exporter: new ReportingExporter(exporter, log, settings.url) }),
-      ],
-    });
-    this.#tracer = this.#provider.getTracer("mcpgw", version);
+      scope: { name: "mcpgw", version },
+      processor: new BatchSpanProcessor({
+        exporter: new ReportingExporter(exporter, log, settings.url),
+      }),
+    };
+    this.#sampler = samplerOf(settings.sampler, settings.samplerRatio, log);
   }
 
   /** Starts the SERVER span of a request, as a child of the caller's `traceparent` if any. */
   startRequest(req: IncomingMessage, route: string): RequestTrace {
-    const parent = propagator.extract(ROOT_CONTEXT, req.headers, defaultTextMapGetter);
-    const span = this.#tracer.startSpan(
-      req.method ?? "POST",
-      {
-        kind: SpanKind.SERVER,
-        attributes: { "http.request.method": req.method ?? "", "http.route": route },
-      },
-      parent,
+    const startedAt = performance.now();
+    const method = req.method ?? "";
+    const attributes: Attributes = { "http.request.method": method, "http.route": route };
+    let parentContext: Context = ROOT_CONTEXT;
+    let parent: SpanContext | undefined;
+    if (req.headers.traceparent !== undefined) {
+      parentContext = propagator.extract(ROOT_CONTEXT, req.headers, defaultTextMapGetter);
+      parent = trace.getSpanContext(parentContext);
+    }
+    const traceId = parent?.traceId ?? ids.generateTraceId();
+    const sampling = this.#sampler.shouldSample(
+      parentContext,
+      traceId,
+      method || "POST",
+      SpanKind.SERVER,
+      attributes,
+      NO_LINKS,
     );
-    return new RequestTrace(this.#tracer, span, trace.setSpan(parent, span));
+    const traceState = sampling.traceState ?? parent?.traceState;
+    const context: SpanContext = {
+      traceId,
+      spanId: ids.generateSpanId(),
+      traceFlags:
+        sampling.decision === SamplingDecision.RECORD_AND_SAMPLED
+          ? TraceFlags.SAMPLED
+          : TraceFlags.NONE,
+      ...(traceState && { traceState }),
+    };
+    if (sampling.attributes) Object.assign(attributes, sampling.attributes);
+    return new RequestTrace(this.#origin, context, parent, attributes, startedAt);
   }
 
   forceFlush(): Promise<void> {
-    return this.#provider.forceFlush();
+    return this.#origin.processor.forceFlush();
   }
 
   /** Exports what is buffered and stops (on SIGTERM). */
   shutdown(): Promise<void> {
-    return this.#provider.shutdown();
+    return this.#origin.processor.shutdown();
   }
 }
 
+/** The spans of one request while it runs; they are created whole when it ends. */
 export class RequestTrace {
-  readonly #tracer: Tracer;
-  readonly #span: Span;
-  readonly #context: Context;
-  #upstream: Span | undefined;
+  readonly #origin: Origin;
+  readonly #context: SpanContext;
+  readonly #parent: SpanContext | undefined;
+  readonly #attributes: Attributes;
+  readonly #startedAt: number;
+  #upstream: { context: SpanContext; attributes: Attributes; startedAt: number } | undefined;
 
-  constructor(tracer: Tracer, span: Span, spanContext: Context) {
-    this.#tracer = tracer;
-    this.#span = span;
-    this.#context = spanContext;
+  constructor(
+    origin: Origin,
+    context: SpanContext,
+    parent: SpanContext | undefined,
+    attributes: Attributes,
+    startedAt: number,
+  ) {
+    this.#origin = origin;
+    this.#context = context;
+    this.#parent = parent;
+    this.#attributes = attributes;
+    this.#startedAt = startedAt;
   }
 
   get traceId(): string {
-    return this.#span.spanContext().traceId;
+    return this.#context.traceId;
   }
 
   /** Starts the CLIENT span of the upstream call; returns the headers that carry it upstream. */
   startUpstream(method: string, url: URL): Record<string, string> {
-    const span = this.#tracer.startSpan(
-      method,
-      {
-        kind: SpanKind.CLIENT,
-        attributes: {
-          "http.request.method": method,
-          "server.address": url.hostname,
-          "server.port": Number(url.port || (url.protocol === "https:" ? 443 : 80)),
-          "url.full": url.href,
-        },
+    const context: SpanContext = { ...this.#context, spanId: ids.generateSpanId() };
+    this.#upstream = {
+      context,
+      startedAt: performance.now(),
+      attributes: {
+        "http.request.method": method,
+        "server.address": url.hostname,
+        "server.port": Number(url.port || (url.protocol === "https:" ? 443 : 80)),
+        "url.full": url.href,
       },
-      this.#context,
-    );
-    this.#upstream = span;
+    };
     const headers: Record<string, string> = {};
-    propagator.inject(trace.setSpan(context.active(), span), headers, defaultTextMapSetter);
+    propagator.inject(trace.setSpanContext(ROOT_CONTEXT, context), headers, defaultTextMapSetter);
     return headers;
   }
 
   upstreamResponded(status: number): void {
-    this.#upstream?.setAttribute("http.response.status_code", status);
-    if (status >= 500) this.#upstream?.setStatus({ code: SpanStatusCode.ERROR });
+    if (this.#upstream) this.#upstream.attributes["http.response.status_code"] = status;
   }
 
   /** Ends both spans with what the finished audit record says about the request. */
   finish(record: AuditRecord): void {
-    const failed = record.action === "deny" || record.status >= 500 || record.error !== undefined;
-    if (this.#upstream) {
-      if (record.error?.startsWith("upstream")) {
-        this.#upstream.setStatus({ code: SpanStatusCode.ERROR, message: record.error });
-      }
-      this.#upstream.end();
+    if ((this.#context.traceFlags & TraceFlags.SAMPLED) === 0) return;
+    const endedAt = performance.now();
+    const { processor } = this.#origin;
+    const upstream = this.#upstream;
+    if (upstream) {
+      const status = upstream.attributes["http.response.status_code"];
+      processor.onEnd(
+        new FinishedSpan(this.#origin, {
+          name: String(upstream.attributes["http.request.method"]),
+          kind: SpanKind.CLIENT,
+          context: upstream.context,
+          parent: this.#context,
+          attributes: upstream.attributes,
+          status: record.error?.startsWith("upstream")
+            ? { code: SpanStatusCode.ERROR, message: record.error }
+            : typeof status === "number" && status >= 500
+              ? { code: SpanStatusCode.ERROR }
+              : UNSET,
+          startedAt: upstream.startedAt,
+          endedAt,
+        }),
+      );
     }
-    const span = this.#span;
-    span.updateName(
-      record.tool === undefined ? (record.method ?? "POST") : `${record.method} ${record.tool}`,
-    );
-    const attributes: Record<string, string | number> = {
-      "mcp.auth.type": record.auth_type,
-      "mcp.auth.result": record.auth_result,
-      "http.response.status_code": record.status,
-    };
+    const attributes = this.#attributes;
+    attributes["mcp.auth.type"] = record.auth_type;
+    attributes["mcp.auth.result"] = record.auth_result;
+    attributes["http.response.status_code"] = record.status;
     if (record.method !== null) attributes["mcp.method.name"] = record.method;
     if (record.session_id !== null) attributes["mcp.session.id"] = record.session_id;
     if (record.request_id !== null) attributes["jsonrpc.request.id"] = String(record.request_id);
@@ -232,10 +296,88 @@ export class RequestTrace {
     if (record.key_id !== undefined) attributes["mcp.auth.key_id"] = record.key_id;
     if (record.scopes !== undefined) attributes["mcp.auth.scopes"] = record.scopes;
     if (record.remote_addr !== null) attributes["client.address"] = record.remote_addr;
-    span.setAttributes(attributes);
-    if (failed) {
-      span.setStatus({ code: SpanStatusCode.ERROR, message: record.error ?? record.auth_result });
-    }
-    span.end();
+    const failed = record.action === "deny" || record.status >= 500 || record.error !== undefined;
+    processor.onEnd(
+      new FinishedSpan(this.#origin, {
+        name:
+          record.tool === undefined ? (record.method ?? "POST") : `${record.method} ${record.tool}`,
+        kind: SpanKind.SERVER,
+        context: this.#context,
+        parent: this.#parent,
+        attributes,
+        status: failed
+          ? { code: SpanStatusCode.ERROR, message: record.error ?? record.auth_result }
+          : UNSET,
+        startedAt: this.#startedAt,
+        endedAt,
+      }),
+    );
   }
+}
+
+interface SpanFields {
+  name: string;
+  kind: SpanKind;
+  context: SpanContext;
+  parent: SpanContext | undefined;
+  attributes: Attributes;
+  status: SpanStatus;
+  /** `performance.now()` readings. */
+  startedAt: number;
+  endedAt: number;
+}
+
+/** A span that has ended, as the batch processor and the OTLP exporters read it. */
+class FinishedSpan implements ReadableSpan {
+  readonly name: string;
+  readonly kind: SpanKind;
+  readonly parentSpanContext: SpanContext | undefined;
+  readonly startTime: HrTime;
+  readonly endTime: HrTime;
+  readonly duration: HrTime;
+  readonly status: SpanStatus;
+  readonly attributes: Attributes;
+  readonly links = NO_LINKS;
+  readonly events = NO_EVENTS;
+  readonly ended = true;
+  readonly resource: Resource;
+  readonly instrumentationScope: InstrumentationScope;
+  readonly droppedAttributesCount = 0;
+  readonly droppedEventsCount = 0;
+  readonly droppedLinksCount = 0;
+  readonly #context: SpanContext;
+
+  constructor(origin: Origin, fields: SpanFields) {
+    this.name = fields.name;
+    this.kind = fields.kind;
+    this.#context = fields.context;
+    this.parentSpanContext = fields.parent;
+    this.startTime = wallClock(fields.startedAt);
+    this.endTime = wallClock(fields.endedAt);
+    this.duration = hrDuration(fields.endedAt - fields.startedAt);
+    this.status = fields.status;
+    this.attributes = fields.attributes;
+    this.resource = origin.resource;
+    this.instrumentationScope = origin.scope;
+  }
+
+  spanContext(): SpanContext {
+    return this.#context;
+  }
+}
+
+// The wall-clock time of a performance.now() reading, split so that no precision is lost
+// adding milliseconds since the epoch (about 1.8e12) to a sub-microsecond reading.
+const ORIGIN_SECONDS = Math.floor(performance.timeOrigin / 1000);
+const ORIGIN_MS = performance.timeOrigin - ORIGIN_SECONDS * 1000;
+
+function wallClock(reading: number): HrTime {
+  const ms = ORIGIN_MS + reading;
+  const seconds = Math.floor(ms / 1000);
+  return [ORIGIN_SECONDS + seconds, Math.min(Math.round((ms - seconds * 1000) * 1e6), 999_999_999)];
+}
+
+function hrDuration(ms: number): HrTime {
+  const seconds = Math.floor(ms / 1000);
+  return [seconds, Math.min(Math.round((ms - seconds * 1000) * 1e6), 999_999_999)];
 }

@@ -19,6 +19,9 @@ export interface ReceivedSpan {
   attributes: Record<string, AttributeValue>;
   /** 0 unset, 1 ok, 2 error. */
   statusCode: number;
+  /** Nanoseconds since the epoch. */
+  startTimeUnixNano: bigint;
+  endTimeUnixNano: bigint;
   resource: Record<string, AttributeValue>;
 }
 
@@ -110,6 +113,8 @@ function fromJson(request: {
         kind: number;
         attributes?: JsonKeyValue[];
         status?: { code?: number };
+        startTimeUnixNano: string;
+        endTimeUnixNano: string;
       }[];
     }[];
   }[];
@@ -125,6 +130,8 @@ function fromJson(request: {
         kind: span.kind,
         attributes: jsonAttributes(span.attributes),
         statusCode: span.status?.code ?? 0,
+        startTimeUnixNano: BigInt(span.startTimeUnixNano),
+        endTimeUnixNano: BigInt(span.endTimeUnixNano),
         resource,
       })),
     );
@@ -219,6 +226,8 @@ function fromProtobuf(body: Buffer): ReceivedSpan[] {
           kind: Number(first(span, 6)?.varint ?? 0n),
           attributes: protobufAttributes(span, 9),
           statusCode: status ? Number(first(readFields(status), 3)?.varint ?? 0n) : 0,
+          startTimeUnixNano: first(span, 7)?.fixed64?.readBigUInt64LE(0) ?? 0n,
+          endTimeUnixNano: first(span, 8)?.fixed64?.readBigUInt64LE(0) ?? 0n,
           resource,
         });
       }

@@ -59,6 +59,7 @@ describe("traces over OTLP/HTTP protobuf", () => {
   });
 
   it("continues the caller's trace, sends traceparent upstream, and puts the trace id in the audit line", async () => {
+    const before = BigInt(Date.now()) * 1_000_000n;
     const init = await post(gw.url, INITIALIZE, {
       authorization: `Bearer ${KEY}`,
       traceparent: `00-${CALLER_TRACE}-${CALLER_SPAN}-01`,
@@ -89,6 +90,13 @@ describe("traces over OTLP/HTTP protobuf", () => {
     ) as ReceivedSpan;
     expect(client).toMatchObject({ traceId: CALLER_TRACE, name: "POST" });
     expect(client.attributes["http.response.status_code"]).toBe(200);
+    // Wall-clock times: within the test, and the upstream call inside the request.
+    const after = BigInt(Date.now() + 1) * 1_000_000n;
+    expect(server.startTimeUnixNano).toBeGreaterThanOrEqual(before);
+    expect(server.endTimeUnixNano).toBeLessThanOrEqual(after);
+    expect(client.startTimeUnixNano).toBeGreaterThanOrEqual(server.startTimeUnixNano);
+    expect(client.endTimeUnixNano).toBeLessThanOrEqual(server.endTimeUnixNano);
+    expect(client.endTimeUnixNano).toBeGreaterThan(client.startTimeUnixNano);
     // The upstream got the gateway's CLIENT span as its parent, in the caller's trace.
     const forwarded = upstreamSaw.find((headers) => headers.traceparent?.includes(CALLER_TRACE));
     expect(forwarded?.traceparent).toBe(`00-${CALLER_TRACE}-${client.spanId}-01`);
@@ -148,6 +156,10 @@ describe("OTLP/HTTP JSON and a collector that is down", () => {
     expect(server).toMatchObject({ name: "initialize" });
     expect(server.resource["service.name"]).toBe("mcpgw");
     expect(spans.find((span) => span.kind === 3)?.parentSpanId).toBe(server.spanId);
+    const now = BigInt(Date.now() + 1) * 1_000_000n;
+    expect(server.endTimeUnixNano).toBeLessThanOrEqual(now);
+    expect(server.startTimeUnixNano).toBeGreaterThan(now - 60_000_000_000n);
+    expect(server.endTimeUnixNano).toBeGreaterThan(server.startTimeUnixNano);
     await gw.stop();
     await receiver.close();
   });
@@ -170,5 +182,35 @@ describe("OTLP/HTTP JSON and a collector that is down", () => {
     const warnings = gw.logs.filter((line) => line.msg.startsWith("tracing: span export failed"));
     expect(warnings).toHaveLength(1);
     await gw.stop();
+  });
+
+  it("honours the sampler: an unsampled caller's trace is propagated but not exported", async () => {
+    const receiver = await startOtlpReceiver();
+    const gw = await startGateway(
+      config({ enabled: true, otlp_endpoint: receiver.url, sampler: "parentbased_always_on" }),
+    );
+    const unsampledTrace = "0af7651916cd43dd8448eb211c80319c";
+    const sampledTrace = "1af7651916cd43dd8448eb211c80319c";
+    for (const [trace, flags] of [
+      [unsampledTrace, "00"],
+      [sampledTrace, "01"],
+    ]) {
+      const res = await post(gw.url, INITIALIZE, {
+        authorization: `Bearer ${KEY}`,
+        traceparent: `00-${trace}-${CALLER_SPAN}-${flags}`,
+      });
+      expect(res.status).toBe(200);
+    }
+    await gw.gateway.tracing?.forceFlush();
+    // Everything ended has been exported by now: only the sampled trace's two spans.
+    const spans = await receiver.waitForSpans((all) => all.length >= 2);
+    expect(spans.map((span) => span.traceId)).toEqual([sampledTrace, sampledTrace]);
+    const forwarded = upstreamSaw.find((headers) => headers.traceparent?.includes(unsampledTrace));
+    expect(forwarded?.traceparent).toMatch(new RegExp(`^00-${unsampledTrace}-[0-9a-f]{16}-00$`));
+    expect(forwarded?.traceparent).not.toContain(CALLER_SPAN);
+    const audit = await gw.auditRecords(2);
+    expect(audit.map((record) => record.trace_id).sort()).toEqual([unsampledTrace, sampledTrace]);
+    await gw.stop();
+    await receiver.close();
   });
 });
