@@ -1,7 +1,7 @@
 /** The authentication step of the request pipeline: Authorization header -> Principal. */
 import type { KeyStore } from "./api-keys.js";
 import { ANONYMOUS, AuthError, type Principal } from "./principal.js";
-import { looksLikeJWT, parseBearer } from "./token-shape.js";
+import { parseBearer } from "./token-shape.js";
 
 export interface Authenticator {
   /**
@@ -45,7 +45,7 @@ export class BearerAuthenticator implements Authenticator {
       case "malformed":
         throw new AuthError("malformed", parsed.reason);
       case "token":
-        if (this.#accessTokens && looksLikeJWT(parsed.token)) {
+        if (this.#accessTokens && parsed.jwt) {
           return this.#accessTokens.verifyAccessToken(parsed.token);
         }
         if (this.#keys) return this.#keys.verify(parsed.token);

@@ -20,7 +20,8 @@ export type BearerParse =
   | { kind: "missing" }
   | { kind: "other_scheme" }
   | { kind: "malformed"; reason: string }
-  | { kind: "token"; token: string };
+  /** `jwt`: the token looksLikeJWT, decided here once for the dispatch. */
+  | { kind: "token"; token: string; jwt: boolean };
 
 /**
  * Reads `Authorization: Bearer <token>`. The scheme is case-insensitive (RFC 9110 §11.1) and
@@ -53,8 +54,10 @@ function checkToken(credentials: string): BearerParse {
       reason: `the Bearer token is longer than ${MAX_TOKEN_LENGTH} characters`,
     };
   }
-  if (!B64TOKEN.test(credentials)) {
+  // A JWT's characters are all b64token characters: one scan of a long token is enough.
+  const jwt = looksLikeJWT(credentials);
+  if (!jwt && !B64TOKEN.test(credentials)) {
     return { kind: "malformed", reason: "the Bearer token has characters RFC 6750 does not allow" };
   }
-  return { kind: "token", token: credentials };
+  return { kind: "token", token: credentials, jwt };
 }

@@ -56,10 +56,13 @@ export interface ForwardRequest {
 /** The upstream MCP server of one config generation. */
 export class Upstream {
   readonly url: URL;
+  /** `url.pathname`, read once: URL getters are not free on every request. */
+  readonly #path: string;
   readonly #pool: Pool;
 
   constructor(config: Config["upstream"]) {
     this.url = new URL(config.url);
+    this.#path = this.url.pathname;
     this.#pool = new Pool(this.url.origin, {
       // Until response headers only: an SSE stream may stay open for hours.
       headersTimeout: config.timeout,
@@ -92,7 +95,7 @@ export class Upstream {
       await this.#pool.stream(
         {
           method: req.method as "GET" | "POST" | "DELETE",
-          path: this.url.pathname + search,
+          path: this.#path + search,
           headers: traceHeaders
             ? Object.assign(forwardedRequestHeaders(req), traceHeaders)
             : forwardedRequestHeaders(req),

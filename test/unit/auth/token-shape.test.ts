@@ -22,9 +22,19 @@ describe("looksLikeJWT", () => {
 
 describe("parseBearer", () => {
   it("reads the token, case-insensitive scheme, one or more spaces", () => {
-    expect(parseBearer("Bearer abc")).toEqual({ kind: "token", token: "abc" });
-    expect(parseBearer("bearer abc")).toEqual({ kind: "token", token: "abc" });
-    expect(parseBearer("Bearer   abc==")).toEqual({ kind: "token", token: "abc==" });
+    expect(parseBearer("Bearer abc")).toEqual({ kind: "token", token: "abc", jwt: false });
+    expect(parseBearer("bearer abc")).toEqual({ kind: "token", token: "abc", jwt: false });
+    expect(parseBearer("Bearer   abc==")).toEqual({ kind: "token", token: "abc==", jwt: false });
+  });
+
+  it("says whether the token is JWT-shaped, and still refuses what RFC 6750 forbids", () => {
+    expect(parseBearer(`Bearer ${JWT_LIKE}`)).toEqual({
+      kind: "token",
+      token: JWT_LIKE,
+      jwt: true,
+    });
+    expect(parseBearer(`Bearer ${JWT_LIKE}.x`)).toMatchObject({ kind: "token", jwt: false });
+    expect(parseBearer(`Bearer ${JWT_LIKE.replace("eyJz", "ey,z")}`).kind).toBe("malformed");
   });
 
   it("tells missing, other scheme and malformed apart", () => {
