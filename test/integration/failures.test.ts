@@ -261,6 +261,38 @@ describe("upstream failures", () => {
     await gw.stop();
   });
 
+  it("cancels the upstream request when the client leaves before the upstream answers", async () => {
+    let arrived: () => void = () => {};
+    const requestArrived = new Promise<void>((resolve) => {
+      arrived = resolve;
+    });
+    let upstreamClosed: () => void = () => {};
+    const closed = new Promise<void>((resolve) => {
+      upstreamClosed = resolve;
+    });
+    // Never answers: only a cancellation from the gateway ends this request.
+    const silent = await started((req, res) => {
+      res.on("close", upstreamClosed);
+      req.resume();
+      arrived();
+    });
+    const gw = await gatewayFor(silent.url);
+    const client = new AbortController();
+    const pending = fetch(gw.url, {
+      method: "POST",
+      headers: { ...POST_HEADERS, ...AUTH },
+      body: TOOLS_LIST,
+      signal: client.signal,
+    }).catch((error: Error) => error);
+    await requestArrived;
+    client.abort();
+    await closed;
+    expect(await pending).toBeInstanceOf(Error);
+    const [record] = await gw.auditRecords(1);
+    expect(record).toMatchObject({ method: "tools/list", status: 499, error: "client_aborted" });
+    await gw.stop();
+  });
+
   it("streams SSE events as they arrive, not when the response ends", async () => {
     let release: () => void = () => {};
     const released = new Promise<void>((resolve) => {
