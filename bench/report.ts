@@ -10,6 +10,8 @@ import type { Finding, TargetDefinition } from "./targets.js";
 
 export interface TargetResult {
   target: TargetDefinition;
+  /** 1 for the first round. */
+  round: number;
   /** The measured phase only; warm-up is left out. */
   load: LoadOutcome;
   cpuMicrosPerRequest: number;
@@ -20,7 +22,10 @@ export interface TargetResult {
 export interface Comparison {
   target: string;
   baseline: string;
+  /** The median of the rounds' ratios. */
   cpuRatio: number;
+  /** Each round's ratio, the target against the baseline measured in the same round. */
+  cpuRatios: number[];
   throughputRatio: number;
   /** Absent for a figure that is reported without a target. */
   maxCpuRatio: number | undefined;
@@ -37,6 +42,7 @@ export interface BenchReport {
   date: Date;
   machine: Machine;
   settings: Settings;
+  /** Per target, its round of median CPU per request (see medianResults). */
   results: TargetResult[];
   comparisons: Comparison[];
 }
@@ -54,18 +60,61 @@ export function describeMachine(): Machine {
   };
 }
 
-export function compare(results: readonly TargetResult[]): Comparison[] {
-  const byName = new Map(results.map((result) => [result.target.name, result]));
+function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1
+    ? (sorted[middle] as number)
+    : ((sorted[middle - 1] as number) + (sorted[middle] as number)) / 2;
+}
+
+/**
+ * Per target, the round with the median CPU per request (the lower middle one for an even
+ * number of rounds). Its findings stand for all rounds, with any check another round failed
+ * added under that round's number.
+ */
+export function medianResults(rounds: readonly (readonly TargetResult[])[]): TargetResult[] {
+  const first = rounds[0] ?? [];
+  return first.map((_, index) => {
+    const measured = rounds.map((round) => round[index] as TargetResult);
+    const sorted = [...measured].sort((a, b) => a.cpuMicrosPerRequest - b.cpuMicrosPerRequest);
+    const chosen = sorted[Math.floor((sorted.length - 1) / 2)] as TargetResult;
+    const failedElsewhere = measured
+      .filter((result) => result !== chosen)
+      .flatMap((result) =>
+        result.findings
+          .filter((finding) => finding.kind !== "info" && !finding.ok)
+          .map((finding) => ({ ...finding, check: `${finding.check} (round ${result.round})` })),
+      );
+    return { ...chosen, findings: [...chosen.findings, ...failedElsewhere] };
+  });
+}
+
+/** Each target against its baseline, round by round; the median ratio is the result. */
+export function compare(rounds: readonly (readonly TargetResult[])[]): Comparison[] {
   const comparisons: Comparison[] = [];
-  for (const result of results) {
+  for (const result of rounds[0] ?? []) {
     const spec = result.target.compareWith;
-    const baseline = spec && byName.get(spec.baseline);
-    if (!spec || !baseline) continue;
+    if (!spec) continue;
+    const pairs = rounds.flatMap((round) => {
+      const target = round.find((entry) => entry.target.name === result.target.name);
+      const baseline = round.find((entry) => entry.target.name === spec.baseline);
+      return target && baseline ? [{ target, baseline }] : [];
+    });
+    if (pairs.length === 0) continue;
+    const cpuRatios = pairs.map(
+      ({ target, baseline }) => target.cpuMicrosPerRequest / baseline.cpuMicrosPerRequest,
+    );
     comparisons.push({
       target: result.target.name,
-      baseline: baseline.target.name,
-      cpuRatio: result.cpuMicrosPerRequest / baseline.cpuMicrosPerRequest,
-      throughputRatio: result.load.requestsPerSecond / baseline.load.requestsPerSecond,
+      baseline: spec.baseline,
+      cpuRatio: median(cpuRatios),
+      cpuRatios,
+      throughputRatio: median(
+        pairs.map(
+          ({ target, baseline }) => target.load.requestsPerSecond / baseline.load.requestsPerSecond,
+        ),
+      ),
       maxCpuRatio: spec.maxCpuRatio,
     });
   }
@@ -117,13 +166,17 @@ function mark(ok: boolean): string {
 }
 
 function comparisonLines(report: BenchReport): string[] {
-  return report.comparisons.flatMap((entry) => [
-    entry.maxCpuRatio === undefined
-      ? `${entry.target} CPU/req ÷ ${entry.baseline} CPU/req: ${ratio(entry.cpuRatio)} (no target; reported)`
-      : `${entry.target} CPU/req ÷ ${entry.baseline} CPU/req: ${ratio(entry.cpuRatio)} ` +
-        `${mark(cpuTargetMet(entry))} (target ≤ ${entry.maxCpuRatio})`,
-    `${entry.target} req/s ÷ ${entry.baseline} req/s: ${ratio(entry.throughputRatio)}`,
-  ]);
+  return report.comparisons.flatMap((entry) => {
+    const rounds =
+      entry.cpuRatios.length > 1 ? ` (rounds: ${entry.cpuRatios.map(ratio).join(", ")})` : "";
+    const cpu = `${entry.target} CPU/req ÷ ${entry.baseline} CPU/req: ${ratio(entry.cpuRatio)}${rounds}`;
+    return [
+      entry.maxCpuRatio === undefined
+        ? `${cpu} (no target; reported)`
+        : `${cpu} ${mark(cpuTargetMet(entry))} (target ≤ ${entry.maxCpuRatio})`,
+      `${entry.target} req/s ÷ ${entry.baseline} req/s: ${ratio(entry.throughputRatio)}`,
+    ];
+  });
 }
 
 function findingLines(report: BenchReport): string[] {
@@ -137,9 +190,14 @@ function findingLines(report: BenchReport): string[] {
 }
 
 function settingsLine({ settings }: BenchReport): string {
+  const rounds =
+    settings.rounds > 1
+      ? `, ${settings.rounds} rounds (each row: the target's round of median CPU per request; ` +
+        "ratios: the median of the rounds' ratios)"
+      : "";
   return (
     `${settings.connections} connections, ${settings.warmupSeconds} s warm-up, ` +
-    `${settings.durationSeconds} s measured per target, all on 127.0.0.1`
+    `${settings.durationSeconds} s measured per target${rounds}, all on 127.0.0.1`
   );
 }
 

@@ -20,6 +20,7 @@ import {
   type BenchReport,
   compare,
   describeMachine,
+  medianResults,
   renderMarkdown,
   renderText,
   type TargetResult,
@@ -98,10 +99,12 @@ async function measure(
   scratchRoot: string,
   apiKey: string,
   ticksPerSecond: number,
+  round: number,
 ): Promise<TargetResult> {
-  const scratchDir = join(scratchRoot, target.name);
+  const scratchDir = join(scratchRoot, `${target.name}-${round}`);
   await mkdir(scratchDir);
-  process.stderr.write(`bench: ${target.name}: starting\n`);
+  const name = settings.rounds > 1 ? `${target.name} (round ${round})` : target.name;
+  process.stderr.write(`bench: ${name}: starting\n`);
   const started = await target.start({ processes, scratchDir, apiKey });
   try {
     const phase: Omit<LoadPhase, "durationSeconds"> = {
@@ -115,7 +118,7 @@ async function measure(
       body: TOOLS_LIST_REQUEST,
       connections: settings.connections,
     };
-    process.stderr.write(`bench: ${target.name}: warming up for ${settings.warmupSeconds} s\n`);
+    process.stderr.write(`bench: ${name}: warming up for ${settings.warmupSeconds} s\n`);
     const warmup = await runLoad({
       ...phase,
       durationSeconds: settings.warmupSeconds,
@@ -125,7 +128,7 @@ async function measure(
     // The measured process's last output usually says why (a 401 logged with its reason).
     if (warmupProblem) throw started.measured.failure(`warm-up: ${warmupProblem}`);
 
-    process.stderr.write(`bench: ${target.name}: measuring for ${settings.durationSeconds} s\n`);
+    process.stderr.write(`bench: ${name}: measuring for ${settings.durationSeconds} s\n`);
     const ticksBefore = readCpuTicks(started.measured.pid);
     const load = await runLoad({ ...phase, durationSeconds: settings.durationSeconds });
     const ticksAfter = readCpuTicks(started.measured.pid);
@@ -137,7 +140,7 @@ async function measure(
       completed: warmup.completed + load.completed,
     });
     const cpuMicros = ((ticksAfter - ticksBefore) * 1e6) / ticksPerSecond;
-    return { target, load, cpuMicrosPerRequest: cpuMicros / load.completed, findings };
+    return { target, round, load, cpuMicrosPerRequest: cpuMicros / load.completed, findings };
   } finally {
     processes.killAll();
   }
@@ -171,7 +174,9 @@ async function main(): Promise<number> {
     });
   }
   const budgetSeconds =
-    targets.length * (settings.warmupSeconds + settings.durationSeconds + TARGET_OVERHEAD_SECONDS);
+    settings.rounds *
+    targets.length *
+    (settings.warmupSeconds + settings.durationSeconds + TARGET_OVERHEAD_SECONDS);
   const watchdog = setTimeout(() => {
     process.stderr.write(`bench: gave up after ${budgetSeconds} s; something hangs\n`);
     process.exit(1);
@@ -181,24 +186,33 @@ async function main(): Promise<number> {
   const apiKey = randomBytes(32).toString("base64url");
   let keepScratch = true;
   try {
-    const results: TargetResult[] = [];
-    for (const target of targets) {
-      results.push(await measure(target, settings, processes, scratchRoot, apiKey, ticksPerSecond));
+    const rounds: TargetResult[][] = [];
+    for (let round = 1; round <= settings.rounds; round++) {
+      const results: TargetResult[] = [];
+      for (const target of targets) {
+        results.push(
+          await measure(target, settings, processes, scratchRoot, apiKey, ticksPerSecond, round),
+        );
+      }
+      rounds.push(results);
     }
+    const results = medianResults(rounds);
     const report: BenchReport = {
       date: new Date(),
       machine: describeMachine(),
       settings,
       results,
-      comparisons: compare(results),
+      comparisons: compare(rounds),
     };
     process.stdout.write(renderText(report));
 
-    const failed = results.flatMap(({ target, findings }) =>
-      findings
-        .filter((finding) => finding.kind === "requirement" && !finding.ok)
-        .map((finding) => `${target.name}: ${finding.check}`),
-    );
+    const failed = rounds
+      .flat()
+      .flatMap(({ target, round, findings }) =>
+        findings
+          .filter((finding) => finding.kind === "requirement" && !finding.ok)
+          .map((finding) => `${target.name} (round ${round}): ${finding.check}`),
+      );
     if (failed.length > 0) {
       process.stderr.write(
         `bench: FAILED, docs/benchmarks.md left as it was: ${failed.join("; ")}\n` +

@@ -7,12 +7,18 @@ export interface Settings {
   warmupSeconds: number;
   /** Concurrent keep-alive connections of the load generator. */
   connections: number;
+  /**
+   * Times every target is measured, the targets taking turns; ratios are the median of each
+   * round's ratio, so a slow spell of a shared machine moves one round, not the result.
+   */
+  rounds: number;
   /** Names of the targets to run; undefined for all of them. */
   only: readonly string[] | undefined;
 }
 
 export const SETTINGS_HELP = [
-  "BENCH_DURATION     seconds of measured load per target (default 10)",
+  "BENCH_DURATION     seconds of measured load per target and round (default 5)",
+  "BENCH_ROUNDS       rounds: every target is measured this often, in turns (default 3)",
   "BENCH_WARMUP       seconds of warm-up load before it (default 2)",
   "BENCH_CONNECTIONS  concurrent connections (default 10)",
   "BENCH_TARGETS      comma-separated subset of the targets (default: all; only a full run",
@@ -39,7 +45,8 @@ export function readSettings(env: NodeJS.ProcessEnv): Settings {
     .map((name) => name.trim())
     .filter((name) => name !== "");
   return {
-    durationSeconds: positiveNumber(env, "BENCH_DURATION", 10, false),
+    durationSeconds: positiveNumber(env, "BENCH_DURATION", 5, false),
+    rounds: positiveNumber(env, "BENCH_ROUNDS", 3, true),
     warmupSeconds: positiveNumber(env, "BENCH_WARMUP", 2, false),
     connections: positiveNumber(env, "BENCH_CONNECTIONS", 10, true),
     only: only === undefined || only.length === 0 ? undefined : only,
