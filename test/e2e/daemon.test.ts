@@ -8,7 +8,14 @@ import { stringify } from "yaml";
 import { type ExampleServer, startExampleServer } from "../../examples/mcp-server.js";
 import { type RunningBin, spawnBin } from "../helpers/bin.js";
 import { cheapHash } from "../helpers/keys.js";
-import { connectClient, initializeStatus, textOf } from "../helpers/mcp-client.js";
+import {
+  connectClient,
+  INITIALIZE,
+  initializeStatus,
+  POST_HEADERS,
+  textOf,
+} from "../helpers/mcp-client.js";
+import { startOtlpReceiver } from "../helpers/otlp-receiver.js";
 
 const KEY_A = "e2e-key-alpha-0123456789";
 const KEY_B = "e2e-key-bravo-0123456789";
@@ -41,7 +48,10 @@ interface Daemon {
   auditLines(): Promise<Record<string, unknown>[]>;
 }
 
-async function startDaemon(config: Record<string, unknown>): Promise<Daemon> {
+async function startDaemon(
+  config: Record<string, unknown>,
+  env: NodeJS.ProcessEnv = {},
+): Promise<Daemon> {
   const dir = await mkdtemp(path.join(tmpdir(), "mcpgw-e2e-"));
   const file = path.join(dir, "mcpgw.yaml");
   const audit = path.join(dir, "audit.jsonl");
@@ -56,7 +66,7 @@ async function startDaemon(config: Record<string, unknown>): Promise<Daemon> {
       }),
     );
   await write(config);
-  const bin = spawnBin(["run", "--config", file]);
+  const bin = spawnBin(["run", "--config", file], env);
   running.push(bin);
   const listening = await bin.waitForLog((line) => line.msg === "listening");
   return {
@@ -183,6 +193,33 @@ describe("mcpgw run (the built binary)", () => {
     // The standalone GET stream never ends by itself: shutdown closes it instead of waiting.
     expect(lines.find((line) => line.method === "GET")).toMatchObject({ error: "shutting_down" });
     expect(daemon.bin.logs.at(-1)?.msg).toBe("stopped");
+  });
+
+  it("exports the spans it still holds on SIGTERM before exiting", async () => {
+    const receiver = await startOtlpReceiver();
+    // A batch would otherwise wait a minute: only the shutdown flush can deliver it in time.
+    const daemon = await startDaemon(
+      { ...keys(["alpha", hashA]), telemetry: { enabled: true, otlp_endpoint: receiver.url } },
+      { OTEL_BSP_SCHEDULE_DELAY: "60000" },
+    );
+    const res = await fetch(daemon.url, {
+      method: "POST",
+      headers: { ...POST_HEADERS, authorization: `Bearer ${KEY_A}` },
+      body: INITIALIZE,
+    });
+    expect(res.status).toBe(200);
+    await res.text();
+    expect(receiver.spans).toHaveLength(0);
+    daemon.bin.child.kill("SIGTERM");
+    expect(await daemon.bin.exited).toBe(0);
+    const [line] = await daemon.auditLines();
+    expect(receiver.spans.map((span) => [span.kind, span.traceId])).toEqual(
+      expect.arrayContaining([
+        [2, line?.trace_id],
+        [3, line?.trace_id],
+      ]),
+    );
+    await receiver.close();
   });
 
   it("exits 78 on a bad config and 1 when the port is taken", async () => {
