@@ -200,6 +200,30 @@ async function shutdownFindings(
   ];
 }
 
+/**
+ * Writes a gateway config in front of `upstreamUrl` (listening on an ephemeral port, audit log
+ * in the scratch directory, `extra` merged on top) and starts `mcpgw run` with it.
+ */
+async function startGateway(
+  processes: ProcessGroup,
+  name: string,
+  scratchDir: string,
+  upstreamUrl: string,
+  extra: Record<string, unknown>,
+): Promise<{ gateway: ServiceProcess; auditPath: string }> {
+  const auditPath = join(scratchDir, "audit.jsonl");
+  const configPath = join(scratchDir, "mcpgw.yaml");
+  const config = {
+    listen: "127.0.0.1:0",
+    upstream: { url: upstreamUrl, timeout: "60s" },
+    audit: { path: auditPath },
+    ...extra,
+  };
+  await writeFile(configPath, stringify(config));
+  const gateway = processes.spawnNode(name, MCPGW_MAIN, ["run", "--config", configPath]);
+  return { gateway, auditPath };
+}
+
 interface GatewayScenario {
   name: string;
   description: string;
@@ -231,29 +255,23 @@ export function mcpgwWithApiKey(scenario: GatewayScenario): TargetDefinition {
     async start({ processes, scratchDir, apiKey }) {
       const upstream = await startUpstream(processes);
       const sink = scenario.tracing ? await startOtlpSink() : undefined;
-      const auditPath = join(scratchDir, "audit.jsonl");
-      const configPath = join(scratchDir, "mcpgw.yaml");
-      const config = {
-        listen: "127.0.0.1:0",
-        upstream: { url: upstream.url, timeout: "60s" },
-        auth: {
-          enabled: true,
-          keys: [{ id: "bench", hash: await hashKey(apiKey), scopes: ["*"] }],
+      const { gateway, auditPath } = await startGateway(
+        processes,
+        scenario.name,
+        scratchDir,
+        upstream.url,
+        {
+          auth: {
+            enabled: true,
+            keys: [{ id: "bench", hash: await hashKey(apiKey), scopes: ["*"] }],
+          },
+          log: { level: "debug" },
+          ...(sink && {
+            telemetry: { enabled: true, otlp_endpoint: sink.url, sampler: "always_on" },
+          }),
+          ...scenario.extraConfig,
         },
-        audit: { path: auditPath },
-        log: { level: "debug" },
-        ...(sink && {
-          telemetry: { enabled: true, otlp_endpoint: sink.url, sampler: "always_on" },
-        }),
-        ...scenario.extraConfig,
-      };
-      await writeFile(configPath, stringify(config));
-
-      const gateway = processes.spawnNode(scenario.name, MCPGW_MAIN, [
-        "run",
-        "--config",
-        configPath,
-      ]);
+      );
       let logLines = 0;
       let argon2Runs = 0;
       gateway.onLine((line) => {
@@ -332,22 +350,13 @@ export function mcpgwWithJwt(scenario: JwtScenario): TargetDefinition {
     async start({ processes, scratchDir }) {
       const upstream = await startUpstream(processes);
       const issuer = await startTokenIssuer();
-      const auditPath = join(scratchDir, "audit.jsonl");
-      const configPath = join(scratchDir, "mcpgw.yaml");
-      const config = {
-        listen: "127.0.0.1:0",
-        upstream: { url: upstream.url, timeout: "60s" },
-        auth: {
-          oauth: issuer.oauthConfig(),
-        },
-        audit: { path: auditPath },
-      };
-      await writeFile(configPath, stringify(config));
-      const gateway = processes.spawnNode(scenario.name, MCPGW_MAIN, [
-        "run",
-        "--config",
-        configPath,
-      ]);
+      const { gateway, auditPath } = await startGateway(
+        processes,
+        scenario.name,
+        scratchDir,
+        upstream.url,
+        { auth: { oauth: issuer.oauthConfig() } },
+      );
       const url = await gateway.waitFor('"listening" log line', listeningUrl, READY_TIMEOUT_MS);
       const token = issuer.mint();
       return {
