@@ -139,13 +139,12 @@ export async function handleMcpRequest(
     }
 
     record.action = "allow";
-    const traceHeaders = tracing?.startUpstream(req.method, generation.upstream.url);
     await generation.upstream.forward({
       req,
       res,
       body,
       signal: cancel,
-      ...(traceHeaders && { traceHeaders }),
+      traceContext: tracing?.startUpstream(req.method, generation.upstream.url),
       onResponse: (status, headers) => {
         tracing?.upstreamResponded(status);
         metrics.upstreamResponded(context.route, (performance.now() - startedAt) / 1000);

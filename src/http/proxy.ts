@@ -8,6 +8,7 @@ import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from "node:
 import { Pool, errors as undiciErrors } from "undici";
 import type { Config } from "../config/schema.js";
 import { GatewayError } from "../errors.js";
+import type { TraceContextHeaders } from "../telemetry/tracing.js";
 
 /** RFC 9110 §7.6.1 hop-by-hop fields, plus fields the gateway sets or must never forward. */
 const REQUEST_HEADERS_DROPPED = new Set([
@@ -50,7 +51,7 @@ export interface ForwardRequest {
   /** Sees the upstream's status and headers before they are sent on. */
   onResponse?: (statusCode: number, headers: IncomingHttpHeaders) => void;
   /** W3C trace context of the gateway's upstream span; replaces the client's own. */
-  traceHeaders?: Record<string, string>;
+  traceContext?: TraceContextHeaders | undefined;
 }
 
 /** The upstream MCP server of one config generation. */
@@ -88,7 +89,7 @@ export class Upstream {
     body,
     signal,
     onResponse,
-    traceHeaders,
+    traceContext,
   }: ForwardRequest): Promise<void> {
     const search = req.url?.includes("?") ? req.url.slice(req.url.indexOf("?")) : "";
     try {
@@ -96,9 +97,7 @@ export class Upstream {
         {
           method: req.method as "GET" | "POST" | "DELETE",
           path: this.#path + search,
-          headers: traceHeaders
-            ? Object.assign(forwardedRequestHeaders(req), traceHeaders)
-            : forwardedRequestHeaders(req),
+          headers: forwardedRequestHeaders(req, traceContext),
           body: body ?? null,
           signal,
         },
@@ -120,12 +119,17 @@ export class Upstream {
   }
 }
 
-function forwardedRequestHeaders(req: IncomingMessage): Record<string, string> {
+function forwardedRequestHeaders(
+  req: IncomingMessage,
+  traceContext: TraceContextHeaders | undefined,
+): Record<string, string> {
   const incoming = req.headers;
   const dropped = connectionListed(incoming.connection);
   const headers: Record<string, string> = {};
   for (const name in incoming) {
     if (REQUEST_HEADERS_DROPPED.has(name) || dropped?.has(name)) continue;
+    // With tracing on, the upstream sees the gateway's trace context, not the client's.
+    if (traceContext && (name === "traceparent" || name === "tracestate")) continue;
     const value = incoming[name];
     if (value !== undefined) headers[name] = Array.isArray(value) ? value.join(", ") : value;
   }
@@ -134,6 +138,10 @@ function forwardedRequestHeaders(req: IncomingMessage): Record<string, string> {
   headers["x-forwarded-for"] = priorFor ? `${priorFor}, ${clientAddress}` : clientAddress;
   headers["x-forwarded-proto"] = "encrypted" in req.socket ? "https" : "http";
   if (incoming.host) headers["x-forwarded-host"] = incoming.host;
+  if (traceContext) {
+    headers.traceparent = traceContext.traceparent;
+    if (traceContext.tracestate !== undefined) headers.tracestate = traceContext.tracestate;
+  }
   return headers;
 }
 

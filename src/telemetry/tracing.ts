@@ -13,13 +13,13 @@
  * `ReadableSpan`s at the end. Measured under load, a live SDK span pair cost about as much CPU
  * as the whole rest of the request pipeline (docs/benchmarks.md); these cost a fraction.
  */
+import { randomFillSync } from "node:crypto";
 import type { IncomingMessage } from "node:http";
 import { performance } from "node:perf_hooks";
 import {
   type Attributes,
   type Context,
   defaultTextMapGetter,
-  defaultTextMapSetter,
   type HrTime,
   type Link,
   ROOT_CONTEXT,
@@ -44,7 +44,6 @@ import {
   AlwaysOnSampler,
   BatchSpanProcessor,
   ParentBasedSampler,
-  RandomIdGenerator,
   type ReadableSpan,
   type Sampler,
   SamplingDecision,
@@ -124,7 +123,6 @@ class ReportingExporter implements SpanExporter {
 }
 
 const propagator = new W3CTraceContextPropagator();
-const ids = new RandomIdGenerator();
 const NO_LINKS: Link[] = [];
 const NO_EVENTS: TimedEvent[] = [];
 const UNSET: SpanStatus = { code: SpanStatusCode.UNSET };
@@ -176,7 +174,8 @@ export class Tracing {
       parentContext = propagator.extract(ROOT_CONTEXT, req.headers, defaultTextMapGetter);
       parent = trace.getSpanContext(parentContext);
     }
-    const traceId = parent?.traceId ?? ids.generateTraceId();
+    const ids = nextIds();
+    const traceId = parent?.traceId ?? nonZero(ids.slice(0, 32));
     const sampling = this.#sampler.shouldSample(
       parentContext,
       traceId,
@@ -188,7 +187,7 @@ export class Tracing {
     const traceState = sampling.traceState ?? parent?.traceState;
     const context: SpanContext = {
       traceId,
-      spanId: ids.generateSpanId(),
+      spanId: nonZero(ids.slice(32, 48)),
       traceFlags:
         sampling.decision === SamplingDecision.RECORD_AND_SAMPLED
           ? TraceFlags.SAMPLED
@@ -196,7 +195,14 @@ export class Tracing {
       ...(traceState && { traceState }),
     };
     if (sampling.attributes) Object.assign(attributes, sampling.attributes);
-    return new RequestTrace(this.#origin, context, parent, attributes, startedAt);
+    return new RequestTrace(
+      this.#origin,
+      context,
+      parent,
+      attributes,
+      startedAt,
+      nonZero(ids.slice(48, 64)),
+    );
   }
 
   forceFlush(): Promise<void> {
@@ -216,6 +222,7 @@ export class RequestTrace {
   readonly #parent: SpanContext | undefined;
   readonly #attributes: Attributes;
   readonly #startedAt: number;
+  readonly #upstreamSpanId: string;
   #upstream: { context: SpanContext; attributes: Attributes; startedAt: number } | undefined;
 
   constructor(
@@ -224,34 +231,44 @@ export class RequestTrace {
     parent: SpanContext | undefined,
     attributes: Attributes,
     startedAt: number,
+    upstreamSpanId: string,
   ) {
     this.#origin = origin;
     this.#context = context;
     this.#parent = parent;
     this.#attributes = attributes;
     this.#startedAt = startedAt;
+    this.#upstreamSpanId = upstreamSpanId;
+  }
+
+  get #sampled(): boolean {
+    return (this.#context.traceFlags & TraceFlags.SAMPLED) !== 0;
   }
 
   get traceId(): string {
     return this.#context.traceId;
   }
 
-  /** Starts the CLIENT span of the upstream call; returns the headers that carry it upstream. */
-  startUpstream(method: string, url: URL): Record<string, string> {
-    const context: SpanContext = { ...this.#context, spanId: ids.generateSpanId() };
-    this.#upstream = {
-      context,
-      startedAt: performance.now(),
-      attributes: {
-        "http.request.method": method,
-        "server.address": url.hostname,
-        "server.port": Number(url.port || (url.protocol === "https:" ? 443 : 80)),
-        "url.full": url.href,
-      },
-    };
-    const headers: Record<string, string> = {};
-    propagator.inject(trace.setSpanContext(ROOT_CONTEXT, context), headers, defaultTextMapSetter);
-    return headers;
+  /**
+   * Starts the CLIENT span of the upstream call; returns the W3C trace context that carries it
+   * upstream. An unsampled request sends its context too (flag 00), so that the upstream
+   * follows the caller's decision, but records nothing.
+   */
+  startUpstream(method: string, url: URL): TraceContextHeaders {
+    const { traceId, traceFlags, traceState } = this.#context;
+    const spanId = this.#upstreamSpanId;
+    if (this.#sampled) {
+      this.#upstream = {
+        context: { ...this.#context, spanId },
+        startedAt: performance.now(),
+        attributes: upstreamAttributes(method, url),
+      };
+    }
+    // W3C Trace Context §3.2: version 00, trace id, parent id, flags. The gateway only ever sets
+    // the sampled flag, and both ids come from nextIds(), always valid: the propagator's
+    // validation and context objects would add nothing here, and this runs on every request.
+    const traceparent = `00-${traceId}-${spanId}-${traceFlags & TraceFlags.SAMPLED ? "01" : "00"}`;
+    return traceState ? { traceparent, tracestate: traceState.serialize() } : { traceparent };
   }
 
   upstreamResponded(status: number): void {
@@ -260,7 +277,7 @@ export class RequestTrace {
 
   /** Ends both spans with what the finished audit record says about the request. */
   finish(record: AuditRecord): void {
-    if ((this.#context.traceFlags & TraceFlags.SAMPLED) === 0) return;
+    if (!this.#sampled) return;
     const endedAt = performance.now();
     const { processor } = this.#origin;
     const upstream = this.#upstream;
@@ -313,6 +330,57 @@ export class RequestTrace {
       }),
     );
   }
+}
+
+/** The headers that carry the upstream span's context (W3C Trace Context). */
+export interface TraceContextHeaders {
+  traceparent: string;
+  tracestate?: string;
+}
+
+/**
+ * Random ids for one request, as 64 hex digits: a trace id (32) and the SERVER and CLIENT span
+ * ids (16 each). They are cut from a buffer refilled from the CSPRNG every 128 requests: one
+ * hex encoding per request, where generating the three ids one by one cost three.
+ */
+const ID_BYTES = 32;
+const idBuffer = Buffer.allocUnsafe(ID_BYTES * 128);
+let idOffset = idBuffer.length;
+
+function nextIds(): string {
+  if (idOffset === idBuffer.length) {
+    randomFillSync(idBuffer);
+    idOffset = 0;
+  }
+  const ids = idBuffer.toString("hex", idOffset, idOffset + ID_BYTES);
+  idOffset += ID_BYTES;
+  return ids;
+}
+
+/** W3C Trace Context: an id of all zeros is invalid. Random ids are, once in 2^64 at most. */
+function nonZero(id: string): string {
+  return id.charCodeAt(0) === 48 && /^0+$/.test(id) ? `${id.slice(0, -1)}1` : id;
+}
+
+/** The CLIENT span's attributes; the parts from the upstream URL are read once per URL. */
+let urlAttributesOf: URL | undefined;
+let urlAttributes: { address: string; port: number; full: string } | undefined;
+
+function upstreamAttributes(method: string, url: URL): Attributes {
+  if (urlAttributes === undefined || urlAttributesOf !== url) {
+    urlAttributesOf = url;
+    urlAttributes = {
+      address: url.hostname,
+      port: Number(url.port || (url.protocol === "https:" ? 443 : 80)),
+      full: url.href,
+    };
+  }
+  return {
+    "http.request.method": method,
+    "server.address": urlAttributes.address,
+    "server.port": urlAttributes.port,
+    "url.full": urlAttributes.full,
+  };
 }
 
 interface SpanFields {

@@ -124,6 +124,47 @@ describe("traces over OTLP/HTTP protobuf", () => {
     expect(audit.find((record) => record.tool === "echo")?.trace_id).toBe(toolCall.traceId);
   });
 
+  it("passes the caller's tracestate upstream, and none of a trace it could not continue", async () => {
+    const continued = await post(gw.url, INITIALIZE, {
+      authorization: `Bearer ${KEY}`,
+      traceparent: `00-${CALLER_TRACE}-${CALLER_SPAN}-01`,
+      tracestate: "vendor=abc,other=1",
+      "x-test-case": "tracestate-continued",
+    });
+    expect(continued.status).toBe(200);
+    // A traceparent that does not parse starts a new trace (W3C Trace Context §3.3.1): the
+    // caller's tracestate belongs to the old one and is not passed on.
+    const restarted = await post(gw.url, INITIALIZE, {
+      authorization: `Bearer ${KEY}`,
+      traceparent: "00-not-a-trace-01",
+      tracestate: "vendor=stale",
+      "x-test-case": "tracestate-restarted",
+    });
+    expect(restarted.status).toBe(200);
+
+    const sawContinued = upstreamSaw.find((h) => h["x-test-case"] === "tracestate-continued");
+    expect(sawContinued?.tracestate).toBe("vendor=abc,other=1");
+    expect(sawContinued?.traceparent).toMatch(new RegExp(`^00-${CALLER_TRACE}-[0-9a-f]{16}-01$`));
+    const sawRestarted = upstreamSaw.find((h) => h["x-test-case"] === "tracestate-restarted");
+    expect(sawRestarted?.tracestate).toBeUndefined();
+    const fresh = /^00-([0-9a-f]{32})-([0-9a-f]{16})-01$/.exec(sawRestarted?.traceparent ?? "");
+    expect(fresh).not.toBeNull();
+    const [, freshTrace, freshSpan] = fresh as unknown as [string, string, string];
+    expect(freshTrace).not.toMatch(/^0+$/);
+    expect(freshSpan).not.toMatch(/^0+$/);
+    // The new trace is the one exported and audited.
+    await gw.gateway.tracing?.forceFlush();
+    const spans = await receiver.waitForSpans((all) =>
+      all.some((span) => span.kind === 3 && span.spanId === freshSpan),
+    );
+    const client = spans.find((span) => span.spanId === freshSpan) as ReceivedSpan;
+    expect(client.traceId).toBe(freshTrace);
+    const server = spans.find((span) => span.spanId === client.parentSpanId) as ReceivedSpan;
+    expect(server.parentSpanId).toBe("");
+    const audit = await gw.auditRecords(1);
+    expect(audit.map((record) => record.trace_id)).toContain(freshTrace);
+  });
+
   it("marks refused and failed requests ERROR", async () => {
     expect((await post(gw.url, INITIALIZE)).status).toBe(401);
     await gw.gateway.tracing?.forceFlush();
