@@ -47,7 +47,14 @@ const TARGETS: readonly TargetDefinition[] = [
   mcpgwWithApiKey({
     name: "mcpgw-tracing",
     description: "the same with tracing on: every request's two spans exported over OTLP/HTTP",
-    tracing: true,
+    tracing: { sampleRatio: 1 },
+    maxCpuRatio: 1.5,
+  }),
+  mcpgwWithApiKey({
+    name: "mcpgw-tracing-10pct",
+    description:
+      "tracing on, sampling 10% of traces (parentbased_traceidratio), as docs/operations.md advises",
+    tracing: { sampleRatio: 0.1 },
     maxCpuRatio: 1.5,
   }),
   mcpgwWithApiKey({

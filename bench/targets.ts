@@ -229,8 +229,11 @@ interface GatewayScenario {
   description: string;
   /** Merged over the API-key config, e.g. `{ metrics: { enabled: false } }`. */
   extraConfig?: Record<string, unknown>;
-  /** Export every span to an OTLP/HTTP sink in the harness (always-on sampling). */
-  tracing?: boolean;
+  /**
+   * Export spans to an OTLP/HTTP sink in the harness: every request's (always_on), or those of
+   * the share of traces a `parentbased_traceidratio` sampler picks.
+   */
+  tracing?: { sampleRatio: number };
   /** The target for CPU per request relative to the pass-through. Default 1.2. */
   maxCpuRatio?: number;
 }
@@ -267,7 +270,16 @@ export function mcpgwWithApiKey(scenario: GatewayScenario): TargetDefinition {
           },
           log: { level: "debug" },
           ...(sink && {
-            telemetry: { enabled: true, otlp_endpoint: sink.url, sampler: "always_on" },
+            telemetry: {
+              enabled: true,
+              otlp_endpoint: sink.url,
+              ...(scenario.tracing?.sampleRatio === 1
+                ? { sampler: "always_on" }
+                : {
+                    sampler: "parentbased_traceidratio",
+                    sampler_ratio: scenario.tracing?.sampleRatio,
+                  }),
+            },
           }),
           ...scenario.extraConfig,
         },
@@ -300,18 +312,9 @@ export function mcpgwWithApiKey(scenario: GatewayScenario): TargetDefinition {
               ok: argon2Runs === 1,
               kind: "target",
             },
-            ...(exported === undefined
+            ...(exported === undefined || scenario.tracing === undefined
               ? []
-              : [
-                  {
-                    // SERVER + CLIENT span per request; spans of requests cut off may be missing.
-                    check: "spans exported",
-                    expected: `about 2 per request (${2 * traffic.completed})`,
-                    observed: String(exported),
-                    ok: exported >= 2 * traffic.completed * 0.99,
-                    kind: "requirement" as const,
-                  },
-                ]),
+              : [spansFinding(exported, scenario.tracing.sampleRatio, traffic)]),
             {
               // A log line per request would be part of the CPU measured; this shows there is none.
               check: "log lines on stdout",
@@ -323,6 +326,28 @@ export function mcpgwWithApiKey(scenario: GatewayScenario): TargetDefinition {
         },
       };
     },
+  };
+}
+
+/**
+ * A SERVER and a CLIENT span per sampled request; spans of requests cut off may be missing. A
+ * ratio sampler picks trace ids at random, so its share is checked within a few percent.
+ */
+function spansFinding(exported: number, sampleRatio: number, traffic: Traffic): Finding {
+  const expected = 2 * traffic.completed * sampleRatio;
+  const ok =
+    sampleRatio === 1
+      ? exported >= expected * 0.99
+      : exported >= expected * 0.9 && exported <= 2 * traffic.sent * sampleRatio * 1.1;
+  return {
+    check: "spans exported",
+    expected:
+      sampleRatio === 1
+        ? `about 2 per request (${expected})`
+        : `about 2 for ${sampleRatio * 100}% of requests (${Math.round(expected)})`,
+    observed: String(exported),
+    ok,
+    kind: "requirement",
   };
 }
 
