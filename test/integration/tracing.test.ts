@@ -147,7 +147,7 @@ describe("traces over OTLP/HTTP protobuf", () => {
     expect(sawContinued?.traceparent).toMatch(new RegExp(`^00-${CALLER_TRACE}-[0-9a-f]{16}-01$`));
     const sawRestarted = upstreamSaw.find((h) => h["x-test-case"] === "tracestate-restarted");
     expect(sawRestarted?.tracestate).toBeUndefined();
-    const fresh = /^00-([0-9a-f]{32})-([0-9a-f]{16})-01$/.exec(sawRestarted?.traceparent ?? "");
+    const fresh = /^00-([0-9a-f]{32})-([0-9a-f]{16})-01$/.exec(String(sawRestarted?.traceparent));
     expect(fresh).not.toBeNull();
     const [, freshTrace, freshSpan] = fresh as unknown as [string, string, string];
     expect(freshTrace).not.toMatch(/^0+$/);
