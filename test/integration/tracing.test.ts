@@ -132,8 +132,8 @@ describe("traces over OTLP/HTTP protobuf", () => {
       "x-test-case": "tracestate-continued",
     });
     expect(continued.status).toBe(200);
-    // A traceparent that does not parse starts a new trace (W3C Trace Context §3.3.1): the
-    // caller's tracestate belongs to the old one and is not passed on.
+    // A traceparent that does not parse starts a new trace (W3C Trace Context, processing
+    // model): the caller's tracestate belongs to the old one and is not passed on.
     const restarted = await post(gw.url, INITIALIZE, {
       authorization: `Bearer ${KEY}`,
       traceparent: "00-not-a-trace-01",
