@@ -16,7 +16,30 @@ export interface TracingSettings {
   samplerRatio: number;
   /** Bound on one export, retries included (OTEL_EXPORTER_OTLP_TIMEOUT, default 10s). */
   timeoutMs: number;
+  /** The batch span processor's tuning, from the OTEL_BSP_* variables. */
+  batch: BatchSettings;
+  /** OTEL_* variables set to values that cannot be used, and so left at their defaults. */
+  ignored: string[];
 }
+
+/** The OpenTelemetry spec's batch span processor settings; the defaults are the spec's. */
+export interface BatchSettings {
+  /** OTEL_BSP_SCHEDULE_DELAY: the most a span waits for its batch (ms). */
+  scheduledDelayMillis: number;
+  /** OTEL_BSP_EXPORT_TIMEOUT: the most one batch's export may take (ms). */
+  exportTimeoutMillis: number;
+  /** OTEL_BSP_MAX_QUEUE_SIZE: spans held for export; beyond it, new spans are dropped. */
+  maxQueueSize: number;
+  /** OTEL_BSP_MAX_EXPORT_BATCH_SIZE: spans per export; a full batch is sent at once. */
+  maxExportBatchSize: number;
+}
+
+const BATCH_VARIABLES = {
+  scheduledDelayMillis: ["OTEL_BSP_SCHEDULE_DELAY", 5000],
+  exportTimeoutMillis: ["OTEL_BSP_EXPORT_TIMEOUT", 30_000],
+  maxQueueSize: ["OTEL_BSP_MAX_QUEUE_SIZE", 2048],
+  maxExportBatchSize: ["OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512],
+} as const satisfies Record<keyof BatchSettings, readonly [string, number]>;
 
 /**
  * Resolves the tracing settings: a key set in the config wins over the matching OTEL_*
@@ -40,6 +63,20 @@ export function resolveTracing(
   const headerText = env.OTEL_EXPORTER_OTLP_TRACES_HEADERS || env.OTEL_EXPORTER_OTLP_HEADERS;
   const ratio = Number(env.OTEL_TRACES_SAMPLER_ARG);
   const timeout = Number(env.OTEL_EXPORTER_OTLP_TRACES_TIMEOUT || env.OTEL_EXPORTER_OTLP_TIMEOUT);
+  const ignored: string[] = [];
+  // The SDK's BatchSpanProcessor takes these as options only; it reads no variable itself.
+  const batch = {} as BatchSettings;
+  for (const [key, [name, fallback]] of Object.entries(BATCH_VARIABLES)) {
+    const text = env[name];
+    const value = Number(text);
+    const usable = Number.isInteger(value) && value > 0;
+    if (text && !usable) ignored.push(name);
+    batch[key as keyof BatchSettings] = text && usable ? value : fallback;
+  }
+  if (batch.maxExportBatchSize > batch.maxQueueSize) {
+    // As the spec has it: a batch cannot be larger than the queue it is taken from.
+    batch.maxExportBatchSize = batch.maxQueueSize;
+  }
   return {
     serviceName: config.service_name ?? (env.OTEL_SERVICE_NAME || "mcpgw"),
     url,
@@ -49,6 +86,8 @@ export function resolveTracing(
     samplerRatio:
       config.sampler_ratio ?? (Number.isFinite(ratio) && env.OTEL_TRACES_SAMPLER_ARG ? ratio : 1),
     timeoutMs: Number.isFinite(timeout) && timeout > 0 ? timeout : 10_000,
+    batch,
+    ignored,
   };
 }
 

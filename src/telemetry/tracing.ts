@@ -6,11 +6,11 @@
  * The gateway imports this module only when tracing is on: the SDK stays unloaded otherwise.
  *
  * The SDK does the protocol work: W3C propagation (`@opentelemetry/core`), sampling, batching
- * (`BatchSpanProcessor`, tuned by the usual `OTEL_BSP_*` variables) and OTLP export. The
- * request's two spans, though, are not SDK `Span` objects: the gateway knows every attribute
- * only when the request ends (they are the audit record's fields), so it keeps two ids and
- * three timestamps while the request runs and hands the batch processor two finished
- * `ReadableSpan`s at the end. Measured under load, a live SDK span pair cost about as much CPU
+ * (`BatchSpanProcessor`, tuned by the `OTEL_BSP_*` variables, which tracing-settings reads:
+ * this SDK takes them as options only) and OTLP export. The request's two spans, though, are
+ * not SDK `Span` objects: the gateway knows every attribute only when the request ends (they
+ * are the audit record's fields), so it keeps two ids and three timestamps while the request
+ * runs and hands the batch processor two finished `ReadableSpan`s at the end. Measured under load, a live SDK span pair cost about as much CPU
  * as the whole rest of the request pipeline (docs/benchmarks.md); these cost a fraction.
  */
 import { randomFillSync } from "node:crypto";
@@ -19,7 +19,9 @@ import { performance } from "node:perf_hooks";
 import {
   type Attributes,
   type Context,
+  DiagLogLevel,
   defaultTextMapGetter,
+  diag,
   type HrTime,
   type Link,
   ROOT_CONTEXT,
@@ -34,6 +36,7 @@ import {
   type ExportResult,
   ExportResultCode,
   type InstrumentationScope,
+  setGlobalErrorHandler,
   W3CTraceContextPropagator,
 } from "@opentelemetry/core";
 import { OTLPTraceExporter as JsonTraceExporter } from "@opentelemetry/exporter-trace-otlp-http";
@@ -53,6 +56,7 @@ import {
 } from "@opentelemetry/sdk-trace";
 import type { AuditRecord } from "../audit/record.js";
 import type { Logger } from "../log.js";
+import { DiagToLog } from "./diag-log.js";
 import type { TracingSettings } from "./tracing-settings.js";
 
 function samplerOf(name: string, ratio: number, log: Logger): Sampler {
@@ -141,6 +145,14 @@ export class Tracing {
 
   constructor(settings: TracingSettings, version: string, log: Logger) {
     this.settings = settings;
+    // Before the exporter exists, so that its complaints about OTEL_* variables are seen too.
+    diag.setLogger(new DiagToLog(log), {
+      logLevel: DiagLogLevel.WARN,
+      suppressOverrideMessage: true,
+    });
+    // What reaches the SDK's global error handler from here is a batch that was not exported:
+    // ReportingExporter below already reports each failed export, so these stay at debug.
+    setGlobalErrorHandler((error) => log.debug({ err: error }, "tracing: span batch not exported"));
     const options = {
       url: settings.url,
       headers: settings.headers,
@@ -158,9 +170,16 @@ export class Tracing {
       scope: { name: "mcpgw", version },
       processor: new BatchSpanProcessor({
         exporter: new ReportingExporter(exporter, log, settings.url),
+        ...settings.batch,
       }),
     };
     this.#sampler = samplerOf(settings.sampler, settings.samplerRatio, log);
+    if (settings.ignored.length > 0) {
+      log.warn(
+        { variables: settings.ignored },
+        "tracing: OTEL_* values that are not positive integers are ignored; defaults apply",
+      );
+    }
   }
 
   /** Starts the SERVER span of a request, as a child of the caller's `traceparent` if any. */

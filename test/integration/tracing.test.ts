@@ -1,5 +1,6 @@
-import type { IncomingHttpHeaders } from "node:http";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createServer, type IncomingHttpHeaders, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { type ExampleServer, startExampleServer } from "../../examples/mcp-server.js";
 import { unusedPortUrl } from "../helpers/fake-upstreams.js";
 import { startGateway, type TestGateway } from "../helpers/gateway.js";
@@ -222,7 +223,56 @@ describe("OTLP/HTTP JSON and a collector that is down", () => {
     }
     const warnings = gw.logs.filter((line) => line.msg.startsWith("tracing: span export failed"));
     expect(warnings).toHaveLength(1);
+    // The SDK's own diagnostics, now in the log, do not report the same failures again.
+    const tracingWarnings = gw.logs.filter(
+      (line) =>
+        (line.level === "warn" || line.level === "error") && line.msg.startsWith("tracing:"),
+    );
+    expect(tracingWarnings).toEqual(warnings);
     await gw.stop();
+  });
+
+  it("logs spans dropped because the collector is slower than the traffic", async () => {
+    // A collector that takes every export and never answers.
+    const held: ServerResponse[] = [];
+    const collector = createServer((_req, res) => held.push(res));
+    await new Promise<void>((resolve) => collector.listen(0, "127.0.0.1", resolve));
+    const { port } = collector.address() as AddressInfo;
+    const bsp = {
+      OTEL_BSP_MAX_QUEUE_SIZE: "4",
+      OTEL_BSP_MAX_EXPORT_BATCH_SIZE: "2",
+      OTEL_BSP_EXPORT_TIMEOUT: "100",
+    };
+    Object.assign(process.env, bsp);
+    let gw: TestGateway;
+    try {
+      gw = await startGateway(config({ enabled: true, otlp_endpoint: `http://127.0.0.1:${port}` }));
+    } finally {
+      for (const name of Object.keys(bsp)) delete process.env[name];
+    }
+    // Two spans go out and hang, four wait in the queue, the rest are dropped.
+    for (let n = 0; n < 6; n++) {
+      expect((await post(gw.url, INITIALIZE, { authorization: `Bearer ${KEY}` })).status).toBe(200);
+    }
+    // The processor says how many it dropped once a span fits in the queue again, which takes
+    // a hung export to time out; every request meanwhile is answered as usual.
+    const dropped = await vi.waitFor(
+      async () => {
+        expect((await post(gw.url, INITIALIZE, { authorization: `Bearer ${KEY}` })).status).toBe(
+          200,
+        );
+        const line = gw.logs.find((entry) => entry.msg.startsWith("tracing: Dropped"));
+        expect(line).toBeDefined();
+        return line as (typeof gw.logs)[number];
+      },
+      { timeout: 10_000, interval: 50 },
+    );
+    expect(dropped.level).toBe("warn");
+    expect(dropped.msg).toMatch(/^tracing: Dropped \d+ spans because maxQueueSize reached/);
+    await gw.stop();
+    for (const res of held) res.destroy();
+    collector.closeAllConnections();
+    await new Promise<void>((resolve) => collector.close(() => resolve()));
   });
 
   it("honours the sampler: an unsampled caller's trace is propagated but not exported", async () => {

@@ -32,6 +32,13 @@ describe("resolveTracing", () => {
       sampler: "traceidratio",
       samplerRatio: 0.25,
       timeoutMs: 10_000,
+      batch: {
+        scheduledDelayMillis: 5000,
+        exportTimeoutMillis: 30_000,
+        maxQueueSize: 2048,
+        maxExportBatchSize: 512,
+      },
+      ignored: [],
     });
     expect(
       resolveTracing(
@@ -54,6 +61,13 @@ describe("resolveTracing", () => {
       sampler: "always_on",
       samplerRatio: 1,
       timeoutMs: 10_000,
+      batch: {
+        scheduledDelayMillis: 5000,
+        exportTimeoutMillis: 30_000,
+        maxQueueSize: 2048,
+        maxExportBatchSize: 512,
+      },
+      ignored: [],
     });
   });
 
@@ -66,6 +80,33 @@ describe("resolveTracing", () => {
       sampler: "parentbased_always_on",
       samplerRatio: 1,
       timeoutMs: 10_000,
+      batch: {
+        scheduledDelayMillis: 5000,
+        exportTimeoutMillis: 30_000,
+        maxQueueSize: 2048,
+        maxExportBatchSize: 512,
+      },
+      ignored: [],
     });
+  });
+
+  it("takes the batch processor's tuning from OTEL_BSP_*, and names values it cannot use", () => {
+    const settings = resolveTracing(
+      { enabled: true },
+      {
+        OTEL_BSP_SCHEDULE_DELAY: "250",
+        OTEL_BSP_EXPORT_TIMEOUT: "soon",
+        OTEL_BSP_MAX_QUEUE_SIZE: "100",
+        OTEL_BSP_MAX_EXPORT_BATCH_SIZE: "1000",
+      },
+    );
+    expect(settings?.batch).toEqual({
+      scheduledDelayMillis: 250,
+      exportTimeoutMillis: 30_000,
+      maxQueueSize: 100,
+      // A batch is never larger than the queue it is taken from.
+      maxExportBatchSize: 100,
+    });
+    expect(settings?.ignored).toEqual(["OTEL_BSP_EXPORT_TIMEOUT"]);
   });
 });
