@@ -251,7 +251,9 @@ export const configSchema = z
           .string()
           .min(1)
           .optional()
-          .describe("service.name of the spans; else OTEL_SERVICE_NAME, else `mcpgw`."),
+          .describe(
+            "service.name of the spans; else OTEL_SERVICE_NAME, else service.name in OTEL_RESOURCE_ATTRIBUTES, else `mcpgw`.",
+          ),
         otlp_endpoint: httpUrl
           .optional()
           .describe(

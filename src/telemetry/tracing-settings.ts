@@ -78,7 +78,9 @@ export function resolveTracing(
     batch.maxExportBatchSize = batch.maxQueueSize;
   }
   return {
-    serviceName: config.service_name ?? (env.OTEL_SERVICE_NAME || "mcpgw"),
+    serviceName:
+      config.service_name ??
+      (env.OTEL_SERVICE_NAME || resourceServiceName(env.OTEL_RESOURCE_ATTRIBUTES) || "mcpgw"),
     url,
     protocol,
     headers: config.headers ?? parseHeaderList(headerText),
@@ -93,6 +95,23 @@ export function resolveTracing(
 
 function tracesUrl(base: string): string {
   return `${base.replace(/\/+$/, "")}/v1/traces`;
+}
+
+/**
+ * `service.name` in OTEL_RESOURCE_ATTRIBUTES (`key=value,...`, values percent-encoded), which
+ * the spec ranks below OTEL_SERVICE_NAME. The other attributes are the SDK's to read.
+ */
+function resourceServiceName(text: string | undefined): string | undefined {
+  const entry = text
+    ?.split(",")
+    .map((pair) => pair.trim())
+    .find((pair) => pair.startsWith("service.name="));
+  if (entry === undefined) return undefined;
+  try {
+    return decodeURIComponent(entry.slice("service.name=".length).trim()) || undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** OTEL_EXPORTER_OTLP_HEADERS: `key=value,key2=value2`, values percent-encoded. */

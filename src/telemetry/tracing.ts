@@ -41,7 +41,12 @@ import {
 } from "@opentelemetry/core";
 import { OTLPTraceExporter as JsonTraceExporter } from "@opentelemetry/exporter-trace-otlp-http";
 import { OTLPTraceExporter as ProtobufTraceExporter } from "@opentelemetry/exporter-trace-otlp-proto";
-import { type Resource, resourceFromAttributes } from "@opentelemetry/resources";
+import {
+  detectResources,
+  envDetector,
+  type Resource,
+  resourceFromAttributes,
+} from "@opentelemetry/resources";
 import {
   AlwaysOffSampler,
   AlwaysOnSampler,
@@ -163,10 +168,14 @@ export class Tracing {
         ? new JsonTraceExporter(options)
         : new ProtobufTraceExporter(options);
     this.#origin = {
-      resource: resourceFromAttributes({
-        "service.name": settings.serviceName,
-        "service.version": version,
-      }),
+      // OTEL_RESOURCE_ATTRIBUTES (deployment.environment.name=prod,...) first; the service's
+      // name and version on top, so that telemetry.service_name wins over OTEL_SERVICE_NAME.
+      resource: detectResources({ detectors: [envDetector] }).merge(
+        resourceFromAttributes({
+          "service.name": settings.serviceName,
+          "service.version": version,
+        }),
+      ),
       scope: { name: "mcpgw", version },
       processor: new BatchSpanProcessor({
         exporter: new ReportingExporter(exporter, log, settings.url),

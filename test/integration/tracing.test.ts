@@ -184,11 +184,13 @@ describe("OTLP/HTTP JSON and a collector that is down", () => {
   it("exports JSON when OTEL_EXPORTER_OTLP_PROTOCOL=http/json and the config sets no protocol", async () => {
     const receiver = await startOtlpReceiver();
     process.env.OTEL_EXPORTER_OTLP_PROTOCOL = "http/json";
+    process.env.OTEL_RESOURCE_ATTRIBUTES = "deployment.environment.name=staging,team=platform";
     let gw: TestGateway;
     try {
       gw = await startGateway(config({ enabled: true, otlp_endpoint: receiver.url }));
     } finally {
       delete process.env.OTEL_EXPORTER_OTLP_PROTOCOL;
+      delete process.env.OTEL_RESOURCE_ATTRIBUTES;
     }
     expect((await post(gw.url, INITIALIZE, { authorization: `Bearer ${KEY}` })).status).toBe(200);
     await gw.gateway.tracing?.forceFlush();
@@ -196,7 +198,12 @@ describe("OTLP/HTTP JSON and a collector that is down", () => {
     expect(receiver.contentTypes[0]).toBe("application/json");
     const server = spans.find((span) => span.kind === 2) as ReceivedSpan;
     expect(server).toMatchObject({ name: "initialize" });
-    expect(server.resource["service.name"]).toBe("mcpgw");
+    // OTEL_RESOURCE_ATTRIBUTES adds to the resource; the service name stays the gateway's.
+    expect(server.resource).toMatchObject({
+      "service.name": "mcpgw",
+      "deployment.environment.name": "staging",
+      team: "platform",
+    });
     expect(spans.find((span) => span.kind === 3)?.parentSpanId).toBe(server.spanId);
     const now = BigInt(Date.now() + 1) * 1_000_000n;
     expect(server.endTimeUnixNano).toBeLessThanOrEqual(now);

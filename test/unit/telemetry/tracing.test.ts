@@ -109,4 +109,16 @@ describe("resolveTracing", () => {
     });
     expect(settings?.ignored).toEqual(["OTEL_BSP_EXPORT_TIMEOUT"]);
   });
+
+  it("names the service from OTEL_RESOURCE_ATTRIBUTES when neither the config nor OTEL_SERVICE_NAME does", () => {
+    const attributes = "deployment.environment.name=prod, service.name=mcp%20edge";
+    const name = (config: { service_name?: string }, env: NodeJS.ProcessEnv) =>
+      resolveTracing({ enabled: true, ...config }, env)?.serviceName;
+    expect(name({}, { OTEL_RESOURCE_ATTRIBUTES: attributes })).toBe("mcp edge");
+    expect(name({}, { OTEL_RESOURCE_ATTRIBUTES: attributes, OTEL_SERVICE_NAME: "svc" })).toBe(
+      "svc",
+    );
+    expect(name({ service_name: "cfg" }, { OTEL_RESOURCE_ATTRIBUTES: attributes })).toBe("cfg");
+    expect(name({}, { OTEL_RESOURCE_ATTRIBUTES: "team=platform" })).toBe("mcpgw");
+  });
 });
