@@ -1,6 +1,14 @@
 import { describe, expect, it } from "vitest";
 import { resolveTracing } from "../../../src/telemetry/tracing-settings.js";
 
+/** The OpenTelemetry spec's batch span processor defaults. */
+const DEFAULT_BATCH = {
+  scheduledDelayMillis: 5000,
+  exportTimeoutMillis: 30_000,
+  maxQueueSize: 2048,
+  maxExportBatchSize: 512,
+};
+
 describe("resolveTracing", () => {
   it("is off unless telemetry.enabled or an OTLP endpoint variable says otherwise", () => {
     expect(resolveTracing({}, {})).toBeUndefined();
@@ -32,12 +40,7 @@ describe("resolveTracing", () => {
       sampler: "traceidratio",
       samplerRatio: 0.25,
       timeoutMs: 10_000,
-      batch: {
-        scheduledDelayMillis: 5000,
-        exportTimeoutMillis: 30_000,
-        maxQueueSize: 2048,
-        maxExportBatchSize: 512,
-      },
+      batch: DEFAULT_BATCH,
       ignored: [],
     });
     expect(
@@ -61,12 +64,7 @@ describe("resolveTracing", () => {
       sampler: "always_on",
       samplerRatio: 1,
       timeoutMs: 10_000,
-      batch: {
-        scheduledDelayMillis: 5000,
-        exportTimeoutMillis: 30_000,
-        maxQueueSize: 2048,
-        maxExportBatchSize: 512,
-      },
+      batch: DEFAULT_BATCH,
       ignored: [],
     });
   });
@@ -80,12 +78,7 @@ describe("resolveTracing", () => {
       sampler: "parentbased_always_on",
       samplerRatio: 1,
       timeoutMs: 10_000,
-      batch: {
-        scheduledDelayMillis: 5000,
-        exportTimeoutMillis: 30_000,
-        maxQueueSize: 2048,
-        maxExportBatchSize: 512,
-      },
+      batch: DEFAULT_BATCH,
       ignored: [],
     });
   });
