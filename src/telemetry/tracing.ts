@@ -131,6 +131,25 @@ class ReportingExporter implements SpanExporter {
   }
 }
 
+/**
+ * The OTLP exporters add the headers of OTEL_EXPORTER_OTLP_(TRACES_)HEADERS to the ones they
+ * are given, where the contract has `telemetry.headers` replace them: otherwise a vendor's key
+ * in the environment would travel to whatever collector the config names. `settings.headers`
+ * already holds the variable's headers when the config sets none, so the exporter is built with
+ * the two variables out of sight; it reads its environment only then, and they are put back.
+ */
+const HEADER_VARIABLES = ["OTEL_EXPORTER_OTLP_HEADERS", "OTEL_EXPORTER_OTLP_TRACES_HEADERS"];
+
+function withoutHeaderVariables<T>(construct: () => T): T {
+  const saved = HEADER_VARIABLES.map((name) => [name, process.env[name]] as const);
+  for (const name of HEADER_VARIABLES) delete process.env[name];
+  try {
+    return construct();
+  } finally {
+    for (const [name, value] of saved) if (value !== undefined) process.env[name] = value;
+  }
+}
+
 const propagator = new W3CTraceContextPropagator();
 const NO_LINKS: Link[] = [];
 const NO_EVENTS: TimedEvent[] = [];
@@ -163,10 +182,11 @@ export class Tracing {
       headers: settings.headers,
       timeoutMillis: settings.timeoutMs,
     };
-    const exporter =
+    const exporter = withoutHeaderVariables(() =>
       settings.protocol === "http/json"
         ? new JsonTraceExporter(options)
-        : new ProtobufTraceExporter(options);
+        : new ProtobufTraceExporter(options),
+    );
     this.#origin = {
       // OTEL_RESOURCE_ATTRIBUTES (deployment.environment.name=prod,...) first; the service's
       // name and version on top, so that telemetry.service_name wins over OTEL_SERVICE_NAME.

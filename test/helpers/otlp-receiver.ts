@@ -3,7 +3,7 @@
  * it: POST /v1/traces in protobuf (the default encoding) or JSON. The protobuf side is a small
  * wire-format reader for the fields the tests look at (opentelemetry/proto trace/v1).
  */
-import { createServer } from "node:http";
+import { createServer, type IncomingHttpHeaders } from "node:http";
 import type { AddressInfo } from "node:net";
 import { vi } from "vitest";
 
@@ -30,6 +30,8 @@ export interface OtlpReceiver {
   url: string;
   spans: ReceivedSpan[];
   contentTypes: string[];
+  /** The headers of every export request, in order. */
+  requestHeaders: IncomingHttpHeaders[];
   waitForSpans(predicate: (spans: ReceivedSpan[]) => boolean): Promise<ReceivedSpan[]>;
   close(): Promise<void>;
 }
@@ -37,7 +39,9 @@ export interface OtlpReceiver {
 export async function startOtlpReceiver(): Promise<OtlpReceiver> {
   const spans: ReceivedSpan[] = [];
   const contentTypes: string[] = [];
+  const requestHeaders: IncomingHttpHeaders[] = [];
   const server = createServer(async (req, res) => {
+    requestHeaders.push(req.headers);
     const chunks: Buffer[] = [];
     for await (const chunk of req) chunks.push(chunk as Buffer);
     const body = Buffer.concat(chunks);
@@ -61,6 +65,7 @@ export async function startOtlpReceiver(): Promise<OtlpReceiver> {
     url: `http://127.0.0.1:${port}`,
     spans,
     contentTypes,
+    requestHeaders,
     waitForSpans: (predicate) =>
       vi.waitFor(
         () => {

@@ -185,17 +185,21 @@ describe("OTLP/HTTP JSON and a collector that is down", () => {
     const receiver = await startOtlpReceiver();
     process.env.OTEL_EXPORTER_OTLP_PROTOCOL = "http/json";
     process.env.OTEL_RESOURCE_ATTRIBUTES = "deployment.environment.name=staging,team=platform";
+    process.env.OTEL_EXPORTER_OTLP_HEADERS = "x-collector-key=from-env";
     let gw: TestGateway;
     try {
       gw = await startGateway(config({ enabled: true, otlp_endpoint: receiver.url }));
     } finally {
       delete process.env.OTEL_EXPORTER_OTLP_PROTOCOL;
       delete process.env.OTEL_RESOURCE_ATTRIBUTES;
+      delete process.env.OTEL_EXPORTER_OTLP_HEADERS;
     }
     expect((await post(gw.url, INITIALIZE, { authorization: `Bearer ${KEY}` })).status).toBe(200);
     await gw.gateway.tracing?.forceFlush();
     const spans = await receiver.waitForSpans((all) => all.length >= 2);
     expect(receiver.contentTypes[0]).toBe("application/json");
+    // With no telemetry.headers in the config, the variable's headers go to the collector.
+    expect(receiver.requestHeaders[0]?.["x-collector-key"]).toBe("from-env");
     const server = spans.find((span) => span.kind === 2) as ReceivedSpan;
     expect(server).toMatchObject({ name: "initialize" });
     // OTEL_RESOURCE_ATTRIBUTES adds to the resource; the service name stays the gateway's.
@@ -209,6 +213,38 @@ describe("OTLP/HTTP JSON and a collector that is down", () => {
     expect(server.endTimeUnixNano).toBeLessThanOrEqual(now);
     expect(server.startTimeUnixNano).toBeGreaterThan(now - 60_000_000_000n);
     expect(server.endTimeUnixNano).toBeGreaterThan(server.startTimeUnixNano);
+    await gw.stop();
+    await receiver.close();
+  });
+
+  it("sends telemetry.headers instead of, not beside, OTEL_EXPORTER_OTLP_HEADERS", async () => {
+    const receiver = await startOtlpReceiver();
+    // Say the variable carries a hosted vendor's key and the config points at a local collector:
+    // that key must not travel there.
+    process.env.OTEL_EXPORTER_OTLP_HEADERS = "x-collector-key=from-env,x-vendor-key=secret";
+    process.env.OTEL_EXPORTER_OTLP_TRACES_HEADERS = "x-traces-key=secret";
+    let gw: TestGateway;
+    try {
+      gw = await startGateway(
+        config({
+          enabled: true,
+          otlp_endpoint: receiver.url,
+          headers: { "x-collector-key": "from-config" },
+        }),
+      );
+      // Hidden from the exporter while it was built, the variables are still there after.
+      expect(process.env.OTEL_EXPORTER_OTLP_TRACES_HEADERS).toBe("x-traces-key=secret");
+    } finally {
+      delete process.env.OTEL_EXPORTER_OTLP_HEADERS;
+      delete process.env.OTEL_EXPORTER_OTLP_TRACES_HEADERS;
+    }
+    expect((await post(gw.url, INITIALIZE, { authorization: `Bearer ${KEY}` })).status).toBe(200);
+    await gw.gateway.tracing?.forceFlush();
+    await receiver.waitForSpans((all) => all.length >= 2);
+    const sent = receiver.requestHeaders[0];
+    expect(sent?.["x-collector-key"]).toBe("from-config");
+    expect(sent?.["x-vendor-key"]).toBeUndefined();
+    expect(sent?.["x-traces-key"]).toBeUndefined();
     await gw.stop();
     await receiver.close();
   });
