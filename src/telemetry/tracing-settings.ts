@@ -61,9 +61,20 @@ export function resolveTracing(
   const protocol: OtlpProtocol =
     config.protocol ?? (envProtocol === "http/json" ? "http/json" : "http/protobuf");
   const headerText = env.OTEL_EXPORTER_OTLP_TRACES_HEADERS || env.OTEL_EXPORTER_OTLP_HEADERS;
-  const ratio = Number(env.OTEL_TRACES_SAMPLER_ARG);
-  const timeout = Number(env.OTEL_EXPORTER_OTLP_TRACES_TIMEOUT || env.OTEL_EXPORTER_OTLP_TIMEOUT);
   const ignored: string[] = [];
+  const ratioText = env.OTEL_TRACES_SAMPLER_ARG;
+  const ratio = Number(ratioText);
+  const ratioUsable = Number.isFinite(ratio) && ratio >= 0 && ratio <= 1;
+  if (ratioText && !ratioUsable && config.sampler_ratio === undefined) {
+    ignored.push("OTEL_TRACES_SAMPLER_ARG");
+  }
+  const timeoutName = env.OTEL_EXPORTER_OTLP_TRACES_TIMEOUT
+    ? "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT"
+    : "OTEL_EXPORTER_OTLP_TIMEOUT";
+  const timeoutText = env[timeoutName];
+  const timeout = Number(timeoutText);
+  const timeoutUsable = Number.isFinite(timeout) && timeout > 0;
+  if (timeoutText && !timeoutUsable) ignored.push(timeoutName);
   // The SDK's BatchSpanProcessor takes these as options only; it reads no variable itself.
   const batch = {} as BatchSettings;
   for (const [key, [name, fallback]] of Object.entries(BATCH_VARIABLES)) {
@@ -85,9 +96,8 @@ export function resolveTracing(
     protocol,
     headers: config.headers ?? parseHeaderList(headerText),
     sampler: config.sampler ?? (env.OTEL_TRACES_SAMPLER || "parentbased_always_on"),
-    samplerRatio:
-      config.sampler_ratio ?? (Number.isFinite(ratio) && env.OTEL_TRACES_SAMPLER_ARG ? ratio : 1),
-    timeoutMs: Number.isFinite(timeout) && timeout > 0 ? timeout : 10_000,
+    samplerRatio: config.sampler_ratio ?? (ratioText && ratioUsable ? ratio : 1),
+    timeoutMs: timeoutText && timeoutUsable ? timeout : 10_000,
     batch,
     ignored,
   };

@@ -206,7 +206,7 @@ export class Tracing {
     if (settings.ignored.length > 0) {
       log.warn(
         { variables: settings.ignored },
-        "tracing: OTEL_* values that are not positive integers are ignored; defaults apply",
+        "tracing: OTEL_* values that cannot be used are ignored; their defaults apply",
       );
     }
   }

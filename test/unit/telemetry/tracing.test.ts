@@ -114,4 +114,17 @@ describe("resolveTracing", () => {
     expect(name({ service_name: "cfg" }, { OTEL_RESOURCE_ATTRIBUTES: attributes })).toBe("cfg");
     expect(name({}, { OTEL_RESOURCE_ATTRIBUTES: "team=platform" })).toBe("mcpgw");
   });
+
+  it("names the sampler ratio and export timeout variables it cannot use, unless the config decides", () => {
+    const bad = { OTEL_TRACES_SAMPLER_ARG: "1.5", OTEL_EXPORTER_OTLP_TIMEOUT: "ten" };
+    const settings = resolveTracing({ enabled: true }, bad);
+    expect(settings).toMatchObject({ samplerRatio: 1, timeoutMs: 10_000 });
+    expect(settings?.ignored).toEqual(["OTEL_TRACES_SAMPLER_ARG", "OTEL_EXPORTER_OTLP_TIMEOUT"]);
+    const configured = resolveTracing({ enabled: true, sampler_ratio: 0.5 }, bad);
+    expect(configured?.samplerRatio).toBe(0.5);
+    expect(configured?.ignored).toEqual(["OTEL_EXPORTER_OTLP_TIMEOUT"]);
+    expect(resolveTracing({ enabled: true }, { OTEL_TRACES_SAMPLER_ARG: "0" })?.samplerRatio).toBe(
+      0,
+    );
+  });
 });
