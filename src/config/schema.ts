@@ -245,7 +245,7 @@ export const configSchema = z
           .boolean()
           .optional()
           .describe(
-            "Export OpenTelemetry traces. Unset: on when OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set.",
+            "Export OpenTelemetry traces. Unset: on when OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set, unless OTEL_SDK_DISABLED=true or OTEL_TRACES_EXPORTER=none.",
           ),
         service_name: z
           .string()

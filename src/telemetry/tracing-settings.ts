@@ -51,7 +51,14 @@ export function resolveTracing(
 ): TracingSettings | undefined {
   const tracesEndpoint = env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT || undefined;
   const baseEndpoint = env.OTEL_EXPORTER_OTLP_ENDPOINT || undefined;
-  const enabled = config.enabled ?? (tracesEndpoint !== undefined || baseEndpoint !== undefined);
+  // With telemetry.enabled unset, an endpoint variable turns tracing on (contract: Traces),
+  // unless the environment turns OpenTelemetry off the standard ways.
+  const switchedOff =
+    env.OTEL_SDK_DISABLED?.trim().toLowerCase() === "true" ||
+    env.OTEL_TRACES_EXPORTER?.trim().toLowerCase() === "none";
+  const enabled =
+    config.enabled ??
+    (!switchedOff && (tracesEndpoint !== undefined || baseEndpoint !== undefined));
   if (!enabled) return undefined;
   const url =
     config.otlp_endpoint !== undefined

@@ -127,4 +127,14 @@ describe("resolveTracing", () => {
       0,
     );
   });
+
+  it("stays off with OTEL_SDK_DISABLED=true or OTEL_TRACES_EXPORTER=none, unless the config turns it on", () => {
+    const endpoint = { OTEL_EXPORTER_OTLP_ENDPOINT: "http://collector:4318" };
+    expect(resolveTracing({}, { ...endpoint, OTEL_SDK_DISABLED: "true" })).toBeUndefined();
+    expect(resolveTracing({}, { ...endpoint, OTEL_TRACES_EXPORTER: "none" })).toBeUndefined();
+    expect(resolveTracing({}, { ...endpoint, OTEL_SDK_DISABLED: "false" })).toBeDefined();
+    expect(
+      resolveTracing({ enabled: true }, { ...endpoint, OTEL_SDK_DISABLED: "true" }),
+    ).toBeDefined();
+  });
 });
