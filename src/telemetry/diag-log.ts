@@ -10,6 +10,7 @@ import type { DiagLogger } from "@opentelemetry/api";
 import type { Logger } from "../log.js";
 
 const REPEAT_INTERVAL_MS = 60_000;
+const MAX_KINDS = 256;
 
 export class DiagToLog implements DiagLogger {
   readonly #log: Logger;
@@ -49,7 +50,8 @@ export class DiagToLog implements DiagLogger {
     const fields: Record<string, unknown> = {};
     if (args.length > 0) fields.details = args.map((arg) => redact(describe(arg)));
     if (seen && seen.heldBack > 0) fields.repeated = seen.heldBack;
-    // A map of message kinds stays small: the SDK has a few dozen messages, not one per span.
+    // The SDK has a few dozen messages; should one carry an id, the map is not let grow.
+    if (this.#kinds.size >= MAX_KINDS) this.#kinds.clear();
     this.#kinds.set(kind, { loggedAt: now, heldBack: 0 });
     this.#log[level](fields, `tracing: ${text} (logged at most once a minute)`);
   }
