@@ -1,7 +1,7 @@
 /**
  * The OpenTelemetry SDK reports its own trouble through the API's `diag` logger, which drops
  * everything until a logger is set: spans dropped because the export queue is full (a collector
- * slower than the traffic), an export that timed out, an `OTEL_*` variable it could not parse.
+ * slower than the traffic), an `OTEL_*` variable it could not parse.
  * This logger puts the SDK's warnings and errors into the gateway's log, so an operator sees
  * them, without letting a collector outage flood it: each kind of message at most once a
  * minute, with the number held back in the next line.
