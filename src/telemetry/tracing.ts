@@ -5,13 +5,15 @@
  * Tracing never fails a request: an unreachable collector costs a log line per minute.
  * The gateway imports this module only when tracing is on: the SDK stays unloaded otherwise.
  *
- * The SDK does the protocol work: W3C propagation (`@opentelemetry/core`), sampling, batching
+ * The SDK does the protocol work: parsing the caller's W3C trace context (`@opentelemetry/core`;
+ * the one outgoing `traceparent` is written here, see startUpstream), sampling, batching
  * (`BatchSpanProcessor`, tuned by the `OTEL_BSP_*` variables, which tracing-settings reads:
  * this SDK takes them as options only) and OTLP export. The request's two spans, though, are
  * not SDK `Span` objects: the gateway knows every attribute only when the request ends (they
  * are the audit record's fields), so it keeps two ids and three timestamps while the request
- * runs and hands the batch processor two finished `ReadableSpan`s at the end. Measured under load, a live SDK span pair cost about as much CPU
- * as the whole rest of the request pipeline (docs/benchmarks.md); these cost a fraction.
+ * runs and hands the batch processor two finished `ReadableSpan`s at the end. Measured under
+ * load, a live SDK span pair cost about as much CPU as the whole rest of the request pipeline
+ * (docs/benchmarks.md); these cost a fraction.
  */
 import { randomFillSync } from "node:crypto";
 import type { IncomingMessage } from "node:http";
@@ -410,24 +412,27 @@ function nonZero(id: string): string {
   return id.charCodeAt(0) === 48 && /^0+$/.test(id) ? `${id.slice(0, -1)}1` : id;
 }
 
-/** The CLIENT span's attributes; the parts from the upstream URL are read once per URL. */
-let urlAttributesOf: URL | undefined;
-let urlAttributes: { address: string; port: number; full: string } | undefined;
+/**
+ * The CLIENT span's attributes. The parts from the upstream URL are read once per URL, that is
+ * once per config generation, whose `Upstream` keeps its URL object.
+ */
+const urlParts = new WeakMap<URL, { address: string; port: number; full: string }>();
 
 function upstreamAttributes(method: string, url: URL): Attributes {
-  if (urlAttributes === undefined || urlAttributesOf !== url) {
-    urlAttributesOf = url;
-    urlAttributes = {
+  let parts = urlParts.get(url);
+  if (parts === undefined) {
+    parts = {
       address: url.hostname,
       port: Number(url.port || (url.protocol === "https:" ? 443 : 80)),
       full: url.href,
     };
+    urlParts.set(url, parts);
   }
   return {
     "http.request.method": method,
-    "server.address": urlAttributes.address,
-    "server.port": urlAttributes.port,
-    "url.full": urlAttributes.full,
+    "server.address": parts.address,
+    "server.port": parts.port,
+    "url.full": parts.full,
   };
 }
 
