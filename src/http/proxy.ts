@@ -5,7 +5,7 @@
  */
 import type { EventEmitter } from "node:events";
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from "node:http";
-import { Pool, errors as undiciErrors } from "undici";
+import { type Dispatcher, Pool, errors as undiciErrors } from "undici";
 import type { Config } from "../config/schema.js";
 import { GatewayError } from "../errors.js";
 import type { TraceContextHeaders } from "../telemetry/tracing.js";
@@ -83,38 +83,98 @@ export class Upstream {
    * is complete; rejects with GatewayError before response headers, or with the stream error
    * after them (the client's response is then destroyed, never ended as if complete).
    */
-  async forward({
-    req,
-    res,
-    body,
-    signal,
-    onResponse,
-    traceContext,
-  }: ForwardRequest): Promise<void> {
+  forward(request: ForwardRequest): Promise<void> {
+    const { req } = request;
     const search = req.url?.includes("?") ? req.url.slice(req.url.indexOf("?")) : "";
-    try {
-      await this.#pool.stream(
+    return new Promise((resolve, reject) => {
+      this.#pool.dispatch(
         {
           method: req.method as "GET" | "POST" | "DELETE",
           path: this.#path + search,
-          headers: forwardedRequestHeaders(req, traceContext),
-          body: body ?? null,
-          signal,
+          headers: forwardedRequestHeaders(req, request.traceContext),
+          body: request.body ?? null,
         },
-        ({ statusCode, headers }) => {
-          onResponse?.(statusCode, headers);
-          const isEventStream = String(headers["content-type"] ?? "").startsWith(
-            "text/event-stream",
-          );
-          res.writeHead(statusCode, forwardedResponseHeaders(headers, isEventStream));
-          // Send the status line now: an SSE client is waiting for it before the first event.
-          if (isEventStream) res.flushHeaders();
-          return res;
-        },
+        new ResponseRelay(request, resolve, reject),
       );
-    } catch (error) {
-      if (res.headersSent) throw error;
-      throw toGatewayError(error);
+    });
+  }
+}
+
+/**
+ * Relays one upstream response into the client's response, through undici's dispatch handler
+ * interface. `pool.stream()` does the same through a general-purpose Writable adapter (an async
+ * resource, a promise and `stream.finished` with its listeners on every request); relaying
+ * directly costs about 5 µs less CPU per request here (docs/benchmarks.md).
+ */
+class ResponseRelay implements Dispatcher.DispatchHandler {
+  readonly #res: ServerResponse;
+  readonly #onResponse: ForwardRequest["onResponse"];
+  readonly #resolve: () => void;
+  readonly #reject: (error: unknown) => void;
+  #controller: Dispatcher.DispatchController | undefined;
+  /** Why the request was cancelled before undici started it. */
+  #cancelled: Error | undefined;
+  #settled = false;
+
+  constructor(
+    { res, signal, onResponse }: ForwardRequest,
+    resolve: () => void,
+    reject: (error: unknown) => void,
+  ) {
+    this.#res = res;
+    this.#onResponse = onResponse;
+    this.#resolve = resolve;
+    this.#reject = reject;
+    signal.once("abort", () => this.#cancel());
+  }
+
+  #cancel(): void {
+    if (this.#settled) return;
+    const reason = new undiciErrors.RequestAbortedError();
+    if (this.#controller) this.#controller.abort(reason);
+    else this.#cancelled = reason;
+  }
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.#controller = controller;
+    if (this.#cancelled) controller.abort(this.#cancelled);
+  }
+
+  onResponseStart(
+    _controller: Dispatcher.DispatchController,
+    statusCode: number,
+    headers: IncomingHttpHeaders,
+  ): void {
+    // 1xx informational responses are the upstream's business; the client gets the final one.
+    if (statusCode < 200) return;
+    this.#onResponse?.(statusCode, headers);
+    const isEventStream = String(headers["content-type"] ?? "").startsWith("text/event-stream");
+    this.#res.writeHead(statusCode, forwardedResponseHeaders(headers, isEventStream));
+    // Send the status line now: an SSE client is waiting for it before the first event.
+    if (isEventStream) this.#res.flushHeaders();
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (this.#res.write(chunk)) return;
+    // The client reads slower than the upstream sends: stop reading until the socket drains.
+    controller.pause();
+    this.#res.once("drain", () => controller.resume());
+  }
+
+  onResponseEnd(): void {
+    this.#settled = true;
+    this.#res.end();
+    this.#resolve();
+  }
+
+  onResponseError(_controller: Dispatcher.DispatchController, error: Error): void {
+    if (this.#settled) return;
+    this.#settled = true;
+    if (this.#res.headersSent) {
+      this.#res.destroy(error);
+      this.#reject(error);
+    } else {
+      this.#reject(toGatewayError(error));
     }
   }
 }

@@ -1,6 +1,9 @@
+import { createHash, randomBytes } from "node:crypto";
 import { once } from "node:events";
+import { get as httpGet, type IncomingMessage } from "node:http";
 import type { AddressInfo } from "node:net";
 import { connect } from "node:net";
+import { setTimeout as delay } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type ExampleServer, startExampleServer } from "../../examples/mcp-server.js";
 import { type RunningServer, startHttpServer, unusedPortUrl } from "../helpers/fake-upstreams.js";
@@ -290,6 +293,61 @@ describe("upstream failures", () => {
     expect(await pending).toBeInstanceOf(Error);
     const [record] = await gw.auditRecords(1);
     expect(record).toMatchObject({ method: "tools/list", status: 499, error: "client_aborted" });
+    await gw.stop();
+  });
+
+  it("relays a large response to a slow client at the client's pace, byte for byte", async () => {
+    const total = 64 * 1024 * 1024;
+    const chunk = randomBytes(64 * 1024);
+    // How much the upstream had handed to its socket when it could write no more; undefined if
+    // it sent everything while the client was not reading (the gateway buffered it all).
+    let stalledAfter: (sent: number | undefined) => void = () => {};
+    const stalled = new Promise<number | undefined>((resolve) => {
+      stalledAfter = resolve;
+    });
+    const big = await started(async (_req, res) => {
+      res.writeHead(200, { "content-type": "application/octet-stream", "content-length": total });
+      let sent = 0;
+      while (sent < total) {
+        sent += chunk.length;
+        if (res.write(chunk)) continue;
+        // Backpressure has no event of its own: a write buffer that does not drain for half a
+        // second, while the client reads nothing, is the gateway holding the upstream back.
+        const drained = await Promise.race([
+          once(res, "drain").then(() => true),
+          delay(500).then(() => false),
+        ]);
+        if (!drained) {
+          stalledAfter(sent);
+          await once(res, "drain");
+        }
+      }
+      res.end();
+      stalledAfter(undefined);
+    });
+    const gw = await gatewayFor(big.url);
+    const response = await new Promise<IncomingMessage>((resolve, reject) =>
+      httpGet(gw.url, { headers: AUTH, agent: false }, resolve).on("error", reject),
+    );
+    response.pause();
+    const sentBeforeStall = await stalled;
+    expect(sentBeforeStall).toBeDefined();
+    expect(sentBeforeStall).toBeLessThan(total / 2);
+    const digest = createHash("sha256");
+    let received = 0;
+    response.on("data", (data: Buffer) => {
+      received += data.length;
+      digest.update(data);
+    });
+    response.resume();
+    await once(response, "end");
+    expect(received).toBe(total);
+    const expected = createHash("sha256");
+    for (let sent = 0; sent < total; sent += chunk.length) expected.update(chunk);
+    expect(digest.digest("hex")).toBe(expected.digest("hex"));
+    const [record] = await gw.auditRecords(1);
+    expect(record).toMatchObject({ method: "GET", status: 200 });
+    expect(record?.error).toBeUndefined();
     await gw.stop();
   });
 
