@@ -2,7 +2,6 @@
  * The MCP endpoint's request pipeline: receive -> authenticate -> proxy -> audit.
  * Every request to the endpoint, refused ones included, ends in exactly one audit line.
  */
-import { EventEmitter } from "node:events";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { performance } from "node:perf_hooks";
 import { errors as undiciErrors } from "undici";
@@ -17,6 +16,7 @@ import type { GatewayMetrics } from "../telemetry/metrics.js";
 import type { Tracing } from "../telemetry/tracing.js";
 import { ClientAbortedError, readBody } from "./body.js";
 import { allowOrigin, checkOrigin } from "./cors.js";
+import { Cancellation } from "./proxy.js";
 import { sendAuthError, sendGatewayError } from "./responses.js";
 
 /** What the endpoint needs of the running gateway. */
@@ -64,14 +64,15 @@ export async function handleMcpRequest(
   );
   const tracing = context.tracing?.startRequest(req, context.route);
   if (tracing) record.trace_id = tracing.traceId;
-  // Cancels the upstream request. undici takes an EventEmitter emitting "abort" as well as an
-  // AbortSignal; the emitter costs a fraction of an AbortController on every request.
-  const cancel = new EventEmitter();
+  // Cancels the upstream request, also when the client leaves before it is forwarded.
+  const cancellation = new Cancellation();
   // The audit line is written once the response is closed *and* the pipeline has settled, so
   // that it knows how the exchange ended (complete, client gone, upstream failed).
   const closed = new Promise<void>((resolve) =>
     res.once("close", () => {
-      if (!res.writableFinished) cancel.emit("abort");
+      if (!res.writableFinished) {
+        cancellation.cancel(new ClientAbortedError("the client closed the connection"));
+      }
       resolve();
     }),
   );
@@ -82,7 +83,7 @@ export async function handleMcpRequest(
     req.method === "GET"
       ? context.onDrain(() => {
           record.error = "shutting_down";
-          cancel.emit("abort");
+          cancellation.cancel(new GatewayError("shutting_down", "the gateway is shutting down"));
         })
       : undefined;
 
@@ -143,7 +144,7 @@ export async function handleMcpRequest(
       req,
       res,
       body,
-      signal: cancel,
+      cancellation,
       traceContext: tracing?.startUpstream(req.method, generation.upstream.url),
       onResponse: (status, headers) => {
         tracing?.upstreamResponded(status);

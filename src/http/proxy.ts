@@ -3,7 +3,6 @@
  * response back. SSE responses are written event by event as they arrive: the response is
  * piped chunk by chunk into the socket, headers are flushed at once, nothing is compressed.
  */
-import type { EventEmitter } from "node:events";
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from "node:http";
 import { type Dispatcher, Pool, errors as undiciErrors } from "undici";
 import type { Config } from "../config/schema.js";
@@ -46,12 +45,37 @@ export interface ForwardRequest {
   res: ServerResponse;
   /** The received body (POST), forwarded byte for byte. */
   body: Buffer | undefined;
-  /** Emits "abort" to cancel the upstream request (the client went away, or shutdown). */
-  signal: EventEmitter;
+  /** Cancels the upstream request (the client went away, or shutdown), also before it starts. */
+  cancellation: Cancellation;
   /** Sees the upstream's status and headers before they are sent on. */
   onResponse?: (statusCode: number, headers: IncomingHttpHeaders) => void;
   /** W3C trace context of the gateway's upstream span; replaces the client's own. */
   traceContext?: TraceContextHeaders | undefined;
+}
+
+/**
+ * Why a request's upstream exchange must stop, remembered: a request cancelled while it was
+ * still being authenticated is never dispatched, and one cancelled in flight is aborted.
+ */
+export class Cancellation {
+  #reason: Error | undefined;
+  #listener: ((reason: Error) => void) | undefined;
+
+  get reason(): Error | undefined {
+    return this.#reason;
+  }
+
+  cancel(reason: Error): void {
+    if (this.#reason) return;
+    this.#reason = reason;
+    this.#listener?.(reason);
+  }
+
+  /** Sets the one listener, called at once when the cancellation has already happened. */
+  onCancel(listener: (reason: Error) => void): void {
+    if (this.#reason) listener(this.#reason);
+    else this.#listener = listener;
+  }
 }
 
 /** The upstream MCP server of one config generation. */
@@ -81,10 +105,12 @@ export class Upstream {
   /**
    * Sends the request upstream and streams the answer into `res`. Resolves when the response
    * is complete; rejects with GatewayError before response headers, or with the stream error
-   * after them (the client's response is then destroyed, never ended as if complete).
+   * after them (the client's response is then destroyed, never ended as if complete). A
+   * cancelled request rejects with the cancellation's reason.
    */
   forward(request: ForwardRequest): Promise<void> {
-    const { req } = request;
+    const { req, cancellation } = request;
+    if (cancellation.reason) return Promise.reject(cancellation.reason);
     const search = req.url?.includes("?") ? req.url.slice(req.url.indexOf("?")) : "";
     return new Promise((resolve, reject) => {
       this.#pool.dispatch(
@@ -112,12 +138,11 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
   readonly #resolve: () => void;
   readonly #reject: (error: unknown) => void;
   #controller: Dispatcher.DispatchController | undefined;
-  /** Why the request was cancelled before undici started it. */
-  #cancelled: Error | undefined;
+  readonly #cancellation: Cancellation;
   #settled = false;
 
   constructor(
-    { res, signal, onResponse }: ForwardRequest,
+    { res, cancellation, onResponse }: ForwardRequest,
     resolve: () => void,
     reject: (error: unknown) => void,
   ) {
@@ -125,19 +150,17 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
     this.#onResponse = onResponse;
     this.#resolve = resolve;
     this.#reject = reject;
-    signal.once("abort", () => this.#cancel());
-  }
-
-  #cancel(): void {
-    if (this.#settled) return;
-    const reason = new undiciErrors.RequestAbortedError();
-    if (this.#controller) this.#controller.abort(reason);
-    else this.#cancelled = reason;
+    this.#cancellation = cancellation;
+    cancellation.onCancel((reason) => {
+      // Before undici starts the request, onRequestStart sees the reason.
+      if (!this.#settled) this.#controller?.abort(reason);
+    });
   }
 
   onRequestStart(controller: Dispatcher.DispatchController): void {
     this.#controller = controller;
-    if (this.#cancelled) controller.abort(this.#cancelled);
+    const reason = this.#cancellation.reason;
+    if (reason) controller.abort(reason);
   }
 
   onResponseStart(
@@ -170,7 +193,11 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
   onResponseError(_controller: Dispatcher.DispatchController, error: Error): void {
     if (this.#settled) return;
     this.#settled = true;
-    if (this.#res.headersSent) {
+    if (error === this.#cancellation.reason) {
+      // The gateway ended the exchange on purpose: the response is cut off without an error.
+      if (this.#res.headersSent) this.#res.destroy();
+      this.#reject(error);
+    } else if (this.#res.headersSent) {
       this.#res.destroy(error);
       this.#reject(error);
     } else {

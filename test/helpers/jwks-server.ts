@@ -3,7 +3,7 @@
  * real identity provider: down, garbage, slow, rotated keys.
  */
 import { generateKeyPairSync, type KeyObject, sign } from "node:crypto";
-import { createServer, type Server } from "node:http";
+import { createServer, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import {
   type CryptoKey,
@@ -32,7 +32,8 @@ export async function makeKey(
   return { kid, alg, privateKey, publicJwk };
 }
 
-export type JwksMode = "ok" | "garbage" | "not-a-jwks" | "error" | "hang";
+/** `hold`: requests wait, unanswered, until `release()` answers them as `ok`. */
+export type JwksMode = "ok" | "garbage" | "not-a-jwks" | "error" | "hang" | "hold";
 
 export interface JwksServer {
   url: string;
@@ -41,11 +42,21 @@ export interface JwksServer {
   /** How many times the JWKS was requested. */
   fetches: number;
   mode: JwksMode;
+  /** Resolves when the next request is held in mode `hold`. */
+  nextHold(): Promise<void>;
+  /** Answers the requests held in mode `hold` with the current keys, and returns to `ok`. */
+  release(): void;
   close(): Promise<void>;
 }
 
 export async function startJwksServer(keys: SigningKey[]): Promise<JwksServer> {
   const state = { fetches: 0, mode: "ok" as JwksMode, keys };
+  const held: ServerResponse[] = [];
+  let onHold: (() => void) | undefined;
+  const answer = (res: ServerResponse) => {
+    res.writeHead(200, { "content-type": "application/json" });
+    res.end(JSON.stringify({ keys: state.keys.map((key) => key.publicJwk) }));
+  };
   const server: Server = createServer((req, res) => {
     if (req.url !== "/.well-known/jwks.json") {
       res.writeHead(404).end();
@@ -54,8 +65,7 @@ export async function startJwksServer(keys: SigningKey[]): Promise<JwksServer> {
     state.fetches++;
     switch (state.mode) {
       case "ok":
-        res.writeHead(200, { "content-type": "application/json" });
-        res.end(JSON.stringify({ keys: state.keys.map((key) => key.publicJwk) }));
+        answer(res);
         return;
       case "garbage":
         res.writeHead(200, { "content-type": "application/json" });
@@ -69,6 +79,10 @@ export async function startJwksServer(keys: SigningKey[]): Promise<JwksServer> {
         res.writeHead(500).end();
         return;
       case "hang":
+        return;
+      case "hold":
+        held.push(res);
+        onHold?.();
         return;
     }
   });
@@ -92,6 +106,14 @@ export async function startJwksServer(keys: SigningKey[]): Promise<JwksServer> {
     },
     set mode(next) {
       state.mode = next;
+    },
+    nextHold: () =>
+      new Promise<void>((resolve) => {
+        onHold = resolve;
+      }),
+    release() {
+      state.mode = "ok";
+      for (const res of held.splice(0)) answer(res);
     },
     close: () =>
       new Promise((resolve) => {

@@ -1,3 +1,7 @@
+import * as diagnostics from "node:diagnostics_channel";
+import { once } from "node:events";
+import { type ClientRequest, request as httpRequest } from "node:http";
+import type { Socket } from "node:net";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { type ExampleServer, startExampleServer } from "../../examples/mcp-server.js";
 import { startGateway, type TestGateway } from "../helpers/gateway.js";
@@ -9,7 +13,7 @@ import {
   startJwksServer,
 } from "../helpers/jwks-server.js";
 import { cheapHash } from "../helpers/keys.js";
-import { INITIALIZE, POST_HEADERS } from "../helpers/mcp-client.js";
+import { INITIALIZE, POST_HEADERS, TOOLS_LIST } from "../helpers/mcp-client.js";
 
 const AUDIENCE = "mcpgw-integration";
 const API_KEY = "oauth-suite-api-key-0123456789";
@@ -314,6 +318,133 @@ describe("JWKS outage", () => {
     expect(ok.status).toBe(200);
     await ok.text();
     await gw.stop();
+    await own.close();
+  });
+});
+
+describe("shutdown while a token is being verified", () => {
+  it("answers a standalone GET 503 shutting_down and forwards nothing", async () => {
+    const own = await startJwksServer([key]);
+    const upstreamSaw: string[] = [];
+    const counting = await startExampleServer({
+      onRequest: (req) => upstreamSaw.push(req.method ?? ""),
+    });
+    // The refresh interval is also the least time between two refetches for an unknown kid.
+    const gw = await startGateway({
+      upstream: { url: counting.url },
+      auth: { oauth: oauthConfig({ jwks_url: own.url, jwks_cache_ttl: "50ms" }) },
+    });
+    const rotatedKey = await makeKey("ES256", "rotated-late");
+    const rotated = await signToken(rotatedKey, jwks.issuer, AUDIENCE);
+    own.mode = "hold";
+    // The background refresh is held first; while it is, no other background refresh starts,
+    // so the next request held is the gateway's refetch for the unknown kid.
+    await own.nextHold();
+    const get = () =>
+      fetch(gw.url, {
+        headers: { accept: "text/event-stream", authorization: `Bearer ${rotated}` },
+      });
+    let pending = get();
+    for (;;) {
+      const held = own.nextHold().then(() => "held" as const);
+      const first = await Promise.race([held, pending]);
+      if (first === "held") break;
+      // Within the refetch cooldown the unknown kid is refused at once; try again.
+      expect(first.status).toBe(401);
+      await first.text();
+      pending = get();
+    }
+    const stopped = gw.gateway.shutdown("test");
+    own.keys = [key, rotatedKey];
+    own.release();
+    const res = await pending;
+    expect(res.status).toBe(503);
+    expect(await res.json()).toMatchObject({ error: "shutting_down" });
+    await stopped;
+    expect(upstreamSaw).not.toContain("GET");
+    const record = (await gw.auditRecords(1)).at(-1);
+    expect(record).toMatchObject({
+      method: "GET",
+      auth_result: "ok",
+      status: 503,
+      error: "shutting_down",
+    });
+    await gw.stop();
+    await counting.close();
+    await own.close();
+  });
+});
+
+describe("a client that leaves while its token is being verified", () => {
+  it("is audited client_aborted, and nothing is forwarded", async () => {
+    const own = await startJwksServer([key]);
+    const upstreamSaw: string[] = [];
+    const counting = await startExampleServer({
+      onRequest: (req) => upstreamSaw.push(req.method ?? ""),
+    });
+    const gw = await startGateway({
+      upstream: { url: counting.url },
+      auth: { oauth: oauthConfig({ jwks_url: own.url, jwks_cache_ttl: "50ms" }) },
+    });
+    // The gateway's side of each client connection, to know when it has seen the client leave.
+    const gatewaySockets: Socket[] = [];
+    const onSocket = (message: unknown) => {
+      const { socket } = message as { socket: Socket };
+      if (socket.localPort === gw.gateway.address.port) gatewaySockets.push(socket);
+    };
+    diagnostics.subscribe("net.server.socket", onSocket);
+    const rotatedKey = await makeKey("ES256", "rotated-leaving");
+    const rotated = await signToken(rotatedKey, jwks.issuer, AUDIENCE);
+    own.mode = "hold";
+    await own.nextHold();
+    const clients: ClientRequest[] = [];
+    const post = () =>
+      new Promise<number>((resolve, reject) => {
+        const client = httpRequest(
+          gw.url,
+          {
+            method: "POST",
+            agent: false,
+            headers: { ...POST_HEADERS, authorization: `Bearer ${rotated}` },
+          },
+          (res) => {
+            res.resume();
+            resolve(res.statusCode ?? 0);
+          },
+        );
+        clients.push(client);
+        client.on("error", reject);
+        client.end(TOOLS_LIST);
+      });
+    let attempts = 0;
+    for (;;) {
+      const held = own.nextHold().then(() => "held" as const);
+      attempts++;
+      const first = await Promise.race([held, post()]);
+      if (first === "held") break;
+      expect(first).toBe(401);
+    }
+    const gatewaySide = gatewaySockets.at(-1);
+    if (!gatewaySide) throw new Error("the gateway accepted no connection");
+    const gone = once(gatewaySide, "close");
+    clients
+      .at(-1)
+      ?.on("error", () => {})
+      .destroy();
+    await gone;
+    diagnostics.unsubscribe("net.server.socket", onSocket);
+    own.keys = [key, rotatedKey];
+    own.release();
+    const record = (await gw.auditRecords(attempts)).at(-1);
+    expect(record).toMatchObject({
+      method: "tools/list",
+      auth_result: "ok",
+      status: 499,
+      error: "client_aborted",
+    });
+    expect(upstreamSaw).toEqual([]);
+    await gw.stop();
+    await counting.close();
     await own.close();
   });
 });
