@@ -5,17 +5,21 @@
  * audit, no JSON-RPC parsing, no limits. Whatever mcpgw spends above this is the price of its
  * features.
  *
- * Usage: node dist/bench/passthrough.js http://127.0.0.1:PORT/mcp
+ * Two ways to relay the response: `stream` (the default) with undici's `pool.stream()`, the
+ * usual way and the baseline of every target; `dispatch` with a dispatch handler that writes
+ * into the response itself, as mcpgw does, which costs less CPU per request.
+ *
+ * Usage: node dist/bench/passthrough.js http://127.0.0.1:PORT/mcp [stream|dispatch]
  *        (prints {"port":N} once listening on 127.0.0.1)
  */
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
-import { Pool } from "undici";
+import { type Dispatcher, Pool } from "undici";
 import { announcePort, requireUrlArgument } from "./protocol.js";
 
-const upstream = requireUrlArgument(
-  process.argv[2],
-  "node dist/bench/passthrough.js <upstream MCP endpoint URL>",
-);
+const USAGE = "node dist/bench/passthrough.js <upstream MCP endpoint URL> [stream|dispatch]";
+const upstream = requireUrlArgument(process.argv[2], USAGE);
+const relay = process.argv[3] ?? "stream";
+if (relay !== "stream" && relay !== "dispatch") throw new Error(`usage: ${USAGE}`);
 const upstreamPath = `${upstream.pathname}${upstream.search}`;
 const pool = new Pool(upstream.origin);
 
@@ -71,17 +75,65 @@ function forward(req: IncomingMessage, res: ServerResponse): void {
         return res;
       },
     )
-    .catch((error: unknown) => {
-      if (res.headersSent) {
-        res.destroy(error instanceof Error ? error : undefined);
-        return;
-      }
-      res.writeHead(502, { "content-type": "text/plain" });
-      res.end(`upstream request failed: ${String(error)}\n`);
-    });
+    .catch((error: unknown) => failed(res, error));
 }
 
-const server = createServer(forward);
+function failed(res: ServerResponse, error: unknown): void {
+  if (res.headersSent) {
+    res.destroy(error instanceof Error ? error : undefined);
+    return;
+  }
+  res.writeHead(502, { "content-type": "text/plain" });
+  res.end(`upstream request failed: ${String(error)}\n`);
+}
+
+/** Writes the upstream's response into `res` as undici delivers it. */
+class Relay implements Dispatcher.DispatchHandler {
+  constructor(readonly res: ServerResponse) {}
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.res.once("close", () => {
+      if (!this.res.writableFinished) controller.abort(new Error("client closed the connection"));
+    });
+  }
+
+  onResponseStart(
+    _controller: Dispatcher.DispatchController,
+    statusCode: number,
+    headers: Headers,
+  ): void {
+    if (statusCode >= 200) this.res.writeHead(statusCode, endToEnd(headers));
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (this.res.write(chunk)) return;
+    controller.pause();
+    this.res.once("drain", () => controller.resume());
+  }
+
+  onResponseEnd(): void {
+    this.res.end();
+  }
+
+  onResponseError(_controller: Dispatcher.DispatchController, error: Error): void {
+    failed(this.res, error);
+  }
+}
+
+function dispatch(req: IncomingMessage, res: ServerResponse): void {
+  const method = req.method ?? "GET";
+  pool.dispatch(
+    {
+      path: upstreamPath,
+      method,
+      headers: endToEnd(req.headers, "host"),
+      body: method === "GET" || method === "HEAD" ? null : req,
+    },
+    new Relay(res),
+  );
+}
+
+const server = createServer(relay === "stream" ? forward : dispatch);
 server.listen(0, "127.0.0.1", () => {
   const address = server.address();
   if (address === null || typeof address === "string") throw new Error("expected a TCP address");

@@ -90,33 +90,43 @@ export function medianResults(rounds: readonly (readonly TargetResult[])[]): Tar
   });
 }
 
-/** Each target against its baseline, round by round; the median ratio is the result. */
+/**
+ * Each target against its baseline, and against any further baselines, round by round; the
+ * median ratio is the result. A baseline left out of the run (BENCH_TARGETS) is skipped.
+ */
 export function compare(rounds: readonly (readonly TargetResult[])[]): Comparison[] {
   const comparisons: Comparison[] = [];
   for (const result of rounds[0] ?? []) {
     const spec = result.target.compareWith;
     if (!spec) continue;
-    const pairs = rounds.flatMap((round) => {
-      const target = round.find((entry) => entry.target.name === result.target.name);
-      const baseline = round.find((entry) => entry.target.name === spec.baseline);
-      return target && baseline ? [{ target, baseline }] : [];
-    });
-    if (pairs.length === 0) continue;
-    const cpuRatios = pairs.map(
-      ({ target, baseline }) => target.cpuMicrosPerRequest / baseline.cpuMicrosPerRequest,
-    );
-    comparisons.push({
-      target: result.target.name,
-      baseline: spec.baseline,
-      cpuRatio: median(cpuRatios),
-      cpuRatios,
-      throughputRatio: median(
-        pairs.map(
-          ({ target, baseline }) => target.load.requestsPerSecond / baseline.load.requestsPerSecond,
+    const baselines = [
+      { baseline: spec.baseline, maxCpuRatio: spec.maxCpuRatio },
+      ...(spec.alsoWith ?? []).map((baseline) => ({ baseline, maxCpuRatio: undefined })),
+    ];
+    for (const { baseline: baselineName, maxCpuRatio } of baselines) {
+      const pairs = rounds.flatMap((round) => {
+        const target = round.find((entry) => entry.target.name === result.target.name);
+        const baseline = round.find((entry) => entry.target.name === baselineName);
+        return target && baseline ? [{ target, baseline }] : [];
+      });
+      if (pairs.length === 0) continue;
+      const cpuRatios = pairs.map(
+        ({ target, baseline }) => target.cpuMicrosPerRequest / baseline.cpuMicrosPerRequest,
+      );
+      comparisons.push({
+        target: result.target.name,
+        baseline: baselineName,
+        cpuRatio: median(cpuRatios),
+        cpuRatios,
+        throughputRatio: median(
+          pairs.map(
+            ({ target, baseline }) =>
+              target.load.requestsPerSecond / baseline.load.requestsPerSecond,
+          ),
         ),
-      ),
-      maxCpuRatio: spec.maxCpuRatio,
-    });
+        maxCpuRatio,
+      });
+    }
   }
   return comparisons;
 }

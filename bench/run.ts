@@ -32,6 +32,7 @@ import {
   mcpgwWithApiKey,
   mcpgwWithJwt,
   passthrough,
+  passthroughDispatch,
   type TargetDefinition,
 } from "./targets.js";
 
@@ -39,6 +40,7 @@ import {
 const TARGETS: readonly TargetDefinition[] = [
   direct,
   passthrough,
+  passthroughDispatch,
   mcpgwWithApiKey({
     name: "mcpgw",
     description:

@@ -64,6 +64,8 @@ export interface TargetDefinition {
     baseline: string;
     /** The target for CPU per request relative to the baseline; none for a figure only reported. */
     maxCpuRatio?: number;
+    /** Further baselines whose ratios are reported too, without a target. */
+    alsoWith?: readonly string[];
   };
   /** Throws when something the target needs is missing, before any load is generated. */
   preflight?(): void;
@@ -111,12 +113,10 @@ export const direct: TargetDefinition = {
   },
 };
 
-export const passthrough: TargetDefinition = {
-  name: "passthrough",
-  description: "bare undici Pool pass-through: no auth, no audit (CPU measured: the proxy)",
-  async start({ processes }) {
+function bareProxy(relay: "stream" | "dispatch"): TargetDefinition["start"] {
+  return async ({ processes }) => {
     const upstream = await startUpstream(processes);
-    const proxy = processes.spawnNode("passthrough", PASSTHROUGH_SCRIPT, [upstream.url]);
+    const proxy = processes.spawnNode("passthrough", PASSTHROUGH_SCRIPT, [upstream.url, relay]);
     const port = await proxy.waitFor("port announcement", parsePortAnnouncement, READY_TIMEOUT_MS);
     return {
       url: `http://127.0.0.1:${port}${MCP_PATH}`,
@@ -126,7 +126,27 @@ export const passthrough: TargetDefinition = {
         return [];
       },
     };
-  },
+  };
+}
+
+/** The baseline of every target. */
+export const passthrough: TargetDefinition = {
+  name: "passthrough",
+  description:
+    "bare undici Pool pass-through with pool.stream(): no auth, no audit (CPU measured: the proxy)",
+  start: bareProxy("stream"),
+};
+
+/**
+ * The same pass-through relaying responses through a dispatch handler, as mcpgw does: the
+ * gateway's targets are also compared with it, so that the price of its features alone shows.
+ */
+export const passthroughDispatch: TargetDefinition = {
+  name: "passthrough-dispatch",
+  description:
+    "the same pass-through relaying through a dispatch handler, as mcpgw does (CPU: the proxy)",
+  compareWith: { baseline: passthrough.name },
+  start: bareProxy("dispatch"),
 };
 
 const execFileAsync = promisify(execFile);
@@ -247,7 +267,11 @@ export function mcpgwWithApiKey(scenario: GatewayScenario): TargetDefinition {
   return {
     name: scenario.name,
     description: scenario.description,
-    compareWith: { baseline: passthrough.name, maxCpuRatio: scenario.maxCpuRatio ?? 1.2 },
+    compareWith: {
+      baseline: passthrough.name,
+      maxCpuRatio: scenario.maxCpuRatio ?? 1.2,
+      alsoWith: [passthroughDispatch.name],
+    },
     preflight() {
       if (!existsSync(MCPGW_MAIN)) {
         throw new Error(
@@ -371,6 +395,7 @@ export function mcpgwWithJwt(scenario: JwtScenario): TargetDefinition {
     compareWith: {
       baseline: passthrough.name,
       ...(scenario.maxCpuRatio !== undefined && { maxCpuRatio: scenario.maxCpuRatio }),
+      alsoWith: [passthroughDispatch.name],
     },
     async start({ processes, scratchDir }) {
       const upstream = await startUpstream(processes);
