@@ -130,15 +130,15 @@ export class Upstream {
  * Relays one upstream response into the client's response, through undici's dispatch handler
  * interface. `pool.stream()` does the same through a general-purpose Writable adapter (an async
  * resource, a promise and `stream.finished` with its listeners on every request); relaying
- * directly costs about 5 µs less CPU per request here (docs/benchmarks.md).
+ * directly took about 8 µs of CPU off each request here (docs/benchmarks.md).
  */
 class ResponseRelay implements Dispatcher.DispatchHandler {
   readonly #res: ServerResponse;
   readonly #onResponse: ForwardRequest["onResponse"];
   readonly #resolve: () => void;
   readonly #reject: (error: unknown) => void;
-  #controller: Dispatcher.DispatchController | undefined;
   readonly #cancellation: Cancellation;
+  #controller: Dispatcher.DispatchController | undefined;
   #settled = false;
 
   constructor(
