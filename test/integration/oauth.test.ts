@@ -322,8 +322,12 @@ describe("JWKS outage", () => {
   });
 });
 
-describe("shutdown while a token is being verified", () => {
-  it("answers a standalone GET 503 shutting_down and forwards nothing", async () => {
+describe("while a token is still being verified", () => {
+  /**
+   * A gateway whose JWKS server holds the refetch that a new kid causes, so that a request
+   * bearing `rotated` stays in verification until `release()`.
+   */
+  async function verificationHeld(kid: string) {
     const own = await startJwksServer([key]);
     const upstreamSaw: string[] = [];
     const counting = await startExampleServer({
@@ -334,78 +338,87 @@ describe("shutdown while a token is being verified", () => {
       upstream: { url: counting.url },
       auth: { oauth: oauthConfig({ jwks_url: own.url, jwks_cache_ttl: "50ms" }) },
     });
-    const rotatedKey = await makeKey("ES256", "rotated-late");
+    const rotatedKey = await makeKey("ES256", kid);
     const rotated = await signToken(rotatedKey, jwks.issuer, AUDIENCE);
     own.mode = "hold";
     // The background refresh is held first; while it is, no other background refresh starts,
-    // so the next request held is the gateway's refetch for the unknown kid.
+    // so every request held after it is the gateway's refetch for the unknown kid.
     await own.nextHold();
-    const get = () =>
-      fetch(gw.url, {
-        headers: { accept: "text/event-stream", authorization: `Bearer ${rotated}` },
-      });
-    let pending = get();
-    for (;;) {
-      const held = own.nextHold().then(() => "held" as const);
-      const first = await Promise.race([held, pending]);
-      if (first === "held") break;
-      // Within the refetch cooldown the unknown kid is refused at once; try again.
-      expect(first.status).toBe(401);
-      await first.text();
-      pending = get();
-    }
-    const stopped = gw.gateway.shutdown("test");
-    own.keys = [key, rotatedKey];
-    own.release();
+    return {
+      gw,
+      upstreamSaw,
+      rotated,
+      /**
+       * Sends until a request is held in verification; within the refetch cooldown the
+       * unknown kid is refused at once (`refused` checks that), and the next one is sent.
+       */
+      async sendUntilHeld<T>(send: () => Promise<T>, refused: (outcome: T) => Promise<void>) {
+        for (let attempts = 1; ; attempts++) {
+          const held = own.nextHold().then(() => "held" as const);
+          const pending = send();
+          const first = await Promise.race([held, pending]);
+          if (first === "held") return { attempts, pending };
+          await refused(first);
+        }
+      },
+      release() {
+        own.keys = [key, rotatedKey];
+        own.release();
+      },
+      async close() {
+        await gw.stop();
+        await counting.close();
+        await own.close();
+      },
+    };
+  }
+
+  it("answers a standalone GET 503 shutting_down when shutdown begins, and forwards nothing", async () => {
+    const held = await verificationHeld("rotated-shutdown");
+    const { pending } = await held.sendUntilHeld(
+      () =>
+        fetch(held.gw.url, {
+          headers: { accept: "text/event-stream", authorization: `Bearer ${held.rotated}` },
+        }),
+      async (res) => {
+        expect(res.status).toBe(401);
+        await res.text();
+      },
+    );
+    const stopped = held.gw.gateway.shutdown("test");
+    held.release();
     const res = await pending;
     expect(res.status).toBe(503);
     expect(await res.json()).toMatchObject({ error: "shutting_down" });
     await stopped;
-    expect(upstreamSaw).not.toContain("GET");
-    const record = (await gw.auditRecords(1)).at(-1);
-    expect(record).toMatchObject({
+    expect(held.upstreamSaw).not.toContain("GET");
+    expect((await held.gw.auditRecords(1)).at(-1)).toMatchObject({
       method: "GET",
       auth_result: "ok",
       status: 503,
       error: "shutting_down",
     });
-    await gw.stop();
-    await counting.close();
-    await own.close();
+    await held.close();
   });
-});
 
-describe("a client that leaves while its token is being verified", () => {
-  it("is audited client_aborted, and nothing is forwarded", async () => {
-    const own = await startJwksServer([key]);
-    const upstreamSaw: string[] = [];
-    const counting = await startExampleServer({
-      onRequest: (req) => upstreamSaw.push(req.method ?? ""),
-    });
-    const gw = await startGateway({
-      upstream: { url: counting.url },
-      auth: { oauth: oauthConfig({ jwks_url: own.url, jwks_cache_ttl: "50ms" }) },
-    });
+  it("audits a client that left client_aborted, and forwards nothing", async () => {
+    const held = await verificationHeld("rotated-leaving");
     // The gateway's side of each client connection, to know when it has seen the client leave.
     const gatewaySockets: Socket[] = [];
     const onSocket = (message: unknown) => {
       const { socket } = message as { socket: Socket };
-      if (socket.localPort === gw.gateway.address.port) gatewaySockets.push(socket);
+      if (socket.localPort === held.gw.gateway.address.port) gatewaySockets.push(socket);
     };
     diagnostics.subscribe("net.server.socket", onSocket);
-    const rotatedKey = await makeKey("ES256", "rotated-leaving");
-    const rotated = await signToken(rotatedKey, jwks.issuer, AUDIENCE);
-    own.mode = "hold";
-    await own.nextHold();
     const clients: ClientRequest[] = [];
     const post = () =>
       new Promise<number>((resolve, reject) => {
         const client = httpRequest(
-          gw.url,
+          held.gw.url,
           {
             method: "POST",
             agent: false,
-            headers: { ...POST_HEADERS, authorization: `Bearer ${rotated}` },
+            headers: { ...POST_HEADERS, authorization: `Bearer ${held.rotated}` },
           },
           (res) => {
             res.resume();
@@ -416,14 +429,9 @@ describe("a client that leaves while its token is being verified", () => {
         client.on("error", reject);
         client.end(TOOLS_LIST);
       });
-    let attempts = 0;
-    for (;;) {
-      const held = own.nextHold().then(() => "held" as const);
-      attempts++;
-      const first = await Promise.race([held, post()]);
-      if (first === "held") break;
-      expect(first).toBe(401);
-    }
+    const { attempts } = await held.sendUntilHeld(post, async (status) => {
+      expect(status).toBe(401);
+    });
     const gatewaySide = gatewaySockets.at(-1);
     if (!gatewaySide) throw new Error("the gateway accepted no connection");
     const gone = once(gatewaySide, "close");
@@ -433,19 +441,15 @@ describe("a client that leaves while its token is being verified", () => {
       .destroy();
     await gone;
     diagnostics.unsubscribe("net.server.socket", onSocket);
-    own.keys = [key, rotatedKey];
-    own.release();
-    const record = (await gw.auditRecords(attempts)).at(-1);
-    expect(record).toMatchObject({
+    held.release();
+    expect((await held.gw.auditRecords(attempts)).at(-1)).toMatchObject({
       method: "tools/list",
       auth_result: "ok",
       status: 499,
       error: "client_aborted",
     });
-    expect(upstreamSaw).toEqual([]);
-    await gw.stop();
-    await counting.close();
-    await own.close();
+    expect(held.upstreamSaw).toEqual([]);
+    await held.close();
   });
 });
 
