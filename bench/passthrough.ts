@@ -89,12 +89,20 @@ function failed(res: ServerResponse, error: unknown): void {
 
 /** Writes the upstream's response into `res` as undici delivers it. */
 class Relay implements Dispatcher.DispatchHandler {
-  constructor(readonly res: ServerResponse) {}
+  #controller: Dispatcher.DispatchController | undefined;
+  #clientGone = false;
+
+  constructor(readonly res: ServerResponse) {
+    res.once("close", () => {
+      if (res.writableFinished) return;
+      this.#clientGone = true;
+      this.#controller?.abort(new Error("client closed the connection"));
+    });
+  }
 
   onRequestStart(controller: Dispatcher.DispatchController): void {
-    this.res.once("close", () => {
-      if (!this.res.writableFinished) controller.abort(new Error("client closed the connection"));
-    });
+    this.#controller = controller;
+    if (this.#clientGone) controller.abort(new Error("client closed the connection"));
   }
 
   onResponseStart(
