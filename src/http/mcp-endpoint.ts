@@ -4,7 +4,6 @@
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { performance } from "node:perf_hooks";
-import { errors as undiciErrors } from "undici";
 import { type AuditRecord, newAuditRecord } from "../audit/record.js";
 import type { AuditLog } from "../audit/writer.js";
 import { AuthError, type Principal } from "../auth/principal.js";
@@ -197,10 +196,10 @@ function respondToFailure(
     return;
   }
   if (res.headersSent || res.destroyed) {
-    // undici destroys the response with the upstream's error; a client that went away leaves
-    // the response closed without one (or with the premature-close error of the abort).
+    // The relay destroys the response with the upstream's error; a client that went away, or
+    // a cancellation by the gateway, leaves it closed without one.
     const upstreamError = res.errored;
-    if (upstreamError && !isClientAbort(upstreamError)) {
+    if (upstreamError) {
       // Abort the client's response rather than end it as if it were complete (contract:
       // Limits and failure behaviour).
       record.error = "upstream_aborted";
@@ -241,15 +240,6 @@ function recordPrincipal(record: AuditRecord, principal: Principal): void {
   if (principal.sub !== undefined) record.sub = principal.sub;
   if (principal.oauthClientId !== undefined) record.oauth_client_id = principal.oauthClientId;
   if (principal.scope !== "") record.scopes = principal.scope;
-}
-
-/** The upstream request was cancelled because the client's response closed early. */
-function isClientAbort(error: unknown): boolean {
-  return (
-    error instanceof undiciErrors.RequestAbortedError ||
-    (error as NodeJS.ErrnoException).code === "ERR_STREAM_PREMATURE_CLOSE" ||
-    (error as Error).name === "AbortError"
-  );
 }
 
 /**
