@@ -7,7 +7,8 @@
  *
  * Each target runs under callgrind; after a warm-up the counters are zeroed, a fixed number of
  * requests is sent, and the counters are dumped (callgrind_control). Needs valgrind
- * (`apt-get install valgrind`); takes a few minutes. `BENCH_TARGETS=passthrough,mcpgw` runs a subset.
+ * (`apt-get install valgrind`); takes a few minutes. `BENCH_TARGETS=passthrough,mcpgw` runs a subset;
+ * `BENCH_NODE=/path/to/node` runs the measured processes on another Node.
  */
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { once } from "node:events";
@@ -20,6 +21,7 @@ import { promisify } from "node:util";
 import autocannon from "autocannon";
 import { stringify } from "yaml";
 import { startTokenIssuer, type TokenIssuer } from "./jwt.js";
+import { BENCH_NODE, benchNodeVersion } from "./node.js";
 import {
   MCP_CLIENT_HEADERS,
   MCP_PATH,
@@ -70,7 +72,7 @@ function underCallgrind(outDir: string, args: string[]): Running {
     // V8 writes machine code at run time; callgrind must notice it.
     "--smc-check=all-non-file",
     `--callgrind-out-file=${join(outDir, "callgrind.out.%p")}`,
-    process.execPath,
+    BENCH_NODE,
     ...args,
   ]);
 }
@@ -123,7 +125,7 @@ async function gateway(outDir: string, config: Record<string, unknown>) {
 }
 
 async function hashKey(key: string): Promise<string> {
-  const pending = execFileAsync(process.execPath, [MCPGW_MAIN, "hash-key"]);
+  const pending = execFileAsync(BENCH_NODE, [MCPGW_MAIN, "hash-key"]);
   pending.child.stdin?.end(key);
   return (await pending).stdout.trim();
 }
@@ -194,7 +196,7 @@ async function measure(target: Target, upstreamUrl: string): Promise<number> {
 }
 
 async function main(): Promise<void> {
-  const upstream = run(process.execPath, [script("./upstream.js")]);
+  const upstream = run(BENCH_NODE, [script("./upstream.js")]);
   const upstreamUrl = `http://127.0.0.1:${await upstream.waitFor(parsePortAnnouncement)}${MCP_PATH}`;
   const results: [string, number][] = [];
   try {
@@ -209,7 +211,7 @@ async function main(): Promise<void> {
   }
   const baseline = results[0]?.[1] ?? Number.NaN;
   process.stdout.write(
-    `${MEASURED_REQUESTS} requests per target, user-space instructions (callgrind)\n\n`,
+    `${MEASURED_REQUESTS} requests per target, user-space instructions (callgrind), Node ${benchNodeVersion}\n\n`,
   );
   process.stdout.write("| target | instructions per request | ÷ passthrough |\n|---|--:|--:|\n");
   for (const [name, perRequest] of results) {

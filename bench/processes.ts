@@ -6,6 +6,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
+import { BENCH_NODE } from "./node.js";
 
 export interface ExitStatus {
   code: number | null;
@@ -132,7 +133,7 @@ export class ProcessGroup {
 
   /** Starts `node script args...` with stdout and stderr piped to the harness. */
   spawnNode(name: string, script: URL, args: readonly string[] = []): ServiceProcess {
-    const child = spawn(process.execPath, [fileURLToPath(script), ...args], {
+    const child = spawn(BENCH_NODE, [fileURLToPath(script), ...args], {
       stdio: ["ignore", "pipe", "pipe"],
     });
     const service = new ServiceProcess(name, child);

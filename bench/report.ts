@@ -5,6 +5,7 @@
 import { readFile, writeFile } from "node:fs/promises";
 import { cpus, release, type } from "node:os";
 import type { LoadOutcome } from "./load.js";
+import { benchNodeVersion } from "./node.js";
 import type { Settings } from "./settings.js";
 import type { Finding, TargetDefinition } from "./targets.js";
 
@@ -32,6 +33,7 @@ export interface Comparison {
 }
 
 export interface Machine {
+  /** The Node.js version of the measured processes (BENCH_NODE). */
   node: string;
   cpuModel: string;
   cores: number;
@@ -53,7 +55,7 @@ export const RESULTS_MARKER =
 export function describeMachine(): Machine {
   const processors = cpus();
   return {
-    node: process.version,
+    node: benchNodeVersion,
     cpuModel: processors[0]?.model.trim() ?? "unknown",
     cores: processors.length,
     os: `${type()} ${release()}`,
@@ -250,7 +252,7 @@ function markdownTable(report: BenchReport): string[] {
 export function renderMarkdown(report: BenchReport): string {
   const day = report.date.toISOString().slice(0, 10);
   return [
-    `## Results of ${day}`,
+    `${resultsHeading(report.machine.node)} of ${day}`,
     "",
     `- Run: ${report.date.toISOString()}, ${settingsLine(report)}.`,
     `- Machine: ${machineLine(report)}.`,
@@ -266,7 +268,16 @@ export function renderMarkdown(report: BenchReport): string {
   ].join("\n");
 }
 
-/** Replaces everything after RESULTS_MARKER, or appends the marker and results if absent. */
+/** `## Results on Node 24`: one generated section per Node major version. */
+function resultsHeading(nodeVersion: string): string {
+  return `## Results on Node ${nodeVersion.replace(/^v/, "").split(".")[0]}`;
+}
+
+/**
+ * Replaces the results section of the run's Node major version after RESULTS_MARKER (the
+ * other versions' sections stay, so that a session can report Node 24 beside Node 20), or
+ * appends the marker and the section if absent. Sections are kept newest major first.
+ */
 export async function writeResultsSection(path: URL, markdown: string): Promise<void> {
   let existing = "";
   try {
@@ -277,5 +288,18 @@ export async function writeResultsSection(path: URL, markdown: string): Promise<
   const at = existing.indexOf(RESULTS_MARKER);
   const intro =
     at !== -1 ? existing.slice(0, at) : existing.trim() === "" ? "" : `${existing.trimEnd()}\n\n`;
-  await writeFile(path, `${intro}${RESULTS_MARKER}\n\n${markdown}`);
+  const generated = at === -1 ? "" : existing.slice(at + RESULTS_MARKER.length);
+  const heading = markdown.slice(0, markdown.indexOf(" of "));
+  const sections = generated
+    .split(/^(?=## Results )/m)
+    .map((section) => section.trim())
+    .filter((section) => section.startsWith("## Results on ") && !section.startsWith(`${heading} `))
+    .map((section) => `${section}\n`);
+  sections.push(markdown);
+  sections.sort((a, b) => majorOf(b) - majorOf(a));
+  await writeFile(path, `${intro}${RESULTS_MARKER}\n\n${sections.join("\n")}`);
+}
+
+function majorOf(section: string): number {
+  return Number(/^## Results on Node (\d+)/.exec(section)?.[1] ?? 0);
 }

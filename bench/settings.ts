@@ -22,7 +22,8 @@ export const SETTINGS_HELP = [
   "BENCH_WARMUP       seconds of warm-up load before it (default 2)",
   "BENCH_CONNECTIONS  concurrent connections (default 10)",
   "BENCH_TARGETS      comma-separated subset of the targets (default: all; only a full run",
-  "                   rewrites docs/benchmarks.md)",
+  "                   rewrites docs/benchmarks.md, the section of its Node major version)",
+  "BENCH_NODE         the node binary of the measured processes (default: the harness's own)",
 ];
 
 function positiveNumber(

@@ -12,6 +12,7 @@ import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { stringify } from "yaml";
 import { startTokenIssuer } from "./jwt.js";
+import { BENCH_NODE } from "./node.js";
 import { startOtlpSink } from "./otlp-sink.js";
 import type { ExitStatus, ProcessGroup, ServiceProcess } from "./processes.js";
 import { MCP_PATH, parsePortAnnouncement } from "./protocol.js";
@@ -153,7 +154,7 @@ const execFileAsync = promisify(execFile);
 
 /** `mcpgw hash-key` reads the key on stdin, so it never shows up in a process listing. */
 async function hashKey(key: string): Promise<string> {
-  const pending = execFileAsync(process.execPath, [fileURLToPath(MCPGW_MAIN), "hash-key"], {
+  const pending = execFileAsync(BENCH_NODE, [fileURLToPath(MCPGW_MAIN), "hash-key"], {
     timeout: 30_000,
   });
   pending.child.stdin?.end(key);
