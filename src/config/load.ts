@@ -15,16 +15,21 @@ import {
   parseDocument,
   visit,
 } from "yaml";
-import type { z } from "zod";
+import { z } from "zod";
 import { ConfigError } from "../errors.js";
 import { type Config, configSchema } from "./schema.js";
 
 export interface LoadedConfig {
   file: string;
   config: Config;
+  /**
+   * A problem found after validation (a file that cannot be opened, a demo key) in the
+   * documented form: `FILE:LINE:COL key.path: message`, at the key's position in the file.
+   */
+  problem(keyPath: readonly PathSegment[], message: string): string;
 }
 
-type PathSegment = string | number;
+export type PathSegment = string | number;
 
 /** Loads, expands `${ENV}` in and validates the config file; throws ConfigError with every problem. */
 export async function loadConfigFile(
@@ -35,11 +40,29 @@ export async function loadConfigFile(
   try {
     text = await readFile(file, "utf8");
   } catch (error) {
-    const reason =
-      (error as NodeJS.ErrnoException).code === "ENOENT" ? "no such file" : String(error);
-    throw new ConfigError([`${file}: cannot read config: ${reason}`]);
+    throw new ConfigError([`${file}: cannot read config: ${readFailure(file, error)}`]);
   }
-  return { file, config: parseConfig(text, file, env) };
+  return parseConfigText(text, file, env);
+}
+
+/** Why a file could not be read, and what to do about it. */
+function readFailure(file: string, error: unknown): string {
+  switch ((error as NodeJS.ErrnoException).code) {
+    case "ENOENT":
+      return "no such file (name the config with --config FILE or $MCPGW_CONFIG; the default is ./mcpgw.yaml)";
+    case "EACCES":
+    case "EPERM":
+      return `permission denied: the user running mcpgw (${currentUser()}) needs read permission on ${path.resolve(file)} and search (x) permission on its directories`;
+    case "EISDIR":
+      return "is a directory, not a file";
+    default:
+      return (error as Error).message;
+  }
+}
+
+/** `uid 998` (or the name where the platform has no uids), for permission messages. */
+export function currentUser(): string {
+  return typeof process.getuid === "function" ? `uid ${process.getuid()}` : "the current user";
 }
 
 /** Parses config text; `file` is used in messages and to resolve relative paths. */
@@ -48,6 +71,10 @@ export function parseConfig(
   file: string,
   env: NodeJS.ProcessEnv = process.env,
 ): Config {
+  return parseConfigText(text, file, env).config;
+}
+
+function parseConfigText(text: string, file: string, env: NodeJS.ProcessEnv): LoadedConfig {
   const lineCounter = new LineCounter();
   const doc = parseDocument(text, { lineCounter, uniqueKeys: true, prettyErrors: false });
   const at = (offset: number) => {
@@ -56,7 +83,7 @@ export function parseConfig(
   };
 
   const syntaxProblems = doc.errors.map((error) => {
-    const offset = error.pos[0];
+    const offset = unclosedTokenAt(doc, error.pos[0]) ?? error.pos[0];
     const keyPath = formatPath(pathAtOffset(doc, offset)) || "(document)";
     return `${at(offset)} ${keyPath}: ${firstLine(error.message)}`;
   });
@@ -78,7 +105,30 @@ export function parseConfig(
   }
   const config = result.data;
   config.audit.path = path.resolve(path.dirname(path.resolve(file)), config.audit.path);
-  return config;
+  return {
+    file,
+    config,
+    problem: (keyPath, message) =>
+      `${at(nodeOffset(doc, keyPath))} ${formatPath(keyPath) || "(document)"}: ${message}`,
+  };
+}
+
+/**
+ * The start of the flow collection (`[`, `{`) or quoted scalar that an error at `offset` leaves
+ * unclosed. The parser notices such a token only where the next line begins, so without this
+ * `timeout: [30s` on line 4 would be reported at 5:1.
+ */
+function unclosedTokenAt(doc: Document, offset: number): number | undefined {
+  let start: number | undefined;
+  visit(doc, (_key, node) => {
+    const range = (node as Node | null)?.range;
+    if (!range || range[0] >= offset || range[2] < offset) return;
+    const unclosable =
+      ((isMap(node) || isSeq(node)) && node.flow === true) ||
+      (isScalar(node) && (node.type === "QUOTE_SINGLE" || node.type === "QUOTE_DOUBLE"));
+    if (unclosable && (start === undefined || range[0] > start)) start = range[0];
+  });
+  return start;
 }
 
 function describeIssue(
@@ -92,21 +142,121 @@ function describeIssue(
   if (issue.code === "unrecognized_keys") {
     return issue.keys.map((key) => {
       const keyNode = findKeyNode(doc, keyPath, key);
-      return `${at(keyNode?.range?.[0] ?? nodeOffset(doc, keyPath))} ${formatPath([...keyPath, key])}: unknown key`;
+      const suggestion = closestKey(key, knownKeys(keyPath));
+      const hint = suggestion === undefined ? "" : ` (did you mean "${suggestion}"?)`;
+      return `${at(keyNode?.range?.[0] ?? nodeOffset(doc, keyPath))} ${formatPath([...keyPath, key])}: unknown key${hint}`;
     });
   }
   const node = doc.getIn(keyPath, true) as Node | undefined;
   const message =
-    issue.code === "invalid_type" && node === undefined
-      ? `required ${issue.expected} is missing`
-      : issue.message;
+    issue.code !== "invalid_type"
+      ? issue.message
+      : node === undefined
+        ? `required ${issue.expected} is missing`
+        : typeMismatch(keyPath, issue.expected, doc.getIn(keyPath));
   return [
     `${at(node?.range?.[0] ?? nodeOffset(doc, keyPath))} ${formatPath(keyPath) || "(document)"}: ${message}`,
   ];
 }
 
+/** The JSON Schema of the config, for the names and formats of keys in messages. */
+interface SchemaNode {
+  properties?: Record<string, SchemaNode>;
+  items?: SchemaNode;
+  anyOf?: SchemaNode[];
+  format?: string;
+}
+let jsonSchema: SchemaNode | undefined;
+
+function schemaAt(keyPath: readonly PathSegment[]): SchemaNode | undefined {
+  jsonSchema ??= z.toJSONSchema(configSchema, {
+    io: "input",
+    unrepresentable: "any",
+  }) as SchemaNode;
+  let node: SchemaNode | undefined = jsonSchema;
+  for (const segment of keyPath) {
+    const options: SchemaNode[] = node?.anyOf ?? (node ? [node] : []);
+    node = undefined;
+    for (const option of options) {
+      node ??= typeof segment === "number" ? option.items : option.properties?.[segment];
+    }
+  }
+  return node;
+}
+
+function knownKeys(keyPath: readonly PathSegment[]): string[] {
+  const node = schemaAt(keyPath);
+  return [...(node?.anyOf ?? (node ? [node] : []))].flatMap((option) =>
+    Object.keys(option.properties ?? {}),
+  );
+}
+
+const FORMAT_HINTS: Record<string, string> = {
+  duration: 'a duration with a unit, like "30s" or "5m"',
+  size: 'a size, like "4MiB" or a number of bytes',
+  "host:port": 'an address "HOST:PORT", like "127.0.0.1:8080" or ":8080" for every interface',
+};
+
+/**
+ * A value of the wrong type, in words an operator can act on: `listen: 8085` is not
+ * HOST:PORT, and `timeout: 60` lacks a unit.
+ */
+function typeMismatch(keyPath: readonly PathSegment[], expected: string, value: unknown): string {
+  const format = schemaAt(keyPath)?.format;
+  const hint = format === undefined ? undefined : FORMAT_HINTS[format];
+  const wanted = hint ?? (/^[aeiou]/.test(expected) ? `an ${expected}` : `a ${expected}`);
+  let fix = "";
+  if (typeof value === "number" && format === "host:port") {
+    fix = `: write "127.0.0.1:${value}" (this host only) or ":${value}" (every interface)`;
+  } else if (typeof value === "number" && format === "duration") {
+    fix = `: write "${value}s" for seconds`;
+  }
+  return `expected ${wanted}, got ${describeValue(value)}${fix}`;
+}
+
+function describeValue(value: unknown): string {
+  if (value === null) return "null (an empty value)";
+  if (Array.isArray(value)) return "a list";
+  if (typeof value === "object") return "a mapping";
+  if (typeof value === "string") return `the string ${JSON.stringify(value)}`;
+  return `the ${typeof value} ${String(value)}`;
+}
+
+/** The known key nearest to a mistyped one (edit distance of at most 2, or a third). */
+function closestKey(key: string, candidates: readonly string[]): string | undefined {
+  let best: string | undefined;
+  let bestDistance = Math.max(2, Math.floor(key.length / 3)) + 1;
+  for (const candidate of candidates) {
+    const distance = editDistance(key.toLowerCase(), candidate);
+    if (distance < bestDistance) {
+      best = candidate;
+      bestDistance = distance;
+    }
+  }
+  return best;
+}
+
+/** Edit distance where swapping two neighbouring letters counts once (`audti` -> `audit`). */
+function editDistance(a: string, b: string): number {
+  const rows = Array.from({ length: a.length + 1 }, (_, i) =>
+    Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)),
+  );
+  const cell = (i: number, j: number) => rows[i]?.[j] as number;
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      let distance = Math.min(cell(i - 1, j) + 1, cell(i, j - 1) + 1, cell(i - 1, j - 1) + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) {
+        distance = Math.min(distance, cell(i - 2, j - 2) + 1);
+      }
+      (rows[i] as number[])[j] = distance;
+    }
+  }
+  return cell(a.length, b.length);
+}
+
 /** Offset of the deepest existing node on `keyPath`, so a missing key points at its parent. */
-function nodeOffset(doc: Document, keyPath: PathSegment[]): number {
+function nodeOffset(doc: Document, keyPath: readonly PathSegment[]): number {
   for (let depth = keyPath.length; depth >= 0; depth--) {
     const node = doc.getIn(keyPath.slice(0, depth), true) as Node | undefined;
     if (node?.range) return node.range[0];

@@ -73,9 +73,37 @@ describe("parseConfig", () => {
     const text = `${BASE}limits:\n  max_body_bytes: lots\n  headers_timeout: 10\nextra: true\n`;
     expect(problems(text)).toEqual([
       `${FILE}:10:19 limits.max_body_bytes: invalid size "lots": use a positive number of bytes or a unit (KiB, MiB, KB, MB), like 4MiB`,
-      `${FILE}:11:20 limits.headers_timeout: Invalid input: expected string, received number`,
+      `${FILE}:11:20 limits.headers_timeout: expected a duration with a unit, like "30s" or "5m", got the number 10: write "10s" for seconds`,
       `${FILE}:12:1 extra: unknown key`,
     ]);
+  });
+
+  it("says what a HOST:PORT key wants when given a bare port", () => {
+    const [problem] = problems(`listen: 8085\n${BASE}`);
+    expect(problem).toBe(
+      `${FILE}:1:9 listen: expected an address "HOST:PORT", like "127.0.0.1:8080" or ":8080" for every interface, got the number 8085: write "127.0.0.1:8085" (this host only) or ":8085" (every interface)`,
+    );
+  });
+
+  it("suggests the known key nearest to a misspelt one, and none for a stranger", () => {
+    const text = `${BASE}limits:\n  max_body_byte: 4MiB\n  headers_timout: 10s\nauidt: {}\nzebra: 1\n`;
+    expect(problems(text)).toEqual([
+      `${FILE}:10:3 limits.max_body_byte: unknown key (did you mean "max_body_bytes"?)`,
+      `${FILE}:11:3 limits.headers_timout: unknown key (did you mean "headers_timeout"?)`,
+      `${FILE}:12:1 auidt: unknown key (did you mean "audit"?)`,
+      `${FILE}:13:1 zebra: unknown key`,
+    ]);
+  });
+
+  it("points an unclosed flow collection or quote at its opening token, not the next line", () => {
+    const unclosedList = `upstream:\n  url: http://127.0.0.1:3001/mcp\n  x: 1\n  timeout: [30s\naudit:\n  path: a\n`;
+    expect(problems(unclosedList)[0]).toMatch(
+      new RegExp(`^${FILE}:4:12 upstream\\.timeout: Flow sequence`),
+    );
+    const unclosedQuote = `${BASE}log:\n  level: "info\nshutdown_timeout: 5s\n`;
+    expect(problems(unclosedQuote)[0]).toMatch(
+      new RegExp(`^${FILE}:10:10 log\\.level: Missing closing`),
+    );
   });
 
   it("points a missing required key at its parent", () => {
