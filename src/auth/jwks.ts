@@ -72,6 +72,8 @@ export class JwksCache {
   #resolve: ReturnType<typeof createLocalJWKSet> | undefined;
   #refetch: Promise<boolean> | undefined;
   #lastFetchAt = 0;
+  /** Whether the most recent fetch, background refresh or refetch, failed. */
+  #lastFetchFailed = false;
   #timer: NodeJS.Timeout | undefined;
   #users = 0;
   readonly stats: JwksStats = { fetches: 0, failures: 0, fetchedAt: 0, keys: 0 };
@@ -118,7 +120,14 @@ export class JwksCache {
     } catch (error) {
       if (!(error instanceof joseErrors.JWKSNoMatchingKey)) throw error;
       // Rotation: the key may be new. One refetch, shared by concurrent callers, per cooldown.
-      if (Date.now() - this.#lastFetchAt < this.#cooldownMs) throw error;
+      if (Date.now() - this.#lastFetchAt < this.#cooldownMs) {
+        // Within the cooldown the last fetch decides: while the IdP cannot be reached the new
+        // key may well exist, and a 401 would send the client to log in again for nothing.
+        if (this.#lastFetchFailed) {
+          throw new JwksUnavailableError("unknown kid, and the last JWKS fetch failed");
+        }
+        throw error;
+      }
       this.#refetch ??= this.#fetch().then(
         () => true,
         () => false,
@@ -152,11 +161,13 @@ export class JwksCache {
       for (const reason of skipped) log.warn({ jwks_url: url }, `jwks: key skipped: ${reason}`);
       if (keys.length === 0) throw new JwksUnavailableError("the JWKS has no usable signing key");
       this.#resolve = createLocalJWKSet({ keys });
+      this.#lastFetchFailed = false;
       this.stats.fetchedAt = Date.now();
       this.stats.keys = keys.length;
       log.debug({ jwks_url: url, keys: keys.length }, "jwks fetched");
       this.#options.onFetch?.(true);
     } catch (error) {
+      this.#lastFetchFailed = true;
       this.stats.failures++;
       this.#options.onFetch?.(false);
       if (this.#resolve) {

@@ -297,16 +297,19 @@ describe("JWKS outage", () => {
     const known = await signToken(key, jwks.issuer, AUDIENCE);
     own.mode = "error";
     const rotated = await signToken(await makeKey("ES256", "rotated"), jwks.issuer, AUDIENCE);
-    // The refetch for an unknown kid waits out the cooldown (here the 200ms TTL) since the last fetch.
-    const res = await vi.waitFor(
-      async () => {
-        const attempt = await post(gw.url, { authorization: `Bearer ${rotated}` });
-        await attempt.text();
-        if (attempt.status !== 503) throw new Error(`status ${attempt.status}`);
-        return attempt;
+    // The event this depends on: a fetch of the JWKS has failed since the outage began (the
+    // background refresh runs every 200ms). From then on a new kid cannot be looked up, whether
+    // or not the refetch cooldown has passed.
+    await vi.waitFor(
+      () => {
+        if (!gw.logs.some((line) => line.msg === "jwks refresh failed: keeping the last good keys"))
+          throw new Error("no failed JWKS refresh yet");
       },
-      { timeout: 5_000, interval: 50 },
+      { timeout: 5_000, interval: 10 },
     );
+    const res = await post(gw.url, { authorization: `Bearer ${rotated}` });
+    await res.text();
+    expect(res.status).toBe(503);
     expect(res.headers.get("retry-after")).toBe("5");
     expect(res.headers.get("www-authenticate")).toBeNull();
     expect((await gw.auditRecords(1)).at(-1)).toMatchObject({
