@@ -1,6 +1,6 @@
 /**
  * `npm start`: the example MCP server plus mcpgw in front of it, configured by
- * mcpgw.example.yaml, so the gateway can be tried with nothing but curl.
+ * examples/demo.yaml, so the gateway can be tried with nothing but curl.
  *
  * The example server runs in this process; the gateway runs as a child exactly as a user would
  * run it, and this process exits with the gateway's exit code.
@@ -10,10 +10,10 @@ import { constants } from "node:os";
 import { fileURLToPath } from "node:url";
 import { startExampleServer } from "./mcp-server.js";
 
-// mcpgw.example.yaml points upstream.url at this port.
+// examples/demo.yaml points upstream.url at this port.
 const UPSTREAM_PORT = 3001;
 const GATEWAY_URL = "http://127.0.0.1:8080/mcp";
-// Published in the README and hashed in mcpgw.example.yaml: it protects nothing.
+// Published in the README and hashed in examples/demo.yaml: it protects nothing.
 const DEMO_API_KEY = "mcpgw-demo-key-do-not-use-in-production";
 const FORWARDED_SIGNALS = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
 
@@ -52,7 +52,7 @@ async function main(): Promise<void> {
 
   const gateway = spawn(
     process.execPath,
-    [`${repoRoot}dist/src/main.js`, "run", "--config", `${repoRoot}mcpgw.example.yaml`],
+    [`${repoRoot}dist/src/main.js`, "run", "--config", `${repoRoot}examples/demo.yaml`],
     {
       stdio: "inherit",
       // Own process group, so a Ctrl-C reaches the gateway once, through the forwarding below,

@@ -2,10 +2,13 @@ import { loadConfigFile } from "../config/load.js";
 import { ConfigError, EXIT } from "../errors.js";
 import { createLogger } from "../log.js";
 import { Generation } from "../runtime/generation.js";
+import { preflight } from "../runtime/preflight.js";
 
 /**
- * `mcpgw check-config`: the same load and provisioning as `run`, without listening (as
- * `caddy validate` does), so a config that passes here also starts.
+ * `mcpgw check-config`: the same load, checks (preflight: the audit file can be opened, no
+ * demo key) and provisioning as `run`, without listening or creating files (as `caddy
+ * validate` does), so a config that passes here also starts. Run it as the service's user:
+ * file permissions are checked for the user running it.
  */
 export async function checkConfig(
   configFile: string,
@@ -13,7 +16,9 @@ export async function checkConfig(
   err: NodeJS.WritableStream,
 ): Promise<number> {
   try {
-    const { config } = await loadConfigFile(configFile);
+    const loaded = await loadConfigFile(configFile);
+    const { config } = loaded;
+    await preflight(loaded);
     // The JWKS is not fetched: a config can be checked where the IdP is not reachable.
     const generation = await Generation.build(0, config, {
       log: createLogger("silent"),

@@ -6,6 +6,9 @@ import { isIP } from "node:net";
 import { z } from "zod";
 import { parseDuration, parseSize } from "./units.js";
 
+/** What an API key's `id` may be (it is written to the audit log and to log lines). */
+export const KEY_ID = /^[A-Za-z0-9._:@-]{1,64}$/;
+
 /** A duration such as `30s`; the parsed value is in milliseconds. */
 function duration(defaultValue: string) {
   return z
@@ -106,7 +109,7 @@ const argon2idHash = z
 const apiKey = z.strictObject({
   id: z
     .string()
-    .regex(/^[A-Za-z0-9._:@-]{1,64}$/, "must be 1-64 characters of A-Z a-z 0-9 . _ : @ -")
+    .regex(KEY_ID, "must be 1-64 characters of A-Z a-z 0-9 . _ : @ -")
     .describe("Name of the key, written to the audit log as key_id."),
   hash: argon2idHash.describe("argon2id hash of the key (`mcpgw hash-key`); never the key itself."),
   scopes: z
@@ -200,6 +203,12 @@ export const configSchema = z
           .array(apiKey)
           .default([])
           .describe("Opaque API keys, stored as argon2id hashes (`mcpgw gen-key`)."),
+        allow_demo_key: z
+          .boolean()
+          .default(false)
+          .describe(
+            "Accept a key entry whose hash verifies the demo key published in the README. Only for `npm start`'s demo: otherwise such an entry is a configuration error.",
+          ),
         oauth,
       })
       .prefault({})

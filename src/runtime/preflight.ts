@@ -1,0 +1,87 @@
+/**
+ * What a start checks about a validated config before it serves, beyond the schema: the audit
+ * file can be opened for appending, and no key entry accepts the published demo key. `run`,
+ * every reload and `check-config` run the same checks (caddy's Validate), so a config that
+ * `check-config` passes also starts, and a reload that would fail to start is refused with the
+ * same `FILE:LINE:COL key: message` lines.
+ */
+import { constants } from "node:fs";
+import { access, stat } from "node:fs/promises";
+import path from "node:path";
+import { DEMO_API_KEY, isDemoKeyHash } from "../auth/demo-key.js";
+import { currentUser, type LoadedConfig } from "../config/load.js";
+import { ConfigError } from "../errors.js";
+
+/** Throws ConfigError naming every problem found. */
+export async function preflight(loaded: LoadedConfig): Promise<void> {
+  const problems = (await Promise.all([auditPathProblem(loaded), demoKeyProblems(loaded)])).flat();
+  if (problems.length > 0) throw new ConfigError(problems);
+}
+
+async function auditPathProblem(loaded: LoadedConfig): Promise<string[]> {
+  const reason = await appendFailure(loaded.config.audit.path);
+  return reason === undefined ? [] : [loaded.problem(["audit", "path"], reason)];
+}
+
+/**
+ * Why `file` could not be opened for appending (created if missing), without creating it:
+ * `check-config` must not leave files behind. Undefined when it can.
+ */
+export async function appendFailure(file: string): Promise<string | undefined> {
+  const directory = path.dirname(file);
+  const fileStat = await stat(file).catch((error: NodeJS.ErrnoException) => error);
+  if (!(fileStat instanceof Error)) {
+    if (fileStat.isDirectory()) return `cannot append to ${file}: it is a directory`;
+    return access(file, constants.W_OK).then(
+      () => undefined,
+      (error: NodeJS.ErrnoException) => cannotOpen(file, error, `write permission on ${file}`),
+    );
+  }
+  if (fileStat.code !== "ENOENT") {
+    return cannotOpen(file, fileStat, `search (x) permission on the directories of ${file}`);
+  }
+  const dirStat = await stat(directory).catch((error: NodeJS.ErrnoException) => error);
+  if (dirStat instanceof Error) {
+    return dirStat.code === "ENOENT"
+      ? `cannot create ${file}: directory ${directory} does not exist (create it, writable by the user running mcpgw)`
+      : cannotOpen(file, dirStat, `search (x) permission on the directories of ${file}`);
+  }
+  if (!dirStat.isDirectory()) return `cannot create ${file}: ${directory} is not a directory`;
+  return access(directory, constants.W_OK | constants.X_OK).then(
+    () => undefined,
+    (error: NodeJS.ErrnoException) =>
+      cannotOpen(
+        file,
+        error,
+        `write and search (wx) permission on ${directory} to create the file`,
+      ),
+  );
+}
+
+/** A failed open of the audit file, with the permission it needs where that is the cause. */
+export function cannotOpen(file: string, error: NodeJS.ErrnoException, needs: string): string {
+  if (error.code === "EACCES" || error.code === "EPERM") {
+    return `cannot open ${file} for appending: permission denied: the user running mcpgw (${currentUser()}) needs ${needs}`;
+  }
+  if (error.code === "EROFS") return `cannot open ${file} for appending: read-only file system`;
+  if (error.code === "ENOENT") return `cannot open ${file} for appending: no such directory`;
+  if (error.code === "ENOTDIR")
+    return `cannot open ${file} for appending: a part of the path is not a directory`;
+  return `cannot open ${file} for appending: ${error.message}`;
+}
+
+async function demoKeyProblems(loaded: LoadedConfig): Promise<string[]> {
+  const { auth } = loaded.config;
+  if (!auth.enabled || auth.allow_demo_key) return [];
+  const verdicts = await Promise.all(auth.keys.map((key) => isDemoKeyHash(key.hash)));
+  return auth.keys.flatMap((key, index) =>
+    verdicts[index]
+      ? [
+          loaded.problem(
+            ["auth", "keys", index, "hash"],
+            `key "${key.id}" accepts the published demo key (${DEMO_API_KEY}), which protects nothing: make a real key with \`mcpgw gen-key --id ${key.id}\` and replace this entry (auth.allow_demo_key: true is for demos only)`,
+          ),
+        ]
+      : [],
+  );
+}
