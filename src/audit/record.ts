@@ -8,6 +8,8 @@ export interface AuditRecord {
   method: string | null;
   tool?: string | undefined;
   request_id: JsonRpcId;
+  /** The gateway's id of the request, also in log lines and on the span (http/request-id.ts). */
+  gateway_request_id: string;
   action: "allow" | "deny";
   auth_type: AuthType;
   auth_result: AuthResult;
@@ -30,6 +32,7 @@ export interface AuditRecord {
  */
 export function newAuditRecord(
   ts: string,
+  gatewayRequestId: string,
   sessionId: string | null,
   method: string | null,
   remoteAddr: string | null,
@@ -40,6 +43,7 @@ export function newAuditRecord(
     method,
     tool: undefined,
     request_id: null,
+    gateway_request_id: gatewayRequestId,
     action: "deny",
     auth_type: "none",
     auth_result: "missing",

@@ -16,6 +16,7 @@ import type { Tracing } from "../telemetry/tracing.js";
 import { ClientAbortedError, readBody } from "./body.js";
 import { allowOrigin, checkOrigin } from "./cors.js";
 import { Cancellation } from "./proxy.js";
+import { newGatewayRequestId } from "./request-id.js";
 import { sendAuthError, sendGatewayError } from "./responses.js";
 
 /** What the endpoint needs of the running gateway. */
@@ -41,9 +42,6 @@ const ALLOWED_METHODS = "GET, POST, DELETE";
 /** nginx's convention for "client closed the request before it was answered". */
 const CLIENT_CLOSED_REQUEST = 499;
 
-/** Names a request in log lines; the audit log's request_id is the JSON-RPC id. */
-let requestCounter = 0;
-
 export async function handleMcpRequest(
   context: EndpointContext,
   req: IncomingMessage,
@@ -54,9 +52,9 @@ export async function handleMcpRequest(
   const { metrics } = context;
   metrics.requestStarted();
   const startedAt = performance.now();
-  const requestId = ++requestCounter;
   const record = newAuditRecord(
     isoNow(),
+    newGatewayRequestId(),
     headerValue(req, "mcp-session-id"),
     req.method ?? null,
     generation.clientAddress(req.socket.remoteAddress, req.headers["x-forwarded-for"]),
@@ -135,6 +133,7 @@ export async function handleMcpRequest(
       throw new GatewayError(
         "audit_unavailable",
         "the audit log cannot be written; requests are refused (audit.on_error: fail_closed)",
+        { cause: `${context.audit.path}: ${context.audit.failure ?? "write failed"}` },
       );
     }
 
@@ -158,7 +157,7 @@ export async function handleMcpRequest(
       },
     });
   } catch (error) {
-    respondToFailure(context, generation, req, res, error, record, peek, requestId);
+    respondToFailure(context, generation, req, res, error, record, peek);
   }
   await closed;
   stopOnDrain?.();
@@ -181,8 +180,9 @@ function respondToFailure(
   error: unknown,
   record: AuditRecord,
   peek: JsonRpcPeek | undefined,
-  requestId: number,
 ): void {
+  // Log lines about a request carry the audit line's ids: its JSON-RPC id and the gateway's.
+  const ids = { request_id: record.request_id, gateway_request_id: record.gateway_request_id };
   if (error instanceof AuthError) {
     record.auth_type = error.authType;
     record.auth_result = error.result;
@@ -203,10 +203,7 @@ function respondToFailure(
       // Abort the client's response rather than end it as if it were complete (contract:
       // Limits and failure behaviour).
       record.error = "upstream_aborted";
-      context.log.warn(
-        { request_id: requestId, err: upstreamError },
-        "upstream response aborted mid-stream",
-      );
+      context.log.warn({ ...ids, err: upstreamError }, "upstream response aborted mid-stream");
     } else {
       record.error ??= "client_aborted";
     }
@@ -218,7 +215,7 @@ function respondToFailure(
     if (error.status >= 500) {
       record.error = error.code;
       context.log.warn(
-        { request_id: requestId, code: error.code, cause: String(error.cause ?? "") },
+        { ...ids, code: error.code, cause: String(error.cause ?? "") },
         error.message,
       );
     }
@@ -230,7 +227,7 @@ function respondToFailure(
     return;
   }
   record.error = "server_error";
-  context.log.error({ request_id: requestId, err: error, method: req.method }, "request failed");
+  context.log.error({ ...ids, err: error, method: req.method }, "request failed");
   sendGatewayError(res, new GatewayError("server_error", "internal error"));
 }
 

@@ -354,6 +354,7 @@ export class RequestTrace {
     attributes["mcp.auth.type"] = record.auth_type;
     attributes["mcp.auth.result"] = record.auth_result;
     attributes["http.response.status_code"] = record.status;
+    attributes["mcpgw.request.id"] = record.gateway_request_id;
     if (record.method !== null) attributes["mcp.method.name"] = record.method;
     if (record.session_id !== null) attributes["mcp.session.id"] = record.session_id;
     if (record.request_id !== null) attributes["jsonrpc.request.id"] = String(record.request_id);

@@ -118,11 +118,15 @@ describe("traces over OTLP/HTTP protobuf", () => {
       "mcp.auth.key_id": "tracer",
       "mcp.auth.scopes": "*",
       "client.address": "127.0.0.1",
+      "mcpgw.request.id": expect.stringMatching(/^[\w-]{8}-[0-9a-z]+$/),
     });
     expect(toolCall.statusCode).toBe(0);
     const audit = await gw.auditRecords(2);
     expect(audit.find((record) => record.method === "initialize")?.trace_id).toBe(CALLER_TRACE);
-    expect(audit.find((record) => record.tool === "echo")?.trace_id).toBe(toolCall.traceId);
+    const toolCallRecord = audit.find((record) => record.tool === "echo");
+    expect(toolCallRecord?.trace_id).toBe(toolCall.traceId);
+    // One gateway request id in the audit line and on the span.
+    expect(toolCallRecord?.gateway_request_id).toBe(toolCall.attributes["mcpgw.request.id"]);
   });
 
   it("passes the caller's tracestate upstream, and none of a trace it could not continue", async () => {

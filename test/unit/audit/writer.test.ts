@@ -11,6 +11,7 @@ const record = (n: number): AuditRecord => ({
   session_id: null,
   method: "tools/list",
   request_id: n,
+  gateway_request_id: `test-${n}`,
   action: "allow",
   auth_type: "api_key",
   auth_result: "ok",

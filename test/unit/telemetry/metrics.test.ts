@@ -6,7 +6,13 @@ import { parseExposition, sampleValue } from "../../helpers/prometheus.js";
 describe("GatewayMetrics exposition", () => {
   it("renders cumulative histogram buckets, sum and count", async () => {
     const metrics = new GatewayMetrics();
-    const record = newAuditRecord("2026-01-01T00:00:00.000Z", null, "tools/list", "127.0.0.1");
+    const record = newAuditRecord(
+      "2026-01-01T00:00:00.000Z",
+      "test-1",
+      null,
+      "tools/list",
+      "127.0.0.1",
+    );
     record.status = 200;
     for (const seconds of [0.0005, 0.003, 0.003, 2]) {
       metrics.requestStarted();
@@ -31,7 +37,13 @@ describe("GatewayMetrics exposition", () => {
 
   it("escapes label values and counts unknown methods as other", async () => {
     const metrics = new GatewayMetrics();
-    const record = newAuditRecord("2026-01-01T00:00:00.000Z", null, 'evil"\\\nmethod', null);
+    const record = newAuditRecord(
+      "2026-01-01T00:00:00.000Z",
+      "test-1",
+      null,
+      'evil"\\\nmethod',
+      null,
+    );
     metrics.requestFinished('/a"b', record, 0.01);
     const { body } = await metrics.exposition();
     expect(body).toContain('route="/a\\"b",method="other"');
