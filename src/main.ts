@@ -1,8 +1,11 @@
 #!/usr/bin/env node
 /** The `mcpgw` command: parses argv and hands over to cli/. */
+// First, before any other module runs: see the module.
+import "./inspector-signal.js";
 import { parseArgs } from "node:util";
 import { checkConfig } from "./cli/check-config.js";
-import { genKey, hashKey } from "./cli/keys.js";
+import { DEFAULT_HEALTH_URL, health } from "./cli/health.js";
+import { genKey, hashKey, isKeyId, KEY_ID_RULE } from "./cli/keys.js";
 import { run } from "./cli/run.js";
 import { EXIT } from "./errors.js";
 import { version } from "./version.js";
@@ -14,13 +17,16 @@ Usage:
   mcpgw check-config [--config FILE] validate the config without listening (exit 0 ok, 78 invalid)
   mcpgw hash-key                     read a key on stdin, print its argon2id hash
   mcpgw gen-key [--id NAME]          print a new random key and its auth.keys entry
+  mcpgw health [--url URL]           exit 0 when a running gateway's /readyz answers 200
+                                     (default ${DEFAULT_HEALTH_URL})
   mcpgw --version | --help
 
 FILE defaults to $MCPGW_CONFIG, then ./mcpgw.yaml.
-Signals: SIGHUP reloads the config and reopens the audit file; SIGTERM/SIGINT drain and exit.
+Signals: SIGHUP reloads the config and reopens the audit file; SIGUSR1 reopens the audit
+file only; SIGTERM/SIGINT drain and exit.
 `;
 
-const COMMANDS = new Set(["run", "check-config", "hash-key", "gen-key"]);
+const COMMANDS = new Set(["run", "check-config", "hash-key", "gen-key", "health"]);
 
 async function main(argv: string[]): Promise<number> {
   let parsed: ReturnType<typeof parse>;
@@ -40,9 +46,14 @@ async function main(argv: string[]): Promise<number> {
     return EXIT.ok;
   }
   const command = positionals[0] ?? "run";
-  if (!COMMANDS.has(command) || positionals.length > 1) {
-    process.stderr.write(`mcpgw: unknown command "${positionals.join(" ")}"\n\n${USAGE}`);
-    return EXIT.usage;
+  if (!COMMANDS.has(command)) {
+    return usageError(`unknown command "${command}"`);
+  }
+  if (positionals.length > 1) {
+    return usageError(`unexpected argument "${positionals[1]}" after "${command}"`);
+  }
+  if (values.id !== undefined && !isKeyId(values.id)) {
+    return usageError(`--id "${values.id}": ${KEY_ID_RULE}`);
   }
   const configFile = values.config ?? process.env.MCPGW_CONFIG ?? "mcpgw.yaml";
   switch (command) {
@@ -52,9 +63,16 @@ async function main(argv: string[]): Promise<number> {
       return hashKey(process.stdin, process.stdout, process.stderr);
     case "gen-key":
       return genKey(values.id ?? "new-key", process.stdout);
+    case "health":
+      return health(values.url ?? DEFAULT_HEALTH_URL, process.stdout, process.stderr);
     default:
       return run(configFile);
   }
+}
+
+function usageError(message: string): number {
+  process.stderr.write(`mcpgw: ${message}\n\n${USAGE}`);
+  return EXIT.usage;
 }
 
 function parse(argv: string[]) {
@@ -64,6 +82,7 @@ function parse(argv: string[]) {
     options: {
       config: { type: "string", short: "c" },
       id: { type: "string" },
+      url: { type: "string" },
       help: { type: "boolean", short: "h" },
       version: { type: "boolean", short: "v" },
     },

@@ -21,6 +21,8 @@ export interface AuditLogOptions {
   retryDelayMs?: number;
   /** Called on every failed write (metrics). */
   onWriteError?: (error: Error) => void;
+  /** Called with the number of records given up on: dropped from a full queue, or at close. */
+  onDropped?: (count: number) => void;
 }
 
 export class AuditLog {
@@ -32,6 +34,8 @@ export class AuditLog {
   /** The next batch write, or the next retry while writes fail. */
   #timer: NodeJS.Timeout | undefined;
   #failing = false;
+  /** The error of the failing writes, while `#failing`. */
+  #lastError: Error | undefined;
   #dropped = 0;
   readonly #log: Logger;
   readonly #flushIntervalMs: number;
@@ -39,6 +43,7 @@ export class AuditLog {
   readonly #maxQueuedLines: number;
   readonly #retryDelayMs: number;
   readonly #onWriteError: AuditLogOptions["onWriteError"];
+  readonly #onDropped: AuditLogOptions["onDropped"];
 
   private constructor(path: string, handle: FileHandle, options: AuditLogOptions) {
     this.#path = path;
@@ -49,6 +54,7 @@ export class AuditLog {
     this.#maxQueuedLines = options.maxQueuedLines ?? 100_000;
     this.#retryDelayMs = options.retryDelayMs ?? 1_000;
     this.#onWriteError = options.onWriteError;
+    this.#onDropped = options.onDropped;
   }
 
   /** Opens (creating, mode 0640) the file for appending; throws when it cannot. */
@@ -65,10 +71,16 @@ export class AuditLog {
     return !this.#failing;
   }
 
+  /** Why writes fail, while they do (`ENOSPC: no space left on device, write`). */
+  get failure(): string | undefined {
+    return this.#failing ? this.#lastError?.message : undefined;
+  }
+
   write(record: AuditRecord): void {
     if (this.#queue.length >= this.#maxQueuedLines) {
       this.#queuedBytes -= this.#queue.shift()?.length ?? 0;
       this.#dropped++;
+      this.#onDropped?.(1);
     }
     const line = formatAuditLine(record);
     this.#queue.push(line);
@@ -104,10 +116,28 @@ export class AuditLog {
     if (this.#failing && this.#queue.length > 0) this.#writeNow(true);
   }
 
+  /**
+   * Writes what is queued and closes the file. Records that still cannot be written are lost
+   * with the process: their number is logged and counted, so that the loss is never silent.
+   */
   async close(): Promise<void> {
     await this.flush();
     clearTimeout(this.#timer);
-    await this.#handle.close();
+    const unwritten = this.#queue.length;
+    if (unwritten > 0 || this.#dropped > 0) {
+      this.#onDropped?.(unwritten);
+      this.#log.error(
+        {
+          path: this.#path,
+          unwritten,
+          dropped_earlier: this.#dropped,
+          cause: this.#lastError?.message,
+        },
+        `${unwritten + this.#dropped} audit records not written`,
+      );
+      this.#queue = [];
+    }
+    await this.#handle.close().catch(() => {});
   }
 
   /**
@@ -148,6 +178,7 @@ export class AuditLog {
 
   #failed(error: Error): void {
     this.#onWriteError?.(error);
+    this.#lastError = error;
     if (!this.#failing) {
       this.#failing = true;
       this.#log.error(

@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { hashApiKey } from "../auth/api-keys.js";
+import { KEY_ID } from "../config/schema.js";
 import { EXIT } from "../errors.js";
 
 /** `mcpgw hash-key`: one key on stdin (a trailing newline is not part of it) -> argon2id hash. */
@@ -21,8 +22,15 @@ export async function hashKey(
   return EXIT.ok;
 }
 
+export const KEY_ID_RULE = "a key id is 1-64 characters of A-Z a-z 0-9 . _ : @ -";
+
+export function isKeyId(id: string): boolean {
+  return KEY_ID.test(id);
+}
+
 /**
- * `mcpgw gen-key`: a new random key, shown once, and the config entry that stores its hash.
+ * `mcpgw gen-key`: a new random key, shown once, and the config entry that stores its hash,
+ * indented to be pasted under `auth.keys:` as the example config lays it out.
  * 32 random bytes in base64url, behind a prefix that secret scanners can match; no dots, so
  * the key can never look like a JWT (contract: Authentication, looksLikeJWT).
  */
@@ -32,10 +40,11 @@ export async function genKey(id: string, out: NodeJS.WritableStream): Promise<nu
   out.write(
     [
       `# API key (shown once; store it in your secret manager): ${key}`,
-      "# Add this entry under auth.keys in mcpgw.yaml, then reload (kill -HUP):",
-      `- id: ${id}`,
-      `  hash: "${hash}"`,
-      `  scopes: ["*"]`,
+      "# Paste these lines under `  keys:` in the auth section of mcpgw.yaml, then reload",
+      "# (systemctl reload mcpgw, or kill -HUP):",
+      `    - id: ${id}`,
+      `      hash: "${hash}"`,
+      `      scopes: ["*"]`,
       "",
     ].join("\n"),
   );

@@ -1,4 +1,6 @@
-import { watch } from "chokidar";
+import { type FSWatcher, watch } from "node:fs";
+import { readlink } from "node:fs/promises";
+import path from "node:path";
 import { ConfigError, EXIT } from "../errors.js";
 import { createLogger, flushLogs } from "../log.js";
 import { Gateway } from "../runtime/gateway.js";
@@ -16,6 +18,7 @@ export async function run(configFile: string): Promise<number> {
   };
   // While starting, the file is being read anyway: a SIGHUP then has nothing more to apply.
   process.on("SIGHUP", () => void gateway?.reload("SIGHUP"));
+  process.on("SIGUSR1", () => void gateway?.reopenAuditLog("SIGUSR1"));
   process.once("SIGTERM", (signal) => stopRequested(signal));
   process.once("SIGINT", (signal) => stopRequested(signal));
 
@@ -54,27 +57,47 @@ export async function run(configFile: string): Promise<number> {
 /**
  * `reload.watch: true`: reload when the file changes, after `reload.debounce` of quiet, so an
  * editor's several writes cause one reload. Whether to watch is read once at start.
+ *
+ * The file's directory is watched, not the file: editors replace a file by renaming a new one
+ * over it, and a Kubernetes ConfigMap volume swaps a symlink (`mcpgw.yaml -> ..data/mcpgw.yaml`,
+ * `..data` replaced with `mv -T`), so the file itself never changes. Events for the file's
+ * name, and for the first component of its symlink target (`..data`), schedule a reload;
+ * others (the audit file beside it) are ignored.
  */
 function watchConfig(gateway: Gateway) {
+  const file = path.resolve(gateway.configFile);
+  const directory = path.dirname(file);
   let timer: NodeJS.Timeout | undefined;
-  const watcher = watch(gateway.configFile, { ignoreInitial: true, atomic: true });
+  let names = new Set<string>([path.basename(file)]);
+  const learnNames = async () => {
+    const target = await readlink(file).catch(() => undefined);
+    const first = target && !path.isAbsolute(target) ? target.split(/[\\/]/)[0] : undefined;
+    names = new Set([path.basename(file), ...(first && first !== ".." ? [first] : [])]);
+  };
   const schedule = () => {
     clearTimeout(timer);
-    timer = setTimeout(
-      () => void gateway.reload("file change"),
-      gateway.generation.config.reload.debounce,
-    );
+    timer = setTimeout(() => {
+      void learnNames().then(() => gateway.reload("file change"));
+    }, gateway.generation.config.reload.debounce);
   };
-  watcher.on("change", schedule).on("add", schedule);
-  watcher.on("error", (error) => gateway.log.error({ err: error }, "config watch failed"));
-  // Changes are seen only from here on; the log line tells operators (and tests) when.
-  watcher.once("ready", () =>
-    gateway.log.info({ file: gateway.configFile }, "watching config file"),
-  );
+  let watcher: FSWatcher | undefined;
+  let closed = false;
+  void learnNames().then(() => {
+    if (closed) return;
+    watcher = watch(directory, { persistent: false }, (_event, name) => {
+      if (name === null || names.has(name)) schedule();
+    });
+    watcher.on("error", (error) =>
+      gateway.log.error({ err: error, directory }, "config watch failed"),
+    );
+    // Changes are seen only from here on; the log line tells operators (and tests) when.
+    gateway.log.info({ file, directory }, "watching config file");
+  });
   return {
     close: async () => {
+      closed = true;
       clearTimeout(timer);
-      await watcher.close();
+      watcher?.close();
     },
   };
 }

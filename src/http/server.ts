@@ -10,7 +10,8 @@ export interface Routes {
   mcp: (req: IncomingMessage, res: ServerResponse) => void;
   metadata: (req: IncomingMessage, res: ServerResponse) => void;
   preflight: (req: IncomingMessage, res: ServerResponse, methods: string) => void;
-  ready: () => boolean;
+  /** Why the gateway should get no traffic now (`shutting_down`, ...), or undefined when ready. */
+  notReady: () => string | undefined;
   /** Present when metrics are served on this listener. */
   metrics?: (req: IncomingMessage, res: ServerResponse) => void;
 }
@@ -84,8 +85,9 @@ function route(routes: Routes, req: IncomingMessage, res: ServerResponse): void 
       return;
     }
     if (path === "/readyz") {
-      const ready = routes.ready();
-      sendJson(res, ready ? 200 : 503, ready ? '{"status":"ready"}' : '{"status":"not_ready"}');
+      const reason = routes.notReady();
+      if (reason === undefined) sendJson(res, 200, '{"status":"ready"}');
+      else sendJson(res, 503, JSON.stringify({ status: "not_ready", reason }));
       return;
     }
   }

@@ -4,9 +4,10 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
+import path from "node:path";
 import { AuditLog } from "../audit/writer.js";
 import { diffConfig } from "../config/diff.js";
-import { loadConfigFile } from "../config/load.js";
+import { type LoadedConfig, loadConfigFile } from "../config/load.js";
 import type { Config } from "../config/schema.js";
 import { ConfigError } from "../errors.js";
 import { allowOrigin, answerPreflight, checkOrigin } from "../http/cors.js";
@@ -26,6 +27,7 @@ import type { Tracing } from "../telemetry/tracing.js";
 import { resolveTracing } from "../telemetry/tracing-settings.js";
 import { version } from "../version.js";
 import { Generation } from "./generation.js";
+import { cannotOpen, preflight } from "./preflight.js";
 
 export interface GatewayOptions {
   configFile: string;
@@ -45,6 +47,14 @@ export class Gateway implements EndpointContext {
   #idle: (() => void) | undefined;
   readonly #drainListeners = new Set<() => void>();
   #reloading: Promise<void> = Promise.resolve();
+  /**
+   * The config the process started with: what the listener, the metrics listener, tracing and
+   * the advertised URLs were built from. Restart-only keys are compared with it, not with the
+   * last file loaded, so a reverted change stops being pending and a pending one is not
+   * forgotten by a later reload of other keys.
+   */
+  readonly #running: Config;
+  #restartPending: readonly string[] = [];
 
   readonly endpoints: Endpoints;
   readonly metrics: GatewayMetrics;
@@ -63,6 +73,7 @@ export class Gateway implements EndpointContext {
     this.configFile = configFile;
     this.log = log;
     this.#generation = generation;
+    this.#running = generation.config;
     this.audit = audit;
     this.metrics = metrics;
     this.tracing = tracing;
@@ -92,8 +103,17 @@ export class Gateway implements EndpointContext {
       },
       preflight: (req, res, methods) =>
         answerPreflight(req, res, checkOrigin(req, this.#generation), methods),
-      ready: () => !this.#draining,
+      notReady: () => this.#notReady(),
     });
+  }
+
+  /** Why /readyz answers 503, or undefined while the gateway takes traffic. */
+  #notReady(): string | undefined {
+    if (this.#draining) return "shutting_down";
+    if (this.#generation.config.audit.on_error === "fail_closed" && !this.audit.healthy) {
+      return "audit_unavailable";
+    }
+    return undefined;
   }
 
   /**
@@ -101,9 +121,12 @@ export class Gateway implements EndpointContext {
    * Throws ConfigError for a config that cannot be used (exit 78).
    */
   static async start({ configFile, log }: GatewayOptions): Promise<Gateway> {
-    const { config } = await loadConfigFile(configFile);
+    const loaded = await loadConfigFile(configFile);
+    const { config } = loaded;
     log.level = config.log.level;
+    await preflight(loaded);
     warnAboutAdvertisedUrl(config, log);
+    warnAboutDemoKey(config, log);
     const metrics = new GatewayMetrics();
     const generation = await Generation.build(1, config, { log, metrics });
     metrics.generationStarted(generation.id);
@@ -112,12 +135,11 @@ export class Gateway implements EndpointContext {
       audit = await AuditLog.open(config.audit.path, {
         log,
         onWriteError: () => metrics.auditWriteFailed(),
+        onDropped: (count) => metrics.auditRecordsDropped(count),
       });
     } catch (error) {
       await generation.close();
-      throw new ConfigError([
-        `${configFile}: audit.path: cannot open ${config.audit.path}: ${(error as Error).message}`,
-      ]);
+      throw auditOpenError(loaded, error);
     }
     const tracingSettings = resolveTracing(config.telemetry);
     const tracing =
@@ -198,7 +220,18 @@ export class Gateway implements EndpointContext {
       });
     });
     const { address, port } = this.address;
-    this.log.info({ address, port, url: this.url, generation: this.#generation.id }, "listening");
+    this.log.info(
+      {
+        address,
+        port,
+        url: this.url,
+        version: version(),
+        config: path.resolve(this.configFile),
+        node: process.version,
+        generation: this.#generation.id,
+      },
+      "listening",
+    );
     const metricsListen = config.metrics.enabled ? config.metrics.listen : undefined;
     if (metricsListen) {
       const server = createServer((req, res) => {
@@ -233,12 +266,15 @@ export class Gateway implements EndpointContext {
     const current = this.#generation;
     let next: Generation | undefined;
     try {
-      const { config } = await loadConfigFile(this.configFile);
+      const loaded = await loadConfigFile(this.configFile);
+      const { config } = loaded;
+      await preflight(loaded);
       const change = diffConfig(current.config, config);
       if (change.changed.length === 0) {
         await this.#reopenAudit(config.audit.path);
         this.metrics.reloaded(true);
         this.log.info({ trigger, generation: current.id }, "config unchanged");
+        this.#trackRestart(config);
         return;
       }
       next = await Generation.build(current.id + 1, config, {
@@ -246,7 +282,9 @@ export class Gateway implements EndpointContext {
         metrics: this.metrics,
         previous: current,
       });
-      await this.audit.reopen(config.audit.path);
+      await this.audit.reopen(config.audit.path).catch((error: unknown) => {
+        throw auditOpenError(loaded, error);
+      });
       this.log.level = config.log.level;
       this.#server.headersTimeout = config.limits.headers_timeout;
       this.#server.requestTimeout = config.limits.request_timeout;
@@ -254,22 +292,50 @@ export class Gateway implements EndpointContext {
       current.retire();
       this.metrics.reloaded(true, next.id);
       if (!current.oauth) warnAboutAdvertisedUrl(config, this.log);
+      if (!current.config.auth.allow_demo_key) warnAboutDemoKey(config, this.log);
       this.log.info({ trigger, generation: next.id, changed: change.changed }, "config reloaded");
       if (!config.auth.enabled && current.config.auth.enabled) warnUnauthenticated(this.log);
-      if (change.restartRequired.length > 0) {
-        this.log.warn(
-          { keys: change.restartRequired },
-          `restart required for: ${change.restartRequired.join(", ")}`,
-        );
-      }
+      this.#trackRestart(config);
     } catch (error) {
       await next?.close();
       this.metrics.reloaded(false);
       const reason =
         error instanceof ConfigError ? error.problems.join("; ") : (error as Error).message;
-      this.log.error({ trigger, generation: current.id }, `config reload failed: ${reason}`);
+      this.log.error(
+        {
+          trigger,
+          generation: current.id,
+          ...(error instanceof ConfigError && { problems: error.problems }),
+        },
+        `config reload failed: ${reason}`,
+      );
       await this.#reopenAudit(current.config.audit.path);
     }
+  }
+
+  /**
+   * Compares the restart-only keys of the file just loaded with what runs, and says so on
+   * every reload while they differ (log line and `mcpgw_config_restart_pending`).
+   */
+  #trackRestart(config: Config): void {
+    const pending = diffConfig(this.#running, config).restartRequired;
+    const wasPending = this.#restartPending.length > 0;
+    this.#restartPending = pending;
+    this.metrics.restartPending(pending.length > 0);
+    if (pending.length > 0) {
+      this.log.warn({ keys: pending }, `restart required for: ${pending.join(", ")}`);
+    } else if (wasPending) {
+      this.log.info(
+        "restart no longer required: the file's restart-only settings match the running ones",
+      );
+    }
+  }
+
+  /** SIGUSR1: reopens the audit file only (as nginx and others reopen their logs on USR1). */
+  async reopenAuditLog(trigger: string): Promise<void> {
+    if (this.#draining) return;
+    await this.#reopenAudit(this.audit.path);
+    this.log.info({ trigger, path: this.audit.path }, "audit file reopened");
   }
 
   async #reopenAudit(path: string): Promise<void> {
@@ -367,6 +433,28 @@ function warnAboutAdvertisedUrl(config: Config, log: Logger): void {
       "oauth metadata advertises listen address: set auth.oauth.public_url to the URL clients use",
     );
   }
+}
+
+/** A reopen or open of `audit.path` that failed, located at the key that names it. */
+function auditOpenError(loaded: LoadedConfig, error: unknown): ConfigError {
+  const file = loaded.config.audit.path;
+  return new ConfigError([
+    loaded.problem(
+      ["audit", "path"],
+      cannotOpen(
+        file,
+        error as NodeJS.ErrnoException,
+        `write permission on ${file} or its directory`,
+      ),
+    ),
+  ]);
+}
+
+function warnAboutDemoKey(config: Config, log: Logger): void {
+  if (!config.auth.enabled || !config.auth.allow_demo_key) return;
+  log.warn(
+    "auth.allow_demo_key is true: the demo key published in the README is accepted; never set it outside a demo",
+  );
 }
 
 function warnUnauthenticated(log: Logger): void {

@@ -163,6 +163,8 @@ export class GatewayMetrics {
   #inFlight = 0;
   #streams = 0;
   #generation = 0;
+  #restartPending = 0;
+  #auditRecordsDropped = 0;
 
   constructor() {
     collectDefaultMetrics({ register: this.#runtime, prefix: "mcpgw_" });
@@ -240,6 +242,16 @@ export class GatewayMetrics {
     if (generation !== undefined) this.#generation = generation;
   }
 
+  /** Whether the file asks for settings that only a restart applies (see Gateway#reload). */
+  restartPending(pending: boolean): void {
+    this.#restartPending = pending ? 1 : 0;
+  }
+
+  /** Audit records that were never written: dropped from a full queue, or left at shutdown. */
+  auditRecordsDropped(count: number): void {
+    this.#auditRecordsDropped += count;
+  }
+
   generationStarted(generation: number): void {
     this.#generation = generation;
   }
@@ -276,7 +288,18 @@ export class GatewayMetrics {
       "The config generation serving requests (1 at start, +1 per applied reload).",
       this.#generation,
     );
+    gauge(
+      lines,
+      "mcpgw_config_restart_pending",
+      "1 while the config file holds settings that only a restart applies (listen, public_url, metrics, telemetry, ...), else 0.",
+      this.#restartPending,
+    );
     this.#auditWriteErrors.render(lines);
+    lines.push(
+      "# HELP mcpgw_audit_records_dropped_total Audit records never written: dropped while the queue was full, or left unwritten at shutdown.",
+      "# TYPE mcpgw_audit_records_dropped_total counter",
+      `mcpgw_audit_records_dropped_total ${this.#auditRecordsDropped}`,
+    );
     return {
       contentType: this.#runtime.contentType,
       body: `${lines.join("\n")}\n${await this.#runtime.metrics()}`,

@@ -6,7 +6,8 @@ import path from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { stringify } from "yaml";
 import { type ExampleServer, startExampleServer } from "../../examples/mcp-server.js";
-import { type RunningBin, spawnBin } from "../helpers/bin.js";
+import { spawnBin } from "../helpers/bin.js";
+import { keys, killDaemons, startDaemon as startDaemonOn, track } from "../helpers/daemon.js";
 import { cheapHash } from "../helpers/keys.js";
 import {
   connectClient,
@@ -23,69 +24,19 @@ const KEY_B = "e2e-key-bravo-0123456789";
 let upstream: ExampleServer;
 let hashA: string;
 let hashB: string;
-const running: RunningBin[] = [];
 
 beforeAll(async () => {
   upstream = await startExampleServer();
   [hashA, hashB] = await Promise.all([cheapHash(KEY_A), cheapHash(KEY_B)]);
 });
 
-afterEach(() => {
-  for (const bin of running.splice(0)) if (bin.child.exitCode === null) bin.child.kill("SIGKILL");
-});
+afterEach(killDaemons);
+
+const startDaemon = (config: Record<string, unknown>, env: NodeJS.ProcessEnv = {}) =>
+  startDaemonOn(upstream.url, config, env);
 
 afterAll(async () => {
   await upstream.close();
-});
-
-interface Daemon {
-  bin: RunningBin;
-  url: string;
-  dir: string;
-  file: string;
-  audit: string;
-  write(config: Record<string, unknown>): Promise<void>;
-  auditLines(): Promise<Record<string, unknown>[]>;
-}
-
-async function startDaemon(
-  config: Record<string, unknown>,
-  env: NodeJS.ProcessEnv = {},
-): Promise<Daemon> {
-  const dir = await mkdtemp(path.join(tmpdir(), "mcpgw-e2e-"));
-  const file = path.join(dir, "mcpgw.yaml");
-  const audit = path.join(dir, "audit.jsonl");
-  const write = (next: Record<string, unknown>) =>
-    writeFile(
-      file,
-      stringify({
-        listen: "127.0.0.1:0",
-        upstream: { url: upstream.url },
-        audit: { path: "audit.jsonl" },
-        ...next,
-      }),
-    );
-  await write(config);
-  const bin = spawnBin(["run", "--config", file], env);
-  running.push(bin);
-  const listening = await bin.waitForLog((line) => line.msg === "listening");
-  return {
-    bin,
-    url: listening.url as string,
-    dir,
-    file,
-    audit,
-    write,
-    auditLines: async () =>
-      (await readFile(audit, "utf8"))
-        .split("\n")
-        .filter(Boolean)
-        .map((line) => JSON.parse(line)),
-  };
-}
-
-const keys = (...entries: [string, string][]) => ({
-  auth: { keys: entries.map(([id, hash]) => ({ id, hash })) },
 });
 
 describe("mcpgw run (the built binary)", () => {
@@ -226,8 +177,7 @@ describe("mcpgw run (the built binary)", () => {
     const dir = await mkdtemp(path.join(tmpdir(), "mcpgw-e2e-"));
     const bad = path.join(dir, "bad.yaml");
     await writeFile(bad, "upstream: {url: nope}\naudit: {path: a.jsonl}\n");
-    const badRun = spawnBin(["run", "--config", bad]);
-    running.push(badRun);
+    const badRun = track(spawnBin(["run", "--config", bad]));
     expect(await badRun.exited).toBe(78);
     expect(
       badRun.logs.some((line) => line.level === "fatal" && line.msg.includes("upstream.url")),
@@ -247,8 +197,7 @@ describe("mcpgw run (the built binary)", () => {
         audit: { path: "a.jsonl" },
       }),
     );
-    const busyRun = spawnBin(["run", "--config", busy]);
-    running.push(busyRun);
+    const busyRun = track(spawnBin(["run", "--config", busy]));
     expect(await busyRun.exited).toBe(1);
     expect(busyRun.logs.some((line) => line.msg.includes("EADDRINUSE"))).toBe(true);
     blocker.close();
