@@ -26,6 +26,9 @@ Signals: SIGHUP reloads the config and reopens the audit file; SIGUSR1 reopens t
 file only; SIGTERM/SIGINT drain and exit.
 `;
 
+/** Set once `run` has returned: the daemon has stopped and flushed what it had. */
+let daemonStopped = false;
+
 const COMMANDS = new Set(["run", "check-config", "hash-key", "gen-key", "health"]);
 
 async function main(argv: string[]): Promise<number> {
@@ -42,7 +45,7 @@ async function main(argv: string[]): Promise<number> {
     return EXIT.ok;
   }
   if (values.version) {
-    process.stdout.write(`mcpgw ${version()}\n`);
+    process.stdout.write(`mcpgw ${version()} (Node.js ${process.version})\n`);
     return EXIT.ok;
   }
   const command = positionals[0] ?? "run";
@@ -65,8 +68,11 @@ async function main(argv: string[]): Promise<number> {
       return genKey(values.id ?? "new-key", process.stdout);
     case "health":
       return health(values.url ?? DEFAULT_HEALTH_URL, process.stdout, process.stderr);
-    default:
-      return run(configFile);
+    default: {
+      const code = await run(configFile);
+      daemonStopped = true;
+      return code;
+    }
   }
 }
 
@@ -92,6 +98,10 @@ function parse(argv: string[]) {
 main(process.argv.slice(2)).then(
   (code) => {
     process.exitCode = code;
+    // A stopped daemon exits now, its logs and audit flushed, rather than when the last
+    // handle closes: a span export that shutdown gave up on could hold the process for
+    // the exporter's own timeout.
+    if (daemonStopped) process.exit(code);
   },
   (error: unknown) => {
     process.stderr.write(`mcpgw: ${(error as Error).stack ?? String(error)}\n`);

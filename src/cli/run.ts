@@ -47,6 +47,9 @@ export async function run(configFile: string): Promise<number> {
       void (async () => {
         await watcher?.close();
         await running.shutdown(signal);
+        // "stopped" is the last line: an export still hanging after the shutdown gave up on it
+        // (a collector that accepts and never answers) must not log after it.
+        log.level = "silent";
         resolve(EXIT.ok);
       })();
     };
