@@ -171,28 +171,23 @@ describe("check-config runs the checks run does", () => {
     const sub = await mkdtemp(path.join(dir, "rel-"));
     await writeFile(path.join(sub, "logs"), "a file, not a directory");
     const file = path.join(sub, "mcpgw.yaml");
-    await writeFile(
-      file,
-      stringify({
-        upstream: { url: upstream.url },
-        ...keys(["alpha", hash]),
-        audit: { path: "logs/audit.jsonl" },
-      }),
-    );
+    const withAuditPath = (auditPath: string) =>
+      writeFile(
+        file,
+        stringify({
+          upstream: { url: upstream.url },
+          ...keys(["alpha", hash]),
+          audit: { path: auditPath },
+        }),
+      );
+    await withAuditPath("logs/audit.jsonl");
     const checked = await runBin(["check-config", "--config", file]);
     expect(checked.code).toBe(78);
     expect(checked.stderr).toContain(
       `audit.path: cannot open ${path.join(sub, "logs/audit.jsonl")} for appending: a part of the path is not a directory`,
     );
 
-    await writeFile(
-      file,
-      stringify({
-        upstream: { url: upstream.url },
-        ...keys(["alpha", hash]),
-        audit: { path: "audit.jsonl" },
-      }),
-    );
+    await withAuditPath("audit.jsonl");
     expect((await runBin(["check-config", "--config", file])).code).toBe(0);
     expect(await readdir(sub)).not.toContain("audit.jsonl");
   });
