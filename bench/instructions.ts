@@ -22,6 +22,7 @@ import autocannon from "autocannon";
 import { stringify } from "yaml";
 import { startTokenIssuer, type TokenIssuer } from "./jwt.js";
 import { BENCH_NODE, benchNodeVersion } from "./node.js";
+import { type OtlpSink, startOtlpSink } from "./otlp-sink.js";
 import {
   MCP_CLIENT_HEADERS,
   MCP_PATH,
@@ -131,6 +132,30 @@ async function hashKey(key: string): Promise<string> {
 }
 
 let issuer: TokenIssuer | undefined;
+let sink: OtlpSink | undefined;
+
+/** mcpgw with one API key and tracing on, exporting to an OTLP sink in the harness. */
+function tracing(name: string, sampleRatio: number): Target {
+  return {
+    name,
+    async start(outDir, upstreamUrl) {
+      const hash = await hashKey(API_KEY);
+      sink ??= await startOtlpSink();
+      const started = await gateway(outDir, {
+        upstream: { url: upstreamUrl },
+        auth: { keys: [{ id: "bench", hash }] },
+        telemetry: {
+          enabled: true,
+          otlp_endpoint: sink.url,
+          ...(sampleRatio === 1
+            ? { sampler: "always_on" }
+            : { sampler: "parentbased_traceidratio", sampler_ratio: sampleRatio }),
+        },
+      });
+      return { ...started, authorization: `Bearer ${API_KEY}` };
+    },
+  };
+}
 
 const TARGETS: Target[] = [
   {
@@ -169,6 +194,8 @@ const TARGETS: Target[] = [
       return { ...started, authorization: `Bearer ${issuer.mint()}` };
     },
   },
+  tracing("mcpgw-tracing", 1),
+  tracing("mcpgw-tracing-10pct", 0.1),
 ];
 
 async function measure(target: Target, upstreamUrl: string): Promise<number> {
@@ -208,6 +235,8 @@ async function main(): Promise<void> {
   } finally {
     upstream.child.kill();
     await issuer?.close();
+    const spans = await sink?.close();
+    if (spans !== undefined) process.stderr.write(`bench:instructions: ${spans} spans exported\n`);
   }
   const baseline = results[0]?.[1] ?? Number.NaN;
   process.stdout.write(
