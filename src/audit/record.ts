@@ -1,5 +1,5 @@
 /** One line of the audit log (contract: Audit log). Later capabilities add optional fields. */
-import type { AuthResult, AuthType } from "../auth/principal.js";
+import type { AuthResult, AuthType, Principal } from "../auth/principal.js";
 import type { JsonRpcId } from "../mcp/jsonrpc.js";
 
 export interface AuditRecord {
@@ -61,4 +61,13 @@ export function newAuditRecord(
 
 export function formatAuditLine(record: AuditRecord): string {
   return `${JSON.stringify(record)}\n`;
+}
+
+/** Writes who the caller is into the record: type, key id, OAuth subject and client, scopes. */
+export function recordPrincipal(record: AuditRecord, principal: Principal): void {
+  record.auth_type = principal.type;
+  if (principal.keyId !== undefined) record.key_id = principal.keyId;
+  if (principal.sub !== undefined) record.sub = principal.sub;
+  if (principal.oauthClientId !== undefined) record.oauth_client_id = principal.oauthClientId;
+  if (principal.scope !== "") record.scopes = principal.scope;
 }

@@ -4,6 +4,8 @@
  * is refused with 403. Requests without Origin (every non-browser client) are not affected.
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
+import { GatewayError } from "../errors.js";
+import type { Step } from "../pipeline/exchange.js";
 import type { Generation } from "../runtime/generation.js";
 
 const ALLOWED_HEADERS =
@@ -18,6 +20,18 @@ export function checkOrigin(req: IncomingMessage, generation: Generation): Origi
   const allowed = generation.allowedOrigins;
   return allowed.has("*") || allowed.has(origin) ? "allowed" : "refused";
 }
+
+/** Pipeline step: refuses a browser Origin the config does not allow (403). */
+export const refuseForeignOrigin: Step = ({ req, res, generation }) => {
+  const origin = checkOrigin(req, generation);
+  if (origin === "refused") {
+    throw new GatewayError(
+      "origin_not_allowed",
+      `Origin ${req.headers.origin} is not allowed (cors.allowed_origins)`,
+    );
+  }
+  if (origin === "allowed") allowOrigin(req, res);
+};
 
 /** Adds the headers a browser needs to read an allowed cross-origin response. */
 export function allowOrigin(req: IncomingMessage, res: ServerResponse): void {

@@ -11,7 +11,7 @@ import { type LoadedConfig, loadConfigFile } from "../config/load.js";
 import type { Config } from "../config/schema.js";
 import { ConfigError } from "../errors.js";
 import { allowOrigin, answerPreflight, checkOrigin } from "../http/cors.js";
-import { type EndpointContext, handleMcpRequest } from "../http/mcp-endpoint.js";
+import { handleMcpRequest } from "../http/mcp-endpoint.js";
 import {
   type Endpoints,
   endpointsOf,
@@ -22,6 +22,7 @@ import {
 import { errorBody, sendJson } from "../http/responses.js";
 import { createGatewayServer } from "../http/server.js";
 import { flushLogs, type Logger } from "../log.js";
+import type { PipelineContext } from "../pipeline/exchange.js";
 import { GatewayMetrics } from "../telemetry/metrics.js";
 import type { Tracing } from "../telemetry/tracing.js";
 import { resolveTracing } from "../telemetry/tracing-settings.js";
@@ -36,7 +37,7 @@ export interface GatewayOptions {
 
 export type ReloadTrigger = "SIGHUP" | "file change";
 
-export class Gateway implements EndpointContext {
+export class Gateway implements PipelineContext {
   readonly log: Logger;
   readonly audit: AuditLog;
   readonly configFile: string;

@@ -1,0 +1,31 @@
+/**
+ * Pipeline step, the last: the request goes to the route's upstream and the answer streams
+ * back. What the upstream answered (status, session id, event stream or not) is noted for the
+ * audit line, metrics and the span as it arrives.
+ */
+import { performance } from "node:perf_hooks";
+import type { Step } from "../pipeline/exchange.js";
+
+export const forward: Step = (exchange, { metrics, route }) => {
+  const { req, res, body, cancellation, generation, record, trace, startedAt } = exchange;
+  record.action = "allow";
+  return generation.upstream.forward({
+    req,
+    res,
+    body,
+    cancellation,
+    traceContext: trace?.startUpstream(req.method as string, generation.upstream.url),
+    onResponse: (status, headers) => {
+      trace?.upstreamResponded(status);
+      metrics.upstreamResponded(route, (performance.now() - startedAt) / 1000);
+      const sessionId = headers["mcp-session-id"];
+      if (record.session_id === null && typeof sessionId === "string") {
+        record.session_id = sessionId;
+      }
+      if (String(headers["content-type"]).startsWith("text/event-stream")) {
+        metrics.streamOpened();
+        exchange.streaming = true;
+      }
+    },
+  });
+};

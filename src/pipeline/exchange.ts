@@ -1,0 +1,81 @@
+/**
+ * The request pipeline's mechanism: one typed exchange per request to an MCP route, passed
+ * through the route's ordered list of steps (fastify's hooks, Envoy's filter chain). A step
+ * reads what earlier steps put on the exchange, adds its own, and refuses the request by
+ * throwing (an AuthError or a GatewayError, answered in one place). Later capabilities are new
+ * steps in the list (authorize, rate limit, upstream credentials), not branches in the others;
+ * docs/architecture.md shows where each goes.
+ */
+import type { IncomingMessage, ServerResponse } from "node:http";
+import type { AuditRecord } from "../audit/record.js";
+import type { AuditLog } from "../audit/writer.js";
+import type { Principal } from "../auth/principal.js";
+import type { Cancellation } from "../http/proxy.js";
+import type { Logger } from "../log.js";
+import type { JsonRpcParseError, JsonRpcPeek } from "../mcp/jsonrpc.js";
+import type { Generation } from "../runtime/generation.js";
+import type { GatewayMetrics } from "../telemetry/metrics.js";
+import type { RequestTrace, Tracing } from "../telemetry/tracing.js";
+
+/** One request to an MCP route, from its arrival to its audit line. */
+export interface Exchange {
+  readonly req: IncomingMessage;
+  readonly res: ServerResponse;
+  /** The generation the request started on; it serves the request to its end. */
+  readonly generation: Generation;
+  /** The audit line being filled in; also what metrics and the span are made of at the end. */
+  readonly record: AuditRecord;
+  /** Cancels the upstream request: the client left, or shutdown closes a stream. */
+  readonly cancellation: Cancellation;
+  /** `performance.now()` at arrival. */
+  readonly startedAt: number;
+  /** Undefined while tracing is off. */
+  readonly trace: RequestTrace | undefined;
+  /** The received POST body, forwarded byte for byte. */
+  body: Buffer | undefined;
+  /** What the body says, for a POST whose body is JSON. */
+  peek: JsonRpcPeek | undefined;
+  /** A POST body that is not JSON: refused, but only after authentication. */
+  parseError: JsonRpcParseError | undefined;
+  /** Who is calling, once authenticated. */
+  principal: Principal | undefined;
+  /** Whether the upstream answered with an event stream. */
+  streaming: boolean;
+}
+
+/** What the steps need of the running gateway. */
+export interface PipelineContext {
+  /** The current generation; read once per request. */
+  readonly generation: Generation;
+  readonly audit: AuditLog;
+  readonly log: Logger;
+  readonly draining: boolean;
+  /** Calls `listener` when shutdown starts; returns the function that unregisters it. */
+  onDrain(listener: () => void): () => void;
+  /** The challenge's `resource_metadata` (RFC 9728 §5.1); undefined while OAuth is off. */
+  resourceMetadataUrl(req: IncomingMessage, generation: Generation): string | undefined;
+  readonly metrics: GatewayMetrics;
+  /** Undefined while tracing is off. */
+  readonly tracing: Tracing | undefined;
+  /** The MCP endpoint's path, the `route` of metrics and spans. */
+  readonly route: string;
+}
+
+/**
+ * A step of a route's pipeline. It returns nothing when it is done at once, and a promise only
+ * when it waits (a body, a first verification, the upstream), so that a request whose
+ * credentials are cached pays no extra turn of the event loop per step.
+ */
+export type Step = (exchange: Exchange, context: PipelineContext) => void | Promise<void>;
+
+/** Runs `steps` in order; the first that throws (or rejects) ends the run with its error. */
+export async function runSteps(
+  steps: readonly Step[],
+  exchange: Exchange,
+  context: PipelineContext,
+): Promise<void> {
+  for (const step of steps) {
+    const waiting = step(exchange, context);
+    if (waiting !== undefined) await waiting;
+  }
+}
