@@ -1,6 +1,6 @@
 /**
  * Errors the gateway answers itself. Each carries a stable `code` from a closed union so that
- * callers switch on codes, never on messages, and one place (`http/error-response.ts`) turns
+ * callers switch on codes, never on messages, and one place (`http/responses.ts`) turns
  * an error into status, headers and body.
  */
 export type GatewayErrorCode =

@@ -421,12 +421,3 @@ export function parseAddressRange(text: string): [string, number, "ipv4" | "ipv6
   }
   return [address, length, version === 4 ? "ipv4" : "ipv6"];
 }
-
-/** The MCP endpoint path while no `auth.oauth.public_url` sets another (contract: Config). */
-export const DEFAULT_MCP_PATH = "/mcp";
-
-/** The MCP endpoint path: the path of `auth.oauth.public_url`, else `/mcp`. */
-export function mcpPathOf(config: Config): string {
-  const publicUrl = config.auth.oauth.public_url;
-  return publicUrl === undefined ? DEFAULT_MCP_PATH : new URL(publicUrl).pathname;
-}
