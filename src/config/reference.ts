@@ -17,6 +17,8 @@ interface JsonSchema {
   items?: JsonSchema;
   required?: string[];
   anyOf?: JsonSchema[];
+  /** Set by the schema's `restartOnly`. */
+  restart?: boolean;
 }
 
 export const REFERENCE_BEGIN =
@@ -30,11 +32,13 @@ export function configReference(): string {
   return [REFERENCE_BEGIN, ...rows, REFERENCE_END].join("\n");
 }
 
-function walk(schema: JsonSchema, prefix: string, rows: string[]): void {
-  for (const [name, property] of Object.entries(schema.properties ?? {})) {
+function walk(schema: JsonSchema, prefix: string, rows: string[], restart = false): void {
+  for (const [name, found] of Object.entries(schema.properties ?? {})) {
     const key = prefix === "" ? name : `${prefix}.${name}`;
+    // A key inside a restart-only section needs a restart too.
+    const property = restart ? { ...found, restart: true } : found;
     if (property.type === "object" && property.properties) {
-      walk(property, key, rows);
+      walk(property, key, rows, property.restart === true);
       continue;
     }
     if (
@@ -57,7 +61,8 @@ function row(key: string, type: string, property: JsonSchema, required = false):
         ? "required"
         : ""
       : `\`${JSON.stringify(property.default)}\``;
-  return `| \`${key}\` | ${type} | ${fallback} | ${(property.description ?? "").replaceAll("|", "\\|")} |`;
+  const description = `${property.description ?? ""}${property.restart ? " Restart to change." : ""}`;
+  return `| \`${key}\` | ${type} | ${fallback} | ${description.trim().replaceAll("|", "\\|")} |`;
 }
 
 function typeOf(property: JsonSchema): string {

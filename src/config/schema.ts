@@ -78,9 +78,18 @@ function hostPort() {
     .meta({ format: "host:port" });
 }
 
-const listen = hostPort()
-  .prefault("127.0.0.1:8080")
-  .describe("Address the gateway listens on. Changing it needs a restart.");
+/**
+ * Marks a key that is bound at start (into the listener, the tracer, the metrics server): a
+ * reload that changes it says a restart is needed (RESTART_REQUIRED), and the reference table
+ * says "Restart to change.".
+ */
+function restartOnly<T extends z.ZodType>(schema: T): T {
+  return schema.meta({ restart: true }) as T;
+}
+
+const listen = restartOnly(
+  hostPort().prefault("127.0.0.1:8080").describe("Address the gateway listens on."),
+);
 
 const httpUrl = z.string().refine(
   (text) => {
@@ -147,19 +156,23 @@ const oauth = z
       "How often the JWKS is refreshed in the background. A failed refresh keeps the last good keys.",
     ),
     leeway: duration("30s").describe("Clock skew allowed for `exp`, `nbf` and `iat`."),
-    public_url: httpUrl
-      .refine((text) => !text.includes("?"), { message: "must not have a query" })
-      .optional()
-      .describe(
-        "The URL clients use for the MCP endpoint: the RFC 9728 `resource`; its path is the MCP endpoint path. Restart to change.",
-      ),
-    metadata_path: z
-      .string()
-      .regex(/^\/[^?#]*$/, "must be an absolute path")
-      .default("/.well-known/oauth-protected-resource")
-      .describe(
-        "Where the RFC 9728 metadata is served (also at the path-suffixed well-known URL). Restart to change.",
-      ),
+    public_url: restartOnly(
+      httpUrl
+        .refine((text) => !text.includes("?"), { message: "must not have a query" })
+        .optional()
+        .describe(
+          "The URL clients use for the MCP endpoint: the RFC 9728 `resource`; its path is the MCP endpoint path.",
+        ),
+    ),
+    metadata_path: restartOnly(
+      z
+        .string()
+        .regex(/^\/[^?#]*$/, "must be an absolute path")
+        .default("/.well-known/oauth-protected-resource")
+        .describe(
+          "Where the RFC 9728 metadata is served (also at the path-suffixed well-known URL).",
+        ),
+    ),
   })
   .prefault({})
   .describe("The OAuth 2.1 resource server.");
@@ -180,8 +193,8 @@ export const configSchema = z
         max_body_bytes: size("4MiB").describe(
           "Largest request body; larger requests get 413 and nothing is forwarded.",
         ),
-        max_header_bytes: size("16KiB").describe(
-          "Largest request head; larger requests get 431. Changing it needs a restart.",
+        max_header_bytes: restartOnly(
+          size("16KiB").describe("Largest request head; larger requests get 431."),
         ),
         headers_timeout: duration("10s").describe(
           "Time a client has to send the request headers (slowloris protection).",
@@ -248,67 +261,71 @@ export const configSchema = z
         ),
       })
       .prefault({}),
-    telemetry: z
-      .strictObject({
-        enabled: z
-          .boolean()
-          .optional()
-          .describe(
-            "Export OpenTelemetry traces. Unset: on when OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set, unless OTEL_SDK_DISABLED=true or OTEL_TRACES_EXPORTER=none.",
-          ),
-        service_name: z
-          .string()
-          .min(1)
-          .optional()
-          .describe(
-            "service.name of the spans; else OTEL_SERVICE_NAME, else service.name in OTEL_RESOURCE_ATTRIBUTES, else `mcpgw`.",
-          ),
-        otlp_endpoint: httpUrl
-          .optional()
-          .describe(
-            "OTLP/HTTP base URL (traces go to <url>/v1/traces), e.g. Jaeger's http://127.0.0.1:4318; else the OTEL_* endpoint variables.",
-          ),
-        protocol: z
-          .enum(["http/protobuf", "http/json"])
-          .optional()
-          .describe("OTLP encoding; else OTEL_EXPORTER_OTLP_PROTOCOL, else http/protobuf."),
-        headers: z
-          .record(z.string(), z.string())
-          .optional()
-          .describe(
-            "Headers sent to the collector (e.g. an API key); else OTEL_EXPORTER_OTLP_HEADERS.",
-          ),
-        sampler: z
-          .enum([
-            "always_on",
-            "always_off",
-            "traceidratio",
-            "parentbased_always_on",
-            "parentbased_always_off",
-            "parentbased_traceidratio",
-          ])
-          .optional()
-          .describe("Sampler; else OTEL_TRACES_SAMPLER, else parentbased_always_on."),
-        sampler_ratio: z
-          .number()
-          .min(0)
-          .max(1)
-          .optional()
-          .describe("Ratio for the traceidratio samplers; else OTEL_TRACES_SAMPLER_ARG, else 1."),
-      })
-      .prefault({})
-      .describe("OpenTelemetry tracing. Restart to change."),
-    metrics: z
-      .strictObject({
-        enabled: z.boolean().default(true).describe("Serve Prometheus metrics at /metrics."),
-        listen: hostPort()
-          .optional()
-          .describe(
-            "Serve /metrics on this address instead of the gateway's own (e.g. 127.0.0.1:9464). Restart to change.",
-          ),
-      })
-      .prefault({})
-      .describe("Prometheus metrics."),
+    telemetry: restartOnly(
+      z
+        .strictObject({
+          enabled: z
+            .boolean()
+            .optional()
+            .describe(
+              "Export OpenTelemetry traces. Unset: on when OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set, unless OTEL_SDK_DISABLED=true or OTEL_TRACES_EXPORTER=none.",
+            ),
+          service_name: z
+            .string()
+            .min(1)
+            .optional()
+            .describe(
+              "service.name of the spans; else OTEL_SERVICE_NAME, else service.name in OTEL_RESOURCE_ATTRIBUTES, else `mcpgw`.",
+            ),
+          otlp_endpoint: httpUrl
+            .optional()
+            .describe(
+              "OTLP/HTTP base URL (traces go to <url>/v1/traces), e.g. Jaeger's http://127.0.0.1:4318; else the OTEL_* endpoint variables.",
+            ),
+          protocol: z
+            .enum(["http/protobuf", "http/json"])
+            .optional()
+            .describe("OTLP encoding; else OTEL_EXPORTER_OTLP_PROTOCOL, else http/protobuf."),
+          headers: z
+            .record(z.string(), z.string())
+            .optional()
+            .describe(
+              "Headers sent to the collector (e.g. an API key); else OTEL_EXPORTER_OTLP_HEADERS.",
+            ),
+          sampler: z
+            .enum([
+              "always_on",
+              "always_off",
+              "traceidratio",
+              "parentbased_always_on",
+              "parentbased_always_off",
+              "parentbased_traceidratio",
+            ])
+            .optional()
+            .describe("Sampler; else OTEL_TRACES_SAMPLER, else parentbased_always_on."),
+          sampler_ratio: z
+            .number()
+            .min(0)
+            .max(1)
+            .optional()
+            .describe("Ratio for the traceidratio samplers; else OTEL_TRACES_SAMPLER_ARG, else 1."),
+        })
+        .prefault({})
+        .describe("OpenTelemetry tracing."),
+    ),
+    metrics: restartOnly(
+      z
+        .strictObject({
+          enabled: z.boolean().default(true).describe("Serve Prometheus metrics at /metrics."),
+          listen: hostPort()
+            .optional()
+            .describe(
+              "Serve /metrics on this address instead of the gateway's own (e.g. 127.0.0.1:9464).",
+            ),
+        })
+        .prefault({})
+        .describe("Prometheus metrics."),
+    ),
     cors: z
       .strictObject({
         allowed_origins: z
@@ -383,15 +400,25 @@ export const configSchema = z
 export type Config = z.output<typeof configSchema>;
 export type ApiKeyConfig = Config["auth"]["keys"][number];
 
-/** Keys whose change only takes effect after a restart (they are bound into the listener). */
-export const RESTART_REQUIRED = [
-  "listen",
-  "limits.max_header_bytes",
-  "auth.oauth.public_url",
-  "auth.oauth.metadata_path",
-  "metrics",
-  "telemetry",
-] as const;
+/**
+ * Keys whose change only takes effect after a restart (marked `restartOnly` above), as key
+ * paths: `listen`, `limits.max_header_bytes`, `metrics`, ...
+ */
+export const RESTART_REQUIRED: readonly string[] = restartKeys(
+  z.toJSONSchema(configSchema, { io: "input", unrepresentable: "any" }) as SchemaWithRestart,
+);
+
+interface SchemaWithRestart {
+  restart?: boolean;
+  properties?: Record<string, SchemaWithRestart>;
+}
+
+function restartKeys(schema: SchemaWithRestart, prefix = ""): string[] {
+  return Object.entries(schema.properties ?? {}).flatMap(([name, property]) => {
+    const key = prefix === "" ? name : `${prefix}.${name}`;
+    return property.restart === true ? [key] : restartKeys(property, key);
+  });
+}
 
 export type OAuthConfig = Config["auth"]["oauth"];
 
