@@ -103,7 +103,8 @@ export async function handleMcpRequest(
       : undefined;
 
   try {
-    await runSteps(MCP_PIPELINE, exchange, context);
+    const running = runSteps(MCP_PIPELINE, exchange, context);
+    if (running !== undefined) await running;
   } catch (error) {
     respondToFailure(context, exchange, error);
   }

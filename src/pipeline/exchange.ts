@@ -68,14 +68,34 @@ export interface PipelineContext {
  */
 export type Step = (exchange: Exchange, context: PipelineContext) => void | Promise<void>;
 
-/** Runs `steps` in order; the first that throws (or rejects) ends the run with its error. */
-export async function runSteps(
+/**
+ * Runs `steps` in order; the first that throws (or rejects) ends the run with its error.
+ * While every step answers at once the run stays synchronous and returns undefined; from the
+ * first step that waits, the rest run in one async continuation. (Each await is a turn of the
+ * microtask queue on every request: the pipeline adds none that the work does not need.)
+ */
+export function runSteps(
   steps: readonly Step[],
   exchange: Exchange,
   context: PipelineContext,
+): Promise<void> | undefined {
+  for (let index = 0; index < steps.length; index++) {
+    const waiting = (steps[index] as Step)(exchange, context);
+    if (waiting !== undefined) return continueSteps(waiting, steps, index + 1, exchange, context);
+  }
+  return undefined;
+}
+
+async function continueSteps(
+  waiting: Promise<void>,
+  steps: readonly Step[],
+  from: number,
+  exchange: Exchange,
+  context: PipelineContext,
 ): Promise<void> {
-  for (const step of steps) {
-    const waiting = step(exchange, context);
-    if (waiting !== undefined) await waiting;
+  await waiting;
+  for (let index = from; index < steps.length; index++) {
+    const next = (steps[index] as Step)(exchange, context);
+    if (next !== undefined) await next;
   }
 }

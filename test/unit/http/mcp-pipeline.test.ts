@@ -81,7 +81,9 @@ async function runBeforeForward(
       principal: undefined,
       streaming: false,
     };
-    runSteps(BEFORE_FORWARD, exchange, context)
+    // A step may refuse synchronously (runSteps throws) or after waiting (it rejects).
+    Promise.resolve()
+      .then(() => runSteps(BEFORE_FORWARD, exchange, context))
       .then(
         () => settle({ exchange, error: undefined }),
         (error: unknown) => settle({ exchange, error }),

@@ -40,15 +40,15 @@ describe("runSteps", () => {
         seen.push(name);
       };
     const running = runSteps([sync("a"), sync("b"), sync("c")], exchange, context);
-    // Nothing has been awaited yet, and every step has run.
+    // Every step has run, and there is nothing to await.
     expect(seen).toEqual(["a", "b", "c"]);
-    return running;
+    expect(running).toBeUndefined();
   });
 
   it("stops at the first step that throws or rejects, with its error", async () => {
     const seen: string[] = [];
     const refused = new Error("refused");
-    await expect(
+    expect(() =>
       runSteps(
         [
           () => {
@@ -64,9 +64,23 @@ describe("runSteps", () => {
         exchange,
         context,
       ),
-    ).rejects.toBe(refused);
+    ).toThrow(refused);
     await expect(
       runSteps([() => Promise.reject(refused), () => void seen.push("never")], exchange, context),
+    ).rejects.toBe(refused);
+    // A step that throws after one that waited rejects the run.
+    await expect(
+      runSteps(
+        [
+          () => Promise.resolve(),
+          () => {
+            throw refused;
+          },
+          () => void seen.push("never"),
+        ],
+        exchange,
+        context,
+      ),
     ).rejects.toBe(refused);
     expect(seen).toEqual(["a"]);
   });
