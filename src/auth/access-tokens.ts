@@ -14,10 +14,9 @@ import { digestToken } from "./token-digest.js";
 /** RFC 9068 §2.1 `at+jwt`, and plain `JWT` as most identity providers still send. */
 const ACCEPTED_TYPES = new Set(["jwt", "at+jwt", "application/at+jwt"]);
 
-interface CachedOutcome {
-  /** The principal, or the scope error a valid token earned. */
-  outcome: Principal | AuthError;
-  /** Until when (ms since epoch) the outcome holds: the token's exp plus leeway. */
+interface CachedPrincipal {
+  principal: Principal;
+  /** Until when (ms since epoch) the verification holds: the token's exp plus leeway. */
   validUntil: number;
 }
 
@@ -32,7 +31,7 @@ export interface AccessTokenOptions {
 export class OAuthVerifier implements AccessTokenVerifier {
   readonly jwks: JwksCache;
   readonly #config: Required<Pick<OAuthConfig, "issuer" | "audience">> & OAuthConfig;
-  readonly #cache = new Map<string, CachedOutcome>();
+  readonly #cache = new Map<string, CachedPrincipal>();
   readonly #maxCachedTokens: number;
   readonly #now: () => number;
   readonly #onLookup: AccessTokenOptions["onLookup"];
@@ -48,20 +47,13 @@ export class OAuthVerifier implements AccessTokenVerifier {
     this.#onLookup = options.onLookup;
   }
 
-  get requiredScopes(): readonly string[] {
-    return this.#config.required_scopes;
-  }
-
   verifyAccessToken(token: string): Principal | Promise<Principal> {
     const digest = digestToken(token);
     const cached = this.#cache.get(digest);
     const fresh = cached !== undefined && cached.validUntil > this.#now();
     this.#onLookup?.(fresh);
     if (cached) {
-      if (fresh) {
-        if (cached.outcome instanceof AuthError) throw cached.outcome;
-        return cached.outcome;
-      }
+      if (fresh) return cached.principal;
       this.#cache.delete(digest);
     }
     return this.#verify(token, digest);
@@ -96,30 +88,19 @@ export class OAuthVerifier implements AccessTokenVerifier {
       });
     }
 
+    // Whether the token's scopes are enough is the authorization step's question (required-scopes.ts).
     const principal = principalOf(payload);
-    const missing = this.#config.required_scopes.filter(
-      (scope) => !principal.scopes.includes(scope),
-    );
-    const outcome =
-      missing.length === 0
-        ? principal
-        : new AuthError("insufficient_scope", `the token lacks the scope ${missing.join(" ")}`, {
-            authType: "oauth",
-            requiredScopes: this.#config.required_scopes,
-            principal,
-          });
-    this.#remember(digest, outcome, (payload.exp as number) * 1000 + leeway);
-    if (outcome instanceof AuthError) throw outcome;
-    return outcome;
+    this.#remember(digest, principal, (payload.exp as number) * 1000 + leeway);
+    return principal;
   }
 
-  #remember(digest: string, outcome: Principal | AuthError, validUntil: number): void {
+  #remember(digest: string, principal: Principal, validUntil: number): void {
     if (this.#cache.size >= this.#maxCachedTokens) {
       // Maps iterate in insertion order: the first entry is the oldest.
       const oldest = this.#cache.keys().next().value;
       if (oldest !== undefined) this.#cache.delete(oldest);
     }
-    this.#cache.set(digest, { outcome, validUntil });
+    this.#cache.set(digest, { principal, validUntil });
   }
 }
 

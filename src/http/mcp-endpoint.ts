@@ -11,6 +11,7 @@ import { newAuditRecord, recordPrincipal } from "../audit/record.js";
 import { requireWritableAudit } from "../audit/require-writable.js";
 import { authenticate } from "../auth/authenticate-step.js";
 import { AuthError } from "../auth/principal.js";
+import { requireScopes } from "../auth/required-scopes.js";
 import { GatewayError } from "../errors.js";
 import { receiveMessage, refuseUnparsedBody } from "../mcp/receive.js";
 import { type Exchange, type PipelineContext, runSteps, type Step } from "../pipeline/exchange.js";
@@ -37,7 +38,7 @@ const refuseOtherMethods: Step = ({ req }) => {
 
 /**
  * The MCP route's request pipeline, in order: receive (Origin, method, body), authenticate,
- * then what may only be said to an authenticated caller, then forward. docs/architecture.md
+ * authorize, then what may only be said to an authenticated caller, then forward. docs/architecture.md
  * says where the later steps (authorize, rate limit, upstream credentials) go.
  */
 export const MCP_PIPELINE: readonly Step[] = [
@@ -45,6 +46,7 @@ export const MCP_PIPELINE: readonly Step[] = [
   refuseOtherMethods,
   receiveMessage,
   authenticate,
+  requireScopes,
   refuseUnparsedBody,
   requireWritableAudit,
   forward,
