@@ -6,6 +6,7 @@
  */
 import { type JWTPayload, errors as joseErrors, jwtVerify } from "jose";
 import type { OAuthConfig } from "../config/schema.js";
+import { setBounded } from "../lib/bounded-map.js";
 import type { AccessTokenVerifier } from "./authenticate.js";
 import { ASYMMETRIC_ALGORITHMS, type JwksCache, JwksUnavailableError } from "./jwks.js";
 import { AuthError, type AuthResult, type Principal } from "./principal.js";
@@ -95,12 +96,7 @@ export class OAuthVerifier implements AccessTokenVerifier {
   }
 
   #remember(digest: string, principal: Principal, validUntil: number): void {
-    if (this.#cache.size >= this.#maxCachedTokens) {
-      // Maps iterate in insertion order: the first entry is the oldest.
-      const oldest = this.#cache.keys().next().value;
-      if (oldest !== undefined) this.#cache.delete(oldest);
-    }
-    this.#cache.set(digest, { principal, validUntil });
+    setBounded(this.#cache, digest, { principal, validUntil }, this.#maxCachedTokens);
   }
 }
 

@@ -5,6 +5,7 @@
  */
 import { Algorithm, hash, parseOptions, verify } from "@node-rs/argon2";
 import type { ApiKeyConfig } from "../config/schema.js";
+import { setBounded } from "../lib/bounded-map.js";
 import { AuthError, type Principal } from "./principal.js";
 import { digestToken } from "./token-digest.js";
 
@@ -118,12 +119,12 @@ export class KeyStore {
   }
 
   #remember(digest: string): void {
-    if (this.#rejectedUntil.size >= this.#maxNegativeEntries) {
-      // Maps iterate in insertion order: the first entry is the oldest.
-      const oldest = this.#rejectedUntil.keys().next().value;
-      if (oldest !== undefined) this.#rejectedUntil.delete(oldest);
-    }
-    this.#rejectedUntil.set(digest, this.#now() + this.#negativeTtlMs);
+    setBounded(
+      this.#rejectedUntil,
+      digest,
+      this.#now() + this.#negativeTtlMs,
+      this.#maxNegativeEntries,
+    );
   }
 }
 

@@ -8,19 +8,16 @@
  */
 import type { DiagLogger } from "@opentelemetry/api";
 import type { Logger } from "../log.js";
-
-const REPEAT_INTERVAL_MS = 60_000;
-const MAX_KINDS = 256;
+import { RepeatLimiter } from "./repeat-limiter.js";
 
 export class DiagToLog implements DiagLogger {
   readonly #log: Logger;
-  readonly #now: () => number;
-  /** Per kind of message (its text with the numbers taken out): when it was last logged. */
-  readonly #kinds = new Map<string, { loggedAt: number; heldBack: number }>();
+  /** Kinds of message: the text with the numbers taken out. */
+  readonly #limiter: RepeatLimiter;
 
   constructor(log: Logger, now: () => number = Date.now) {
     this.#log = log;
-    this.#now = now;
+    this.#limiter = new RepeatLimiter({ now });
   }
 
   error(message: string, ...args: unknown[]): void {
@@ -40,19 +37,11 @@ export class DiagToLog implements DiagLogger {
 
   #report(level: "error" | "warn", message: string, args: unknown[]): void {
     const text = redact(String(message));
-    const kind = text.replace(/\d+/g, "#");
-    const now = this.#now();
-    const seen = this.#kinds.get(kind);
-    if (seen && now - seen.loggedAt < REPEAT_INTERVAL_MS) {
-      seen.heldBack++;
-      return;
-    }
+    const heldBack = this.#limiter.pass(text.replace(/\d+/g, "#"));
+    if (heldBack === undefined) return;
     const fields: Record<string, unknown> = {};
     if (args.length > 0) fields.details = args.map((arg) => redact(describe(arg)));
-    if (seen && seen.heldBack > 0) fields.repeated = seen.heldBack;
-    // The SDK has a few dozen messages; should one carry an id, the map is not let grow.
-    if (this.#kinds.size >= MAX_KINDS) this.#kinds.clear();
-    this.#kinds.set(kind, { loggedAt: now, heldBack: 0 });
+    if (heldBack > 0) fields.repeated = heldBack;
     this.#log[level](fields, `tracing: ${text} (logged at most once a minute)`);
   }
 }

@@ -64,6 +64,7 @@ import {
 import type { AuditRecord } from "../audit/record.js";
 import type { Logger } from "../log.js";
 import { DiagToLog } from "./diag-log.js";
+import { RepeatLimiter } from "./repeat-limiter.js";
 import type { TracingSettings } from "./tracing-settings.js";
 
 function samplerOf(name: string, ratio: number, log: Logger): Sampler {
@@ -94,8 +95,7 @@ class ReportingExporter implements SpanExporter {
   readonly #inner: SpanExporter;
   readonly #log: Logger;
   readonly #url: string;
-  #lastReport = 0;
-  #unreported = 0;
+  readonly #limiter = new RepeatLimiter();
 
   constructor(inner: SpanExporter, log: Logger, url: string) {
     this.#inner = inner;
@@ -111,17 +111,12 @@ class ReportingExporter implements SpanExporter {
   }
 
   #failed(error: Error | undefined, spans: number): void {
-    const now = Date.now();
-    if (now - this.#lastReport < 60_000) {
-      this.#unreported += spans;
-      return;
-    }
+    const unreported = this.#limiter.pass("export failed", spans);
+    if (unreported === undefined) return;
     this.#log.warn(
-      { url: this.#url, err: error, dropped_spans: spans + this.#unreported },
+      { url: this.#url, err: error, dropped_spans: spans + unreported },
       "tracing: span export failed (logged at most once a minute)",
     );
-    this.#lastReport = now;
-    this.#unreported = 0;
   }
 
   shutdown(): Promise<void> {
