@@ -1,8 +1,10 @@
 /**
  * Errors the gateway answers itself. Each carries a stable `code` from a closed union so that
- * callers switch on codes, never on messages, and one place (`http/responses.ts`) turns
- * an error into status, headers and body.
+ * callers switch on codes, never on messages. What a code means on the wire (status, headers,
+ * a JSON-RPC error code, the audit line's `error`) is stated once, in ERRORS below; one place
+ * (`http/responses.ts`) turns an error into status, headers and body. docs/errors.md lists them.
  */
+import { JSONRPC_PARSE_ERROR, JSONRPC_SERVER_ERROR } from "./mcp/jsonrpc.js";
 export type GatewayErrorCode =
   | "not_found"
   | "method_not_allowed"
@@ -16,18 +18,41 @@ export type GatewayErrorCode =
   | "shutting_down"
   | "server_error";
 
-const STATUS: Record<GatewayErrorCode, number> = {
-  not_found: 404,
-  method_not_allowed: 405,
-  origin_not_allowed: 403,
-  body_too_large: 413,
-  parse_error: 400,
-  request_timeout: 408,
-  upstream_unreachable: 502,
-  upstream_timeout: 504,
-  audit_unavailable: 503,
-  shutting_down: 503,
-  server_error: 500,
+/** How the gateway answers one error code. */
+export interface ErrorSpec {
+  status: number;
+  /**
+   * Written to the audit line as `error`: the gateway, not the upstream or the caller, ended
+   * the exchange. Every 5xx is, and so is a refused browser Origin (DNS rebinding attempts).
+   */
+  audited: boolean;
+  /** Extra response headers. */
+  headers?: Readonly<Record<string, string>>;
+  /**
+   * Answered as a JSON-RPC error with this code: `always` (a body that is not JSON, answered
+   * with id null, JSON-RPC §5.1) or when the request was a single JSON-RPC request.
+   */
+  jsonRpc?: { code: number; always?: boolean };
+}
+
+export const ERRORS: Readonly<Record<GatewayErrorCode, ErrorSpec>> = {
+  not_found: { status: 404, audited: false },
+  method_not_allowed: { status: 405, audited: false, headers: { allow: "GET, POST, DELETE" } },
+  origin_not_allowed: { status: 403, audited: true },
+  // The body was not read to its end; the connection cannot carry another request.
+  body_too_large: { status: 413, audited: false, headers: { connection: "close" } },
+  parse_error: {
+    status: 400,
+    audited: false,
+    jsonRpc: { code: JSONRPC_PARSE_ERROR, always: true },
+  },
+  request_timeout: { status: 408, audited: false },
+  // Contract: a JSON-RPC error object where the request was JSON-RPC and the upstream failed.
+  upstream_unreachable: { status: 502, audited: true, jsonRpc: { code: JSONRPC_SERVER_ERROR } },
+  upstream_timeout: { status: 504, audited: true, jsonRpc: { code: JSONRPC_SERVER_ERROR } },
+  audit_unavailable: { status: 503, audited: true },
+  shutting_down: { status: 503, audited: true },
+  server_error: { status: 500, audited: true },
 };
 
 export class GatewayError extends Error {
@@ -38,7 +63,7 @@ export class GatewayError extends Error {
     super(message, options);
     this.name = "GatewayError";
     this.code = code;
-    this.status = STATUS[code];
+    this.status = ERRORS[code].status;
   }
 }
 

@@ -12,7 +12,7 @@ import { requireWritableAudit } from "../audit/require-writable.js";
 import { authenticate } from "../auth/authenticate-step.js";
 import { AuthError } from "../auth/principal.js";
 import { requireScopes } from "../auth/required-scopes.js";
-import { GatewayError } from "../errors.js";
+import { ERRORS, GatewayError } from "../errors.js";
 import { receiveMessage, refuseUnparsedBody } from "../mcp/receive.js";
 import { type Exchange, type PipelineContext, runSteps, type Step } from "../pipeline/exchange.js";
 import { ClientAbortedError } from "./body.js";
@@ -21,8 +21,6 @@ import { forward } from "./forward.js";
 import { Cancellation } from "./proxy.js";
 import { newGatewayRequestId } from "./request-id.js";
 import { sendAuthError, sendGatewayError } from "./responses.js";
-
-const ALLOWED_METHODS = "GET, POST, DELETE";
 
 /** nginx's convention for "client closed the request before it was answered". */
 const CLIENT_CLOSED_REQUEST = 499;
@@ -161,19 +159,14 @@ function respondToFailure(context: PipelineContext, exchange: Exchange, error: u
     return;
   }
   if (error instanceof GatewayError) {
-    if (error.code === "origin_not_allowed") record.error = error.code;
+    if (ERRORS[error.code].audited) record.error = error.code;
     if (error.status >= 500) {
-      record.error = error.code;
       context.log.warn(
         { ...ids, code: error.code, cause: String(error.cause ?? "") },
         error.message,
       );
     }
-    const headers: Record<string, string> = {};
-    if (error.code === "method_not_allowed") headers.allow = ALLOWED_METHODS;
-    // The body was not read to its end; the connection cannot carry another request.
-    if (error.code === "body_too_large") headers.connection = "close";
-    sendGatewayError(res, error, { jsonRpcId: peek && !peek.batch ? peek.id : undefined, headers });
+    sendGatewayError(res, error, { jsonRpcId: peek && !peek.batch ? peek.id : undefined });
     return;
   }
   record.error = "server_error";

@@ -5,13 +5,8 @@
 import type { ServerResponse } from "node:http";
 import { buildChallenge, type ChallengeContext } from "../auth/challenge.js";
 import type { AuthError } from "../auth/principal.js";
-import type { GatewayError } from "../errors.js";
-import {
-  JSONRPC_PARSE_ERROR,
-  JSONRPC_SERVER_ERROR,
-  type JsonRpcId,
-  jsonRpcError,
-} from "../mcp/jsonrpc.js";
+import { ERRORS, type GatewayError } from "../errors.js";
+import { type JsonRpcId, jsonRpcError } from "../mcp/jsonrpc.js";
 
 export function sendJson(
   res: ServerResponse,
@@ -52,33 +47,25 @@ export function sendAuthError(
   });
 }
 
-/** Failures answered as a JSON-RPC error when the request was a JSON-RPC request (contract). */
-const UPSTREAM_FAILURES = new Set<GatewayError["code"]>([
-  "upstream_unreachable",
-  "upstream_timeout",
-]);
-
 export interface ErrorContext {
-  /** Set when the request was a single JSON-RPC request: the answer is then a JSON-RPC error. */
+  /** Set when the request was a single JSON-RPC request: the answer may then be a JSON-RPC error. */
   jsonRpcId?: JsonRpcId;
-  /** Extra response headers, e.g. `Allow` or `Connection: close`. */
-  headers?: Record<string, string>;
 }
 
+/** Status, headers and body as the error registry (`ERRORS` in errors.ts) says. */
 export function sendGatewayError(
   res: ServerResponse,
   error: GatewayError,
   context: ErrorContext = {},
 ): void {
+  const spec = ERRORS[error.code];
   let body: string;
-  if (error.code === "parse_error") {
-    body = jsonRpcError(null, JSONRPC_PARSE_ERROR, "Parse error", { error: error.code });
-  } else if (context.jsonRpcId !== undefined && UPSTREAM_FAILURES.has(error.code)) {
-    body = jsonRpcError(context.jsonRpcId, JSONRPC_SERVER_ERROR, error.message, {
-      error: error.code,
-    });
+  if (spec.jsonRpc?.always) {
+    body = jsonRpcError(null, spec.jsonRpc.code, "Parse error", { error: error.code });
+  } else if (spec.jsonRpc && context.jsonRpcId !== undefined) {
+    body = jsonRpcError(context.jsonRpcId, spec.jsonRpc.code, error.message, { error: error.code });
   } else {
     body = errorBody(error.code, error.message);
   }
-  sendJson(res, error.status, body, context.headers);
+  sendJson(res, error.status, body, spec.headers);
 }

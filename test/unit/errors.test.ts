@@ -1,0 +1,24 @@
+import { describe, expect, it } from "vitest";
+import { ERRORS, GatewayError, type GatewayErrorCode } from "../../src/errors.js";
+
+describe("the error registry", () => {
+  it("audits every error the gateway answers with a 5xx, and a refused Origin", () => {
+    const codes = Object.keys(ERRORS) as GatewayErrorCode[];
+    for (const code of codes) {
+      const { status, audited } = ERRORS[code];
+      if (status >= 500) expect(audited, code).toBe(true);
+    }
+    expect(ERRORS.origin_not_allowed.audited).toBe(true);
+    expect(codes.filter((code) => ERRORS[code].audited && ERRORS[code].status < 500)).toEqual([
+      "origin_not_allowed",
+    ]);
+  });
+
+  it("gives each GatewayError its status, and states per-code headers and JSON-RPC codes once", () => {
+    expect(new GatewayError("body_too_large", "too large").status).toBe(413);
+    expect(ERRORS.body_too_large.headers).toEqual({ connection: "close" });
+    expect(ERRORS.method_not_allowed.headers).toEqual({ allow: "GET, POST, DELETE" });
+    expect(ERRORS.parse_error.jsonRpc).toEqual({ code: -32700, always: true });
+    expect(ERRORS.upstream_timeout.jsonRpc).toEqual({ code: -32000 });
+  });
+});
