@@ -1,5 +1,5 @@
 import { type FSWatcher, watch } from "node:fs";
-import { readlink } from "node:fs/promises";
+import { readlink, realpath } from "node:fs/promises";
 import path from "node:path";
 import { ConfigError, EXIT } from "../errors.js";
 import { createLogger, flushLogs } from "../log.js";
@@ -65,27 +65,41 @@ export async function run(configFile: string): Promise<number> {
  * over it, and a Kubernetes ConfigMap volume swaps a symlink (`mcpgw.yaml -> ..data/mcpgw.yaml`,
  * `..data` replaced with `mv -T`), so the file itself never changes. Events for the file's
  * name, and for the first component of its symlink target (`..data`), schedule a reload;
- * others (the audit file beside it) are ignored.
+ * others (the audit file beside it) are ignored. When the file is a symlink into another
+ * directory, the directory of its target is watched too, for edits made there.
  */
 function watchConfig(gateway: Gateway) {
   const file = path.resolve(gateway.configFile);
   const directory = path.dirname(file);
   let timer: NodeJS.Timeout | undefined;
   let names = new Set<string>([path.basename(file)]);
-  const learnNames = async () => {
-    const target = await readlink(file).catch(() => undefined);
-    const first = target && !path.isAbsolute(target) ? target.split(/[\\/]/)[0] : undefined;
-    names = new Set([path.basename(file), ...(first && first !== ".." ? [first] : [])]);
-  };
+  let target: { file: string; watcher: FSWatcher } | undefined;
+  let closed = false;
   const schedule = () => {
     clearTimeout(timer);
     timer = setTimeout(() => {
-      void learnNames().then(() => gateway.reload("file change"));
+      void learn().then(() => gateway.reload("file change"));
     }, gateway.generation.config.reload.debounce);
   };
+  // What to listen for follows the symlinks as they are now; called again before each reload.
+  const learn = async () => {
+    const link = await readlink(file).catch(() => undefined);
+    const first = link && !path.isAbsolute(link) ? link.split(/[\\/]/)[0] : undefined;
+    names = new Set([path.basename(file), ...(first && first !== ".." ? [first] : [])]);
+    const real = await realpath(file).catch(() => file);
+    if (closed || real === target?.file) return;
+    target?.watcher.close();
+    target = undefined;
+    if (path.dirname(real) === directory) return;
+    const watcher = watch(path.dirname(real), { persistent: false }, (_event, name) => {
+      if (name === null || name === path.basename(real)) schedule();
+    });
+    // A target directory that goes away (a ConfigMap's old ..<timestamp>) is simply dropped.
+    watcher.on("error", () => watcher.close());
+    target = { file: real, watcher };
+  };
   let watcher: FSWatcher | undefined;
-  let closed = false;
-  void learnNames().then(() => {
+  void learn().then(() => {
     if (closed) return;
     watcher = watch(directory, { persistent: false }, (_event, name) => {
       if (name === null || names.has(name)) schedule();
@@ -101,6 +115,7 @@ function watchConfig(gateway: Gateway) {
       closed = true;
       clearTimeout(timer);
       watcher?.close();
+      target?.watcher.close();
     },
   };
 }

@@ -292,6 +292,33 @@ describe("reload", () => {
   });
 });
 
+describe("reload.watch with a symlinked config", () => {
+  it("reloads when the file a symlink points at, in another directory, is edited", async () => {
+    const real = await mkdtemp(path.join(tmpdir(), "mcpgw-real-"));
+    const linked = await mkdtemp(path.join(tmpdir(), "mcpgw-link-"));
+    const render = (config: Record<string, unknown>) =>
+      stringify({
+        listen: "127.0.0.1:0",
+        upstream: { url: upstream.url },
+        audit: { path: path.join(real, "audit.jsonl") },
+        reload: { watch: true, debounce: "50ms" },
+        ...config,
+      });
+    await writeFile(path.join(real, "mcpgw.yaml"), render(keys(["alpha", hash])));
+    await symlink(path.join(real, "mcpgw.yaml"), path.join(linked, "mcpgw.yaml"));
+    const bin = track(spawnBin(["run", "--config", path.join(linked, "mcpgw.yaml")]));
+    await bin.waitForLog((line) => line.msg === "watching config file");
+    await writeFile(
+      path.join(real, "mcpgw.yaml"),
+      render({ ...keys(["alpha", hash]), log: { level: "debug" } }),
+    );
+    const reloaded = await bin.waitForLog(
+      (line) => line.msg === "config reloaded" && line.trigger === "file change",
+    );
+    expect(reloaded.changed).toEqual(["log.level"]);
+  });
+});
+
 describe("audit under on_error: fail_closed", () => {
   it("turns /readyz 503 with the reason, says why requests are refused, and counts what was lost at shutdown", async () => {
     // Every write to /dev/full fails with ENOSPC, as on a full disk.
