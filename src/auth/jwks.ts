@@ -75,7 +75,7 @@ export class JwksCache {
   /** Whether the most recent fetch, background refresh or refetch, failed. */
   #lastFetchFailed = false;
   #timer: NodeJS.Timeout | undefined;
-  #users = 0;
+  #closed = false;
   readonly stats: JwksStats = { fetches: 0, failures: 0, fetchedAt: 0, keys: 0 };
 
   constructor(options: JwksOptions) {
@@ -84,31 +84,19 @@ export class JwksCache {
     this.#cooldownMs = options.cooldownMs ?? Math.min(30_000, options.cacheTtlMs);
   }
 
-  /** True when another config would fetch the same keys the same way, so this cache can be kept. */
-  sameSource(options: Omit<JwksOptions, "log">): boolean {
-    const mine = this.#options;
-    return (
-      mine.url === options.url &&
-      mine.cacheTtlMs === options.cacheTtlMs &&
-      mine.fetchTimeoutMs === options.fetchTimeoutMs
-    );
-  }
-
   /** Fetches the keys once and starts the background refresh; throws JwksUnavailableError. */
   async prime(): Promise<void> {
     await this.#fetch();
     this.#schedule();
   }
 
-  /** Generations sharing this cache retain it; the last release stops the refresh. */
-  retain(): this {
-    this.#users++;
-    return this;
-  }
-
-  release(): void {
-    this.#users--;
-    if (this.#users <= 0) clearTimeout(this.#timer);
+  /**
+   * Stops the background refresh. Generations share a cache through the usage pool
+   * (runtime/usage-pool.ts), which closes it when the last of them has closed.
+   */
+  close(): void {
+    this.#closed = true;
+    clearTimeout(this.#timer);
   }
 
   /** A jose key resolver for `jwtVerify`. */
@@ -143,6 +131,7 @@ export class JwksCache {
 
   #schedule(): void {
     clearTimeout(this.#timer);
+    if (this.#closed) return;
     this.#timer = setTimeout(() => {
       this.#fetch()
         .catch(() => {})

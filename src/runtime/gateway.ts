@@ -29,6 +29,7 @@ import { resolveTracing } from "../telemetry/tracing-settings.js";
 import { version } from "../version.js";
 import { Generation } from "./generation.js";
 import { cannotOpen, preflight } from "./preflight.js";
+import { UsagePool } from "./usage-pool.js";
 
 export interface GatewayOptions {
   configFile: string;
@@ -56,6 +57,8 @@ export class Gateway implements PipelineContext {
    */
   readonly #running: Config;
   #restartPending: readonly string[] = [];
+  /** JWKS caches and upstream pools, shared by the generations whose config asks for the same. */
+  readonly #components: UsagePool;
 
   readonly endpoints: Endpoints;
   readonly metrics: GatewayMetrics;
@@ -67,6 +70,7 @@ export class Gateway implements PipelineContext {
     configFile: string,
     log: Logger,
     generation: Generation,
+    components: UsagePool,
     audit: AuditLog,
     metrics: GatewayMetrics,
     tracing: Tracing | undefined,
@@ -75,6 +79,7 @@ export class Gateway implements PipelineContext {
     this.log = log;
     this.#generation = generation;
     this.#running = generation.config;
+    this.#components = components;
     this.audit = audit;
     this.metrics = metrics;
     this.tracing = tracing;
@@ -129,7 +134,8 @@ export class Gateway implements PipelineContext {
     warnAboutAdvertisedUrl(config, log);
     warnAboutDemoKey(config, log);
     const metrics = new GatewayMetrics();
-    const generation = await Generation.build(1, config, { log, metrics });
+    const components = new UsagePool();
+    const generation = await Generation.build(1, config, { log, metrics, components });
     metrics.generationStarted(generation.id);
     let audit: AuditLog;
     try {
@@ -153,7 +159,7 @@ export class Gateway implements PipelineContext {
         "tracing: exporting spans over OTLP/HTTP",
       );
     }
-    const gateway = new Gateway(configFile, log, generation, audit, metrics, tracing);
+    const gateway = new Gateway(configFile, log, generation, components, audit, metrics, tracing);
     if (!config.auth.enabled) warnUnauthenticated(log);
     await gateway.#listen(config);
     return gateway;
@@ -281,7 +287,7 @@ export class Gateway implements PipelineContext {
       next = await Generation.build(current.id + 1, config, {
         log: this.log,
         metrics: this.metrics,
-        previous: current,
+        components: this.#components,
       });
       await this.audit.reopen(config.audit.path).catch((error: unknown) => {
         throw auditOpenError(loaded, error);

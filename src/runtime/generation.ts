@@ -18,13 +18,17 @@ import { type Config, parseAddressRange } from "../config/schema.js";
 import { Upstream } from "../http/proxy.js";
 import type { Logger } from "../log.js";
 import type { GatewayMetrics } from "../telemetry/metrics.js";
+import { type Component, UsagePool } from "./usage-pool.js";
 
 export interface GenerationDeps {
   log: Logger;
   /** Absent for `check-config`, which serves nothing. */
   metrics?: GatewayMetrics;
-  /** The generation being replaced: its JWKS cache is kept when the new config fetches the same. */
-  previous?: Generation;
+  /**
+   * Components shared across generations (JWKS caches, upstream connection pools), by the
+   * identity of their configuration. Default: a pool of this generation's own.
+   */
+  components?: UsagePool;
   /** Fetch the JWKS before returning (run, reload). `check-config` builds without the network. */
   prime?: boolean;
 }
@@ -45,6 +49,9 @@ export class Generation {
   readonly oauth: OAuthRuntime | undefined;
   readonly allowedOrigins: ReadonlySet<string>;
   readonly #trustedProxies: BlockList | undefined;
+  readonly #components: UsagePool;
+  /** The keys of the components this generation acquired, released when it closes. */
+  readonly #held: readonly string[];
   #inFlight = 0;
   #retired = false;
   #closed: Promise<void> | undefined;
@@ -52,14 +59,21 @@ export class Generation {
   private constructor(
     id: number,
     config: Config,
-    authenticator: Authenticator,
-    oauth: OAuthRuntime | undefined,
+    parts: {
+      authenticator: Authenticator;
+      oauth: OAuthRuntime | undefined;
+      upstream: Upstream;
+      components: UsagePool;
+      held: readonly string[];
+    },
   ) {
     this.id = id;
     this.config = config;
-    this.authenticator = authenticator;
-    this.oauth = oauth;
-    this.upstream = new Upstream(config.upstream);
+    this.authenticator = parts.authenticator;
+    this.oauth = parts.oauth;
+    this.upstream = parts.upstream;
+    this.#components = parts.components;
+    this.#held = parts.held;
     this.allowedOrigins = new Set(config.cors.allowed_origins);
     this.#trustedProxies = trustedProxies(config.trust_proxy);
   }
@@ -70,29 +84,25 @@ export class Generation {
    * be used, and then leaks nothing.
    */
   static async build(id: number, config: Config, deps: GenerationDeps): Promise<Generation> {
-    const { log, metrics } = deps;
-    if (!config.auth.enabled) return new Generation(id, config, unauthenticated, undefined);
-
-    const keys =
-      config.auth.keys.length > 0
-        ? new KeyStore(config.auth.keys, {
-            onArgon2Run: ({ keyId, matched }) => {
-              metrics?.argon2Ran();
-              log.debug(
-                { key_id: keyId, result: matched ? "match" : "no_match", generation: id },
-                "argon2 verification",
-              );
-            },
-            ...(metrics && { onLookup: (hit: boolean) => metrics.cacheLookup("api_key", hit) }),
-          })
-        : undefined;
-    const oauth = config.auth.oauth.enabled ? await buildOAuth(config, deps) : undefined;
-    const accessTokens: AccessTokenVerifier | undefined = oauth?.verifier;
-    const authenticator = new BearerAuthenticator({
-      ...(keys && { keys }),
-      ...(accessTokens && { accessTokens }),
-    });
-    return new Generation(id, config, authenticator, oauth);
+    const components = deps.components ?? new UsagePool();
+    const held: string[] = [];
+    const acquire = async <T extends Component>(key: string, make: () => T | Promise<T>) => {
+      const component = await components.acquire(key, make);
+      held.push(key);
+      return component;
+    };
+    try {
+      const { url, timeout } = config.upstream;
+      const upstream = await acquire(
+        `upstream ${url} timeout=${timeout}`,
+        () => new Upstream(config.upstream),
+      );
+      const { authenticator, oauth } = await buildAuth(id, config, deps, acquire);
+      return new Generation(id, config, { authenticator, oauth, upstream, components, held });
+    } catch (error) {
+      await Promise.all(held.map((key) => components.release(key)));
+      throw error;
+    }
   }
 
   get inFlight(): number {
@@ -143,18 +153,51 @@ export class Generation {
     if (this.#inFlight === 0) void this.close();
   }
 
+  /** Lets go of its components; those no other generation holds close (upstream: after its requests). */
   close(): Promise<void> {
-    this.#closed ??= (async () => {
-      this.oauth?.verifier.jwks.release();
-      await this.upstream.close();
-    })();
+    this.#closed ??= Promise.all(this.#held.map((key) => this.#components.release(key))).then(
+      () => {},
+    );
     return this.#closed;
   }
 }
 
+type Acquire = <T extends Component>(key: string, make: () => T | Promise<T>) => Promise<T>;
+
+async function buildAuth(
+  id: number,
+  config: Config,
+  deps: GenerationDeps,
+  acquire: Acquire,
+): Promise<{ authenticator: Authenticator; oauth: OAuthRuntime | undefined }> {
+  const { log, metrics } = deps;
+  if (!config.auth.enabled) return { authenticator: unauthenticated, oauth: undefined };
+  const keys =
+    config.auth.keys.length > 0
+      ? new KeyStore(config.auth.keys, {
+          onArgon2Run: ({ keyId, matched }) => {
+            metrics?.argon2Ran();
+            log.debug(
+              { key_id: keyId, result: matched ? "match" : "no_match", generation: id },
+              "argon2 verification",
+            );
+          },
+          ...(metrics && { onLookup: (hit: boolean) => metrics.cacheLookup("api_key", hit) }),
+        })
+      : undefined;
+  const oauth = config.auth.oauth.enabled ? await buildOAuth(config, deps, acquire) : undefined;
+  const accessTokens: AccessTokenVerifier | undefined = oauth?.verifier;
+  const authenticator = new BearerAuthenticator({
+    ...(keys && { keys }),
+    ...(accessTokens && { accessTokens }),
+  });
+  return { authenticator, oauth };
+}
+
 async function buildOAuth(
   config: Config,
-  { log, metrics, previous, prime = true }: GenerationDeps,
+  { log, metrics, prime = true }: GenerationDeps,
+  acquire: Acquire,
 ): Promise<OAuthRuntime> {
   const settings = config.auth.oauth;
   const source = {
@@ -162,27 +205,25 @@ async function buildOAuth(
     cacheTtlMs: settings.jwks_cache_ttl,
     fetchTimeoutMs: config.limits.jwks_fetch_timeout,
   };
-  const kept = previous?.oauth?.verifier.jwks;
-  let jwks: JwksCache;
-  if (kept?.sameSource(source)) {
-    jwks = kept.retain();
-  } else {
-    jwks = new JwksCache({
+  // A config that fetches the same keys the same way keeps the cache: no fetch on reload.
+  const key = `jwks ${source.url} ttl=${source.cacheTtlMs} timeout=${source.fetchTimeoutMs}`;
+  const jwks = await acquire(key, async () => {
+    const cache = new JwksCache({
       ...source,
       log,
       ...(metrics && { onFetch: (ok: boolean) => metrics.jwksFetched(ok) }),
-    }).retain();
-    if (prime) {
-      try {
-        await jwks.prime();
-      } catch (error) {
-        jwks.release();
-        throw new JwksPrimeError(`oauth: prime jwks: ${(error as Error).message}`, {
-          cause: error,
-        });
-      }
+    });
+    if (!prime) return cache;
+    try {
+      await cache.prime();
+    } catch (error) {
+      cache.close();
+      throw new JwksPrimeError(`oauth: prime jwks: ${(error as Error).message}`, {
+        cause: error,
+      });
     }
-  }
+    return cache;
+  });
   return {
     verifier: new OAuthVerifier(settings, jwks, {
       ...(metrics && { onLookup: (hit: boolean) => metrics.cacheLookup("access_token", hit) }),

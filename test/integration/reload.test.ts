@@ -23,6 +23,35 @@ describe("reload", () => {
     await upstreamB.close();
   });
 
+  it("keeps the upstream's keep-alive connection across a reload that leaves the upstream as it was", async () => {
+    const ports: (number | undefined)[] = [];
+    const upstream = await startExampleServer({
+      onRequest: (req) => ports.push(req.socket.remotePort),
+    });
+    const config = (extra: object) => ({ upstream: { url: upstream.url }, auth: keys, ...extra });
+    const gw = await startGateway(config({}));
+    expect(await initializeStatus(gw.url, KEY)).toBe(200);
+
+    await gw.writeConfig(config({ log: { level: "info" } }));
+    await gw.gateway.reload("SIGHUP");
+    expect(gw.gateway.generation.id).toBe(2);
+    expect(await initializeStatus(gw.url, KEY)).toBe(200);
+    expect(ports[1]).toBe(ports[0]);
+
+    // A changed upstream setting is a new pool, and the old one closes with its generation.
+    await gw.writeConfig({
+      ...config({ log: { level: "info" } }),
+      upstream: { url: upstream.url, timeout: "30s" },
+    });
+    await gw.gateway.reload("SIGHUP");
+    expect(gw.gateway.generation.id).toBe(3);
+    expect(await initializeStatus(gw.url, KEY)).toBe(200);
+    expect(ports).toHaveLength(3);
+    expect(ports[2]).not.toBe(ports[1]);
+    await gw.stop();
+    await upstream.close();
+  });
+
   it("finishes in-flight requests on their generation and sends new ones to the new upstream", async () => {
     const gw: TestGateway = await startGateway({ upstream: { url: upstreamA.url }, auth: keys });
     const { client, close } = await connectClient(gw.url, { authorization: `Bearer ${KEY}` });

@@ -289,7 +289,7 @@ describe("the JWKS", () => {
     expect(await verify(v, await signToken(rsa, server.issuer, AUDIENCE))).toMatchObject({
       type: "oauth",
     });
-    jwks.release();
+    jwks.close();
     await own.close();
   });
 
