@@ -21,8 +21,11 @@ export function checkOrigin(req: IncomingMessage, generation: Generation): Origi
   return allowed.has("*") || allowed.has(origin) ? "allowed" : "refused";
 }
 
-/** Pipeline step: refuses a browser Origin the config does not allow (403). */
-export const refuseForeignOrigin: Step = ({ req, res, generation }) => {
+/**
+ * Refuses (throws 403 origin_not_allowed) a browser Origin the config does not allow, and
+ * adds the CORS headers for one it allows. For every endpoint but the preflight.
+ */
+export function admitOrigin(req: IncomingMessage, res: ServerResponse, generation: Generation) {
   const origin = checkOrigin(req, generation);
   if (origin === "refused") {
     throw new GatewayError(
@@ -31,7 +34,11 @@ export const refuseForeignOrigin: Step = ({ req, res, generation }) => {
     );
   }
   if (origin === "allowed") allowOrigin(req, res);
-};
+}
+
+/** Pipeline step: admitOrigin for the MCP route. */
+export const refuseForeignOrigin: Step = ({ req, res, generation }) =>
+  admitOrigin(req, res, generation);
 
 /** Adds the headers a browser needs to read an allowed cross-origin response. */
 export function allowOrigin(req: IncomingMessage, res: ServerResponse): void {

@@ -9,8 +9,8 @@ import { AuditLog } from "../audit/writer.js";
 import { diffConfig } from "../config/diff.js";
 import { type LoadedConfig, loadConfigFile } from "../config/load.js";
 import type { Config } from "../config/schema.js";
-import { ConfigError } from "../errors.js";
-import { allowOrigin, answerPreflight, checkOrigin } from "../http/cors.js";
+import { ConfigError, type GatewayError } from "../errors.js";
+import { admitOrigin, answerPreflight, checkOrigin } from "../http/cors.js";
 import { handleMcpRequest } from "../http/mcp-endpoint.js";
 import {
   type Endpoints,
@@ -19,7 +19,7 @@ import {
   resourceUrl,
   sendResourceMetadata,
 } from "../http/protected-resource.js";
-import { errorBody, sendJson } from "../http/responses.js";
+import { errorBody, sendGatewayError, sendJson } from "../http/responses.js";
 import { createGatewayServer } from "../http/server.js";
 import { flushLogs, type Logger } from "../log.js";
 import type { PipelineContext } from "../pipeline/exchange.js";
@@ -99,12 +99,12 @@ export class Gateway implements PipelineContext {
       },
       metadata: (req, res) => {
         const generation = this.#generation;
-        const origin = checkOrigin(req, generation);
-        if (origin === "refused") {
-          sendJson(res, 403, errorBody("origin_not_allowed", "this Origin is not allowed"));
+        try {
+          admitOrigin(req, res, generation);
+        } catch (error) {
+          sendGatewayError(res, error as GatewayError);
           return;
         }
-        if (origin === "allowed") allowOrigin(req, res);
         sendResourceMetadata(res, generation, this.resourceUrl(req, generation));
       },
       preflight: (req, res, methods) =>
