@@ -204,6 +204,13 @@ describe("OAuth resource server beside API keys", () => {
       headers: { origin: INSPECTOR },
     });
     expect(metadata.headers.get("access-control-allow-origin")).toBe(INSPECTOR);
+    await metadata.text();
+    // The metadata endpoint admits Origins as the MCP endpoint does.
+    const foreign = await fetch(`${origin}/.well-known/oauth-protected-resource/mcp`, {
+      headers: { origin: "http://attacker.example" },
+    });
+    expect(foreign.status).toBe(403);
+    expect(await foreign.json()).toMatchObject({ error: "origin_not_allowed" });
   });
 });
 
