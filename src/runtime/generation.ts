@@ -92,11 +92,10 @@ export class Generation {
       return component;
     };
     try {
-      const { url, timeout } = config.upstream;
-      const upstream = await acquire(
-        `upstream ${url} timeout=${timeout}`,
-        () => new Upstream(config.upstream),
-      );
+      // Keyed by every upstream setting, so that a change to any of them builds a new pool.
+      const upstream = await acquire(`upstream ${JSON.stringify(config.upstream)}`, () => {
+        return new Upstream(config.upstream);
+      });
       const { authenticator, oauth } = await buildAuth(id, config, deps, acquire);
       return new Generation(id, config, { authenticator, oauth, upstream, components, held });
     } catch (error) {
