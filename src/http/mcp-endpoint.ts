@@ -36,8 +36,9 @@ const refuseOtherMethods: Step = ({ req }) => {
 
 /**
  * The MCP route's request pipeline, in order: receive (Origin, method, body), authenticate,
- * authorize, then what may only be said to an authenticated caller, then forward. docs/architecture.md
- * says where the later steps (authorize, rate limit, upstream credentials) go.
+ * authorize (required scopes), then what may only be said to an authenticated caller, then
+ * forward. docs/architecture.md says where later steps (policy, rate limits, upstream
+ * credentials) go.
  */
 export const MCP_PIPELINE: readonly Step[] = [
   refuseForeignOrigin,
