@@ -14,7 +14,7 @@ export const forward: Step = (exchange, { metrics, route }) => {
     res,
     body,
     cancellation,
-    traceContext: trace?.startUpstream(req.method as string, generation.upstream.url),
+    ...(trace && { startSpan: (target: URL) => trace.startUpstream(req.method as string, target) }),
     onResponse: (status, headers) => {
       trace?.upstreamResponded(status);
       metrics.upstreamResponded(route, (performance.now() - startedAt) / 1000);

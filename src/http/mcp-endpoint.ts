@@ -15,10 +15,10 @@ import { requireScopes } from "../auth/required-scopes.js";
 import { ERRORS, GatewayError } from "../errors.js";
 import { receiveMessage, refuseUnparsedBody } from "../mcp/receive.js";
 import { type Exchange, type PipelineContext, runSteps, type Step } from "../pipeline/exchange.js";
+import { Cancellation } from "../upstream/upstream.js";
 import { ClientAbortedError } from "./body.js";
 import { refuseForeignOrigin } from "./cors.js";
 import { forward } from "./forward.js";
-import { Cancellation } from "./proxy.js";
 import { newGatewayRequestId } from "./request-id.js";
 import { sendAuthError, sendGatewayError } from "./responses.js";
 

@@ -10,12 +10,12 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import type { AuditRecord } from "../audit/record.js";
 import type { AuditLog } from "../audit/writer.js";
 import type { Principal } from "../auth/principal.js";
-import type { Cancellation } from "../http/proxy.js";
 import type { Logger } from "../log.js";
 import type { JsonRpcParseError, JsonRpcPeek } from "../mcp/jsonrpc.js";
 import type { Generation } from "../runtime/generation.js";
 import type { GatewayMetrics } from "../telemetry/metrics.js";
 import type { RequestTrace, Tracing } from "../telemetry/tracing.js";
+import type { Cancellation } from "../upstream/upstream.js";
 
 /** One request to an MCP route, from its arrival to its audit line. */
 export interface Exchange {

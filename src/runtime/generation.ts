@@ -15,9 +15,10 @@ import {
 } from "../auth/authenticate.js";
 import { JwksCache } from "../auth/jwks.js";
 import { type Config, parseAddressRange } from "../config/schema.js";
-import { Upstream } from "../http/proxy.js";
 import type { Logger } from "../log.js";
 import type { GatewayMetrics } from "../telemetry/metrics.js";
+import { HttpUpstream } from "../upstream/http.js";
+import type { Upstream } from "../upstream/upstream.js";
 import { type Component, UsagePool } from "./usage-pool.js";
 
 export interface GenerationDeps {
@@ -94,7 +95,7 @@ export class Generation {
     try {
       // Keyed by every upstream setting, so that a change to any of them builds a new pool.
       const upstream = await acquire(`upstream ${JSON.stringify(config.upstream)}`, () => {
-        return new Upstream(config.upstream);
+        return new HttpUpstream(config.upstream);
       });
       const { authenticator, oauth } = await buildAuth(id, config, deps, acquire);
       return new Generation(id, config, { authenticator, oauth, upstream, components, held });

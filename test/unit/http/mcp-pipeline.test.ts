@@ -11,10 +11,10 @@ import { AuthError } from "../../../src/auth/principal.js";
 import { parseConfig } from "../../../src/config/load.js";
 import { GatewayError } from "../../../src/errors.js";
 import { MCP_PIPELINE } from "../../../src/http/mcp-endpoint.js";
-import { Cancellation } from "../../../src/http/proxy.js";
 import { createLogger } from "../../../src/log.js";
 import { type Exchange, type PipelineContext, runSteps } from "../../../src/pipeline/exchange.js";
 import { Generation } from "../../../src/runtime/generation.js";
+import { Cancellation } from "../../../src/upstream/upstream.js";
 import { cheapHash } from "../../helpers/keys.js";
 
 const KEY = "pipeline-key-0123456789";

@@ -1,13 +1,13 @@
 /**
- * Forwards one MCP request to the upstream over a keep-alive undici pool and streams the
+ * An HTTP upstream: forwards one MCP request over a keep-alive undici pool and streams the
  * response back. SSE responses are written event by event as they arrive: the response is
  * piped chunk by chunk into the socket, headers are flushed at once, nothing is compressed.
  */
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from "node:http";
 import { type Dispatcher, Pool, errors as undiciErrors } from "undici";
-import type { Config } from "../config/schema.js";
 import { GatewayError } from "../errors.js";
 import type { TraceContextHeaders } from "../telemetry/tracing.js";
+import type { Cancellation, ForwardRequest, Upstream } from "./upstream.js";
 
 /** RFC 9110 §7.6.1 hop-by-hop fields, plus fields the gateway sets or must never forward. */
 const REQUEST_HEADERS_DROPPED = new Set([
@@ -40,52 +40,20 @@ const RESPONSE_HEADERS_DROPPED = new Set([
   "upgrade",
 ]);
 
-export interface ForwardRequest {
-  req: IncomingMessage;
-  res: ServerResponse;
-  /** The received body (POST), forwarded byte for byte. */
-  body: Buffer | undefined;
-  /** Cancels the upstream request (the client went away, or shutdown), also before it starts. */
-  cancellation: Cancellation;
-  /** Sees the upstream's status and headers before they are sent on. */
-  onResponse?: (statusCode: number, headers: IncomingHttpHeaders) => void;
-  /** W3C trace context of the gateway's upstream span; replaces the client's own. */
-  traceContext?: TraceContextHeaders | undefined;
+export interface HttpUpstreamConfig {
+  url: string;
+  /** Milliseconds until the response headers; streams are not cut by it. */
+  timeout: number;
 }
 
-/**
- * Why a request's upstream exchange must stop, remembered: a request cancelled while it was
- * still being authenticated is never dispatched, and one cancelled in flight is aborted.
- */
-export class Cancellation {
-  #reason: Error | undefined;
-  #listener: ((reason: Error) => void) | undefined;
-
-  get reason(): Error | undefined {
-    return this.#reason;
-  }
-
-  cancel(reason: Error): void {
-    if (this.#reason) return;
-    this.#reason = reason;
-    this.#listener?.(reason);
-  }
-
-  /** Sets the one listener, called at once when the cancellation has already happened. */
-  onCancel(listener: (reason: Error) => void): void {
-    if (this.#reason) listener(this.#reason);
-    else this.#listener = listener;
-  }
-}
-
-/** The upstream MCP server of one config generation. */
-export class Upstream {
+/** One MCP server over Streamable HTTP. */
+export class HttpUpstream implements Upstream {
   readonly url: URL;
   /** `url.pathname`, read once: URL getters are not free on every request. */
   readonly #path: string;
   readonly #pool: Pool;
 
-  constructor(config: Config["upstream"]) {
+  constructor(config: HttpUpstreamConfig) {
     this.url = new URL(config.url);
     this.#path = this.url.pathname;
     this.#pool = new Pool(this.url.origin, {
@@ -102,12 +70,6 @@ export class Upstream {
     return this.#pool.close();
   }
 
-  /**
-   * Sends the request upstream and streams the answer into `res`. Resolves when the response
-   * is complete; rejects with GatewayError before response headers, or with the stream error
-   * after them (the client's response is then destroyed, never ended as if complete). A
-   * cancelled request rejects with the cancellation's reason.
-   */
   forward(request: ForwardRequest): Promise<void> {
     const { req, cancellation } = request;
     if (cancellation.reason) return Promise.reject(cancellation.reason);
@@ -117,7 +79,7 @@ export class Upstream {
         {
           method: req.method as "GET" | "POST" | "DELETE",
           path: this.#path + search,
-          headers: forwardedRequestHeaders(req, request.traceContext),
+          headers: forwardedRequestHeaders(req, request.startSpan?.(this.url), request.headers),
           body: request.body ?? null,
         },
         new ResponseRelay(request, resolve, reject),
@@ -209,6 +171,7 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
 function forwardedRequestHeaders(
   req: IncomingMessage,
   traceContext: TraceContextHeaders | undefined,
+  replaced: Readonly<Record<string, string>> | undefined,
 ): Record<string, string> {
   const incoming = req.headers;
   const dropped = connectionListed(incoming.connection);
@@ -229,6 +192,7 @@ function forwardedRequestHeaders(
     headers.traceparent = traceContext.traceparent;
     if (traceContext.tracestate !== undefined) headers.tracestate = traceContext.tracestate;
   }
+  if (replaced) Object.assign(headers, replaced);
   return headers;
 }
 
