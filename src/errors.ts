@@ -4,7 +4,11 @@
  * a JSON-RPC error code, the audit line's `error`) is stated once, in ERRORS below; one place
  * (`http/responses.ts`) turns an error into status, headers and body. docs/errors.md lists them.
  */
-import { JSONRPC_PARSE_ERROR, JSONRPC_SERVER_ERROR } from "./mcp/jsonrpc.js";
+import {
+  JSONRPC_PARSE_ERROR,
+  JSONRPC_SERVER_ERROR,
+  JSONRPC_SESSION_NOT_FOUND,
+} from "./mcp/jsonrpc.js";
 export type GatewayErrorCode =
   | "not_found"
   | "method_not_allowed"
@@ -14,6 +18,8 @@ export type GatewayErrorCode =
   | "request_timeout"
   | "upstream_unreachable"
   | "upstream_timeout"
+  | "upstream_busy"
+  | "session_not_found"
   | "audit_unavailable"
   | "shutting_down"
   | "server_error";
@@ -50,6 +56,15 @@ export const ERRORS: Readonly<Record<GatewayErrorCode, ErrorSpec>> = {
   // Contract: a JSON-RPC error object where the request was JSON-RPC and the upstream failed.
   upstream_unreachable: { status: 502, audited: true, jsonRpc: { code: JSONRPC_SERVER_ERROR } },
   upstream_timeout: { status: 504, audited: true, jsonRpc: { code: JSONRPC_SERVER_ERROR } },
+  // A stdio route at max_sessions, or backing off after its command kept failing to start.
+  upstream_busy: { status: 503, audited: true, jsonRpc: { code: JSONRPC_SERVER_ERROR } },
+  // An Mcp-Session-Id that the gateway did not issue, or whose session has ended (the MCP
+  // transport's answer: the client starts a new session). Nothing reaches an upstream.
+  session_not_found: {
+    status: 404,
+    audited: true,
+    jsonRpc: { code: JSONRPC_SESSION_NOT_FOUND },
+  },
   audit_unavailable: { status: 503, audited: true },
   shutting_down: { status: 503, audited: true },
   server_error: { status: 500, audited: true },
@@ -58,12 +73,19 @@ export const ERRORS: Readonly<Record<GatewayErrorCode, ErrorSpec>> = {
 export class GatewayError extends Error {
   readonly code: GatewayErrorCode;
   readonly status: number;
+  /** Seconds for a Retry-After header (503 while a stdio command backs off). */
+  readonly retryAfter: number | undefined;
 
-  constructor(code: GatewayErrorCode, message: string, options?: { cause?: unknown }) {
+  constructor(
+    code: GatewayErrorCode,
+    message: string,
+    options?: { cause?: unknown; retryAfter?: number },
+  ) {
     super(message, options);
     this.name = "GatewayError";
     this.code = code;
     this.status = ERRORS[code].status;
+    this.retryAfter = options?.retryAfter;
   }
 }
 

@@ -67,5 +67,9 @@ export function sendGatewayError(
   } else {
     body = errorBody(error.code, error.message);
   }
-  sendJson(res, error.status, body, spec.headers);
+  const headers =
+    error.retryAfter === undefined
+      ? spec.headers
+      : { ...spec.headers, "retry-after": String(Math.max(1, Math.ceil(error.retryAfter))) };
+  sendJson(res, error.status, body, headers);
 }

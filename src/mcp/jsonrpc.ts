@@ -18,6 +18,8 @@ export interface JsonRpcPeek {
 /** JSON-RPC 2.0 §5.1 error codes the gateway uses. */
 export const JSONRPC_PARSE_ERROR = -32700;
 export const JSONRPC_SERVER_ERROR = -32000;
+/** What the MCP SDKs answer for an unknown or ended Mcp-Session-Id (with HTTP 404). */
+export const JSONRPC_SESSION_NOT_FOUND = -32001;
 
 /** Thrown when the body is not JSON; the request is answered -32700 and nothing is forwarded. */
 export class JsonRpcParseError extends Error {
