@@ -42,7 +42,8 @@ export interface ErrorSpec {
 }
 
 export const ERRORS: Readonly<Record<GatewayErrorCode, ErrorSpec>> = {
-  not_found: { status: 404, audited: false },
+  // A path no route has (scanners, typos): audited, like every request to the listener.
+  not_found: { status: 404, audited: true },
   method_not_allowed: { status: 405, audited: false, headers: { allow: "GET, POST, DELETE" } },
   origin_not_allowed: { status: 403, audited: true },
   // The body was not read to its end; the connection cannot carry another request.

@@ -4,6 +4,8 @@ import type { JsonRpcId } from "../mcp/jsonrpc.js";
 
 export interface AuditRecord {
   ts: string;
+  /** The route's path; absent for a path no route has. */
+  route?: string | undefined;
   session_id: string | null;
   method: string | null;
   tool?: string | undefined;
@@ -33,12 +35,14 @@ export interface AuditRecord {
 export function newAuditRecord(
   ts: string,
   gatewayRequestId: string,
+  route: string | undefined,
   sessionId: string | null,
   method: string | null,
   remoteAddr: string | null,
 ): AuditRecord {
   return {
     ts,
+    route,
     session_id: sessionId,
     method,
     tool: undefined,

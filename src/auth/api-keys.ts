@@ -112,6 +112,7 @@ export class KeyStore {
           keyId: key.id,
           scopes: key.scopes,
           scope: key.scopes.join(" "),
+          ...(key.routes && { routes: key.routes }),
         });
       }
     }

@@ -4,7 +4,7 @@ import type { Exchange, Step } from "../pipeline/exchange.js";
 import type { Principal } from "./principal.js";
 
 export const authenticate: Step = (exchange) => {
-  const result = exchange.generation.authenticator.authenticate(exchange.req.headers.authorization);
+  const result = exchange.route.authenticator.authenticate(exchange.req.headers.authorization);
   // A credential verified before answers at once; only a first verification waits.
   if (result instanceof Promise) return result.then((principal) => admit(exchange, principal));
   admit(exchange, result);

@@ -15,6 +15,7 @@ export type AuthResult =
   | "unknown_kid"
   | "insufficient_scope"
   | "unknown_key"
+  | "wrong_route"
   | "jwks_unavailable";
 
 export interface Principal {
@@ -29,6 +30,8 @@ export interface Principal {
   readonly scopes: readonly string[];
   /** The same, space-separated, as OAuth's `scope` and the audit log's `scopes` write them. */
   readonly scope: string;
+  /** The route paths a bound API key may call (`auth.keys[].routes`); undefined: every route. */
+  readonly routes?: readonly string[];
 }
 
 export const ANONYMOUS: Principal = Object.freeze({
@@ -55,7 +58,7 @@ export class AuthError extends Error {
     options: {
       authType?: AuthType;
       requiredScopes?: readonly string[];
-      principal?: Principal;
+      principal?: Principal | undefined;
       cause?: unknown;
     } = {},
   ) {

@@ -4,13 +4,18 @@
  */
 import { isIP } from "node:net";
 import { z } from "zod";
-import { parseDuration, parseSize } from "./units.js";
+import { parseDuration, parseSessionKey, parseSize } from "./units.js";
 
 /** What an API key's `id` may be (it is written to the audit log and to log lines). */
 export const KEY_ID = /^[A-Za-z0-9._:@-]{1,64}$/;
 
 /** A duration such as `30s`; the parsed value is in milliseconds. */
 function duration(defaultValue: string) {
+  return durationValue().prefault(defaultValue);
+}
+
+/** A duration without a default (for keys whose default depends on other keys). */
+function durationValue() {
   return z
     .string()
     .transform((text, ctx) => {
@@ -24,7 +29,6 @@ function duration(defaultValue: string) {
       }
       return ms;
     })
-    .prefault(defaultValue)
     .meta({ format: "duration" });
 }
 
@@ -125,6 +129,12 @@ const apiKey = z.strictObject({
     .array(z.string().min(1))
     .default(["*"])
     .describe("Scopes the key grants; `*` grants every scope."),
+  routes: z
+    .array(z.string())
+    .optional()
+    .describe(
+      "Route paths the key may call; unset, every route. A key used on another route gets 401 invalid_token.",
+    ),
 });
 
 const scopeToken = z
@@ -133,6 +143,120 @@ const scopeToken = z
     /^[\x21\x23-\x5b\x5d-\x7e]+$/,
     "must be an RFC 6749 §3.3 scope token (no spaces or quotes)",
   );
+
+const publicUrl = httpUrl.refine((text) => !text.includes("?"), {
+  message: "must not have a query",
+});
+
+const urlPath = z.string().regex(/^\/[^?#]*$/, "must be an absolute path");
+
+/** One kind of three, by the key that is set: `url`, `targets` or `command`. */
+const upstream = z
+  .strictObject({
+    url: httpUrl.optional().describe("An MCP server's Streamable HTTP endpoint."),
+    targets: z
+      .array(httpUrl)
+      .min(1)
+      .optional()
+      .describe(
+        "A pool of equivalent MCP servers: each new session goes to the healthy one with the fewest requests in flight, and stays there.",
+      ),
+    command: z
+      .array(z.string().min(1))
+      .min(1)
+      .optional()
+      .describe(
+        'A stdio MCP server: its argv, one child process per MCP session, e.g. [npx, -y, "@modelcontextprotocol/server-everything", stdio].',
+      ),
+    timeout: duration("60s").describe(
+      "HTTP: how long to wait for the upstream's response headers. Streams are not cut by it.",
+    ),
+    health_check: z
+      .strictObject({
+        interval: duration("10s").describe("How often each target is probed."),
+        timeout: duration("2s").describe("A target that has not answered by then is down."),
+      })
+      .optional()
+      .describe("Pools: the targets' health check (any HTTP answer is healthy)."),
+    env: z
+      .record(z.string(), z.string())
+      .optional()
+      .describe(
+        "stdio: the child's whole environment besides PATH (`${VAR}` expanded); the gateway's own is never passed on.",
+      ),
+    cwd: z.string().min(1).optional().describe("stdio: the child's working directory."),
+    max_sessions: z
+      .number()
+      .int()
+      .positive()
+      .optional()
+      .describe("stdio: most sessions (child processes) at once; more get 503. Default 32."),
+    idle_timeout: durationValue()
+      .optional()
+      .describe(
+        "stdio: a session without requests for this long ends with its child. Default 10m.",
+      ),
+  })
+  .superRefine((value, ctx) => {
+    const kinds = (["url", "targets", "command"] as const).filter(
+      (key) => value[key] !== undefined,
+    );
+    if (kinds.length !== 1) {
+      ctx.addIssue({
+        code: "custom",
+        message:
+          kinds.length === 0
+            ? "needs one of url (an HTTP MCP server), targets (a pool) or command (a stdio server)"
+            : `set only one of ${kinds.join(", ")}`,
+      });
+      return;
+    }
+    const only: Record<string, readonly string[]> = {
+      health_check: ["targets"],
+      env: ["command"],
+      cwd: ["command"],
+      max_sessions: ["command"],
+      idle_timeout: ["command"],
+    };
+    for (const [key, allowed] of Object.entries(only)) {
+      if (value[key as keyof typeof value] !== undefined && !allowed.includes(kinds[0] as string)) {
+        ctx.addIssue({
+          code: "custom",
+          path: [key],
+          message: `only applies to a ${allowed[0] === "targets" ? "pool (targets)" : "stdio (command)"} upstream`,
+        });
+      }
+    }
+  });
+
+const route = z.strictObject({
+  path: urlPath.describe("The exact path of this MCP endpoint, e.g. /agents/github/mcp."),
+  upstream,
+  oauth: z
+    .strictObject({
+      public_url: publicUrl
+        .optional()
+        .describe(
+          "The URL clients use for this route (its RFC 9728 `resource`). Default: the origin of auth.oauth.public_url with the route's path.",
+        ),
+      audience: z
+        .string()
+        .min(1)
+        .optional()
+        .describe("Replaces auth.oauth.audience on this route."),
+      required_scopes: z
+        .array(scopeToken)
+        .optional()
+        .describe("Replaces auth.oauth.required_scopes on this route."),
+    })
+    .optional()
+    .describe("Per-route OAuth resource server settings."),
+});
+
+const sessionKey = z.string().superRefine((text, ctx) => {
+  const parsed = parseSessionKey(text);
+  if (typeof parsed === "string") ctx.addIssue({ code: "custom", message: parsed });
+});
 
 const oauth = z
   .strictObject({
@@ -156,23 +280,16 @@ const oauth = z
       "How often the JWKS is refreshed in the background. A failed refresh keeps the last good keys.",
     ),
     leeway: duration("30s").describe("Clock skew allowed for `exp`, `nbf` and `iat`."),
-    public_url: restartOnly(
-      httpUrl
-        .refine((text) => !text.includes("?"), { message: "must not have a query" })
-        .optional()
-        .describe(
-          "The URL clients use for the MCP endpoint: the RFC 9728 `resource`; its path is the MCP endpoint path.",
-        ),
-    ),
-    metadata_path: restartOnly(
-      z
-        .string()
-        .regex(/^\/[^?#]*$/, "must be an absolute path")
-        .default("/.well-known/oauth-protected-resource")
-        .describe(
-          "Where the RFC 9728 metadata is served (also at the path-suffixed well-known URL).",
-        ),
-    ),
+    public_url: publicUrl
+      .optional()
+      .describe(
+        "The URL clients use for the MCP endpoint: the RFC 9728 `resource`; its path is the path of the top-level `upstream`'s route, its origin the default origin of every route's.",
+      ),
+    metadata_path: urlPath
+      .default("/.well-known/oauth-protected-resource")
+      .describe(
+        "Where the RFC 9728 metadata of the top-level `upstream`'s route is served (every route's is also at the path-suffixed well-known URL).",
+      ),
   })
   .prefault({})
   .describe("The OAuth 2.1 resource server.");
@@ -180,14 +297,25 @@ const oauth = z
 export const configSchema = z
   .strictObject({
     listen,
-    upstream: z
+    upstream: upstream
+      .optional()
+      .describe(
+        "The MCP server behind the gateway: shorthand for one route at the path of `auth.oauth.public_url`, else `/mcp`.",
+      ),
+    routes: z
+      .array(route)
+      .default([])
+      .describe("MCP endpoints, each in front of its own MCP server (see Routes)."),
+    sessions: z
       .strictObject({
-        url: httpUrl.describe("The MCP server's Streamable HTTP endpoint."),
-        timeout: duration("60s").describe(
-          "How long to wait for the upstream's response headers. Streams are not cut by it.",
-        ),
+        key: sessionKey
+          .optional()
+          .describe(
+            "32 random bytes, base64 (`mcpgw gen-key --session`): seals the session ids of pool routes, so that any replica with the same key continues a session. Unset: a key of the process's own.",
+          ),
       })
-      .describe("The MCP server behind the gateway."),
+      .prefault({})
+      .describe("MCP sessions the gateway issues ids for."),
     limits: z
       .strictObject({
         max_body_bytes: size("4MiB").describe(
@@ -384,6 +512,7 @@ export const configSchema = z
         }
       }
     }
+    checkRoutes(config, ctx);
     const seen = new Set<string>();
     config.auth.keys.forEach((key, index) => {
       if (seen.has(key.id)) {
@@ -397,7 +526,65 @@ export const configSchema = z
     });
   });
 
+/** Paths the gateway serves itself, which no route may take. */
+const RESERVED_PATHS = new Set(["/healthz", "/readyz", "/metrics"]);
+
+function checkRoutes(config: ConfigShape, ctx: z.RefinementCtx): void {
+  if (config.upstream === undefined && config.routes.length === 0) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["upstream"],
+      message: "nothing to serve: set upstream (one MCP server) or routes (several)",
+    });
+    return;
+  }
+  const taken = new Map<string, string>();
+  const claim = (path: string, where: (string | number)[], what: string) => {
+    const owner = taken.get(path);
+    if (owner !== undefined) {
+      ctx.addIssue({ code: "custom", path: where, message: `${path} is already ${owner}` });
+    } else if (RESERVED_PATHS.has(path) || path.startsWith("/.well-known/")) {
+      ctx.addIssue({
+        code: "custom",
+        path: where,
+        message: `${path} is served by the gateway itself; choose another path`,
+      });
+    }
+    taken.set(path, what);
+  };
+  if (config.upstream !== undefined) {
+    claim(
+      defaultRoutePath(config.auth.oauth.public_url),
+      ["upstream"],
+      "the top-level upstream's route",
+    );
+  }
+  config.routes.forEach((route, index) => {
+    claim(route.path, ["routes", index, "path"], `the path of routes[${index}]`);
+  });
+  config.auth.keys.forEach((key, index) => {
+    key.routes?.forEach((path, at) => {
+      if (!taken.has(path)) {
+        ctx.addIssue({
+          code: "custom",
+          path: ["auth", "keys", index, "routes", at],
+          message: `no route has the path ${path}`,
+        });
+      }
+    });
+  });
+}
+
+/** The path of the top-level `upstream`'s route: that of auth.oauth.public_url, else /mcp. */
+export function defaultRoutePath(publicUrl: string | undefined): string {
+  return publicUrl === undefined ? "/mcp" : new URL(publicUrl).pathname;
+}
+
+type ConfigShape = Pick<Config, "upstream" | "routes" | "auth">;
+
 export type Config = z.output<typeof configSchema>;
+export type UpstreamConfig = NonNullable<Config["upstream"]>;
+export type RouteConfig = Config["routes"][number];
 export type ApiKeyConfig = Config["auth"]["keys"][number];
 
 /**

@@ -6,10 +6,10 @@
 import { performance } from "node:perf_hooks";
 import type { Step } from "../pipeline/exchange.js";
 
-export const forward: Step = (exchange, { metrics, route }) => {
-  const { req, res, body, cancellation, generation, record, trace, startedAt } = exchange;
+export const forward: Step = (exchange, { metrics }) => {
+  const { req, res, body, cancellation, route, record, trace, startedAt } = exchange;
   record.action = "allow";
-  return generation.upstream.forward({
+  return route.upstream.forward({
     req,
     res,
     body,
@@ -17,7 +17,7 @@ export const forward: Step = (exchange, { metrics, route }) => {
     ...(trace && { startSpan: (target: URL) => trace.startUpstream(req.method as string, target) }),
     onResponse: (status, headers) => {
       trace?.upstreamResponded(status);
-      metrics.upstreamResponded(route, (performance.now() - startedAt) / 1000);
+      metrics.upstreamResponded(route.path, (performance.now() - startedAt) / 1000);
       const sessionId = headers["mcp-session-id"];
       if (record.session_id === null && typeof sessionId === "string") {
         record.session_id = sessionId;

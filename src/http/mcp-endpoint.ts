@@ -1,71 +1,44 @@
 /**
- * The MCP route: its pipeline of steps (MCP_PIPELINE), and the request's life around it:
- * the exchange is set up, the steps run, a refusal or failure is answered in one place, and
+ * A request to an MCP route, from arrival to audit line: the exchange is set up, the route's
+ * steps run (pipeline/steps.ts lists them), a refusal or failure is answered in one place, and
  * once the response has closed the finished exchange fans out to the audit log, metrics and
- * the span. Every request to the endpoint, refused ones included, ends in exactly one audit
- * line.
+ * the span. Every request to a route, refused ones and unknown paths included, ends in exactly
+ * one audit line.
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { performance } from "node:perf_hooks";
 import { newAuditRecord, recordPrincipal } from "../audit/record.js";
-import { requireWritableAudit } from "../audit/require-writable.js";
-import { authenticate } from "../auth/authenticate-step.js";
 import { AuthError } from "../auth/principal.js";
-import { requireScopes } from "../auth/required-scopes.js";
 import { ERRORS, GatewayError } from "../errors.js";
-import { receiveMessage, refuseUnparsedBody } from "../mcp/receive.js";
-import { type Exchange, type PipelineContext, runSteps, type Step } from "../pipeline/exchange.js";
+import { type Exchange, type PipelineContext, runSteps } from "../pipeline/exchange.js";
+import type { Generation } from "../runtime/generation.js";
+import type { Route } from "../runtime/routes.js";
 import { Cancellation } from "../upstream/upstream.js";
 import { ClientAbortedError } from "./body.js";
-import { refuseForeignOrigin } from "./cors.js";
-import { forward } from "./forward.js";
 import { newGatewayRequestId } from "./request-id.js";
 import { sendAuthError, sendGatewayError } from "./responses.js";
 
 /** nginx's convention for "client closed the request before it was answered". */
 const CLIENT_CLOSED_REQUEST = 499;
 
-const refuseOtherMethods: Step = ({ req }) => {
-  if (req.method !== "POST" && req.method !== "GET" && req.method !== "DELETE") {
-    throw new GatewayError(
-      "method_not_allowed",
-      `${req.method} is not allowed on the MCP endpoint`,
-    );
-  }
-};
-
-/**
- * The MCP route's request pipeline, in order: receive (Origin, method, body), authenticate,
- * authorize (required scopes), then what may only be said to an authenticated caller, then
- * forward. docs/architecture.md says where later steps (policy, rate limits, upstream
- * credentials) go.
- */
-export const MCP_PIPELINE: readonly Step[] = [
-  refuseForeignOrigin,
-  refuseOtherMethods,
-  receiveMessage,
-  authenticate,
-  requireScopes,
-  refuseUnparsedBody,
-  requireWritableAudit,
-  forward,
-];
-
 export async function handleMcpRequest(
   context: PipelineContext,
+  generation: Generation,
+  route: Route,
   req: IncomingMessage,
   res: ServerResponse,
 ): Promise<void> {
-  const generation = context.generation;
   generation.retain();
   context.metrics.requestStarted();
   const exchange: Exchange = {
     req,
     res,
     generation,
+    route,
     record: newAuditRecord(
       isoNow(),
       newGatewayRequestId(),
+      route.matched ? route.path : undefined,
       headerValue(req, "mcp-session-id"),
       req.method ?? null,
       generation.clientAddress(req.socket.remoteAddress, req.headers["x-forwarded-for"]),
@@ -73,7 +46,7 @@ export async function handleMcpRequest(
     // Cancels the upstream request, also when the client leaves before it is forwarded.
     cancellation: new Cancellation(),
     startedAt: performance.now(),
-    trace: context.tracing?.startRequest(req, context.route),
+    trace: context.tracing?.startRequest(req, route.matched ? route.path : undefined),
     body: undefined,
     peek: undefined,
     parseError: undefined,
@@ -104,7 +77,7 @@ export async function handleMcpRequest(
       : undefined;
 
   try {
-    const running = runSteps(MCP_PIPELINE, exchange, context);
+    const running = runSteps(route.steps, exchange, context);
     if (running !== undefined) await running;
   } catch (error) {
     respondToFailure(context, exchange, error);
@@ -123,20 +96,20 @@ function finish(context: PipelineContext, exchange: Exchange): void {
   record.latency_ms = Math.round(elapsedMs * 100) / 100;
   context.audit.write(record);
   if (exchange.streaming) context.metrics.streamClosed();
-  context.metrics.requestFinished(context.route, record, elapsedMs / 1000);
+  context.metrics.requestFinished(exchange.route.path, record, elapsedMs / 1000);
   exchange.trace?.finish(record);
   exchange.generation.release();
 }
 
 function respondToFailure(context: PipelineContext, exchange: Exchange, error: unknown): void {
-  const { req, res, record, peek, generation } = exchange;
+  const { req, res, record, peek } = exchange;
   // Log lines about a request carry the audit line's ids: its JSON-RPC id and the gateway's.
   const ids = { request_id: record.request_id, gateway_request_id: record.gateway_request_id };
   if (error instanceof AuthError) {
     record.auth_type = error.authType;
     record.auth_result = error.result;
     if (error.principal) recordPrincipal(record, error.principal);
-    const resourceMetadataUrl = context.resourceMetadataUrl(req, generation);
+    const resourceMetadataUrl = context.resourceMetadataUrl(req, exchange);
     sendAuthError(res, error, resourceMetadataUrl === undefined ? {} : { resourceMetadataUrl });
     return;
   }

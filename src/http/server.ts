@@ -1,15 +1,15 @@
-/** The listening HTTP server: strict parsing, limits, and routing to the MCP endpoint and health. */
+/**
+ * The listening HTTP server: strict parsing, limits, the gateway's own endpoints (health,
+ * readiness, metrics), and everything else to the current generation's route table.
+ */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { Socket } from "node:net";
 import type { Config } from "../config/schema.js";
-import type { Endpoints } from "./protected-resource.js";
 import { errorBody, sendJson } from "./responses.js";
 
 export interface Routes {
-  endpoints: Endpoints;
-  mcp: (req: IncomingMessage, res: ServerResponse) => void;
-  metadata: (req: IncomingMessage, res: ServerResponse) => void;
-  preflight: (req: IncomingMessage, res: ServerResponse, methods: string) => void;
+  /** MCP routes, their RFC 9728 documents and unknown paths: the generation's route table. */
+  dispatch: (req: IncomingMessage, res: ServerResponse, path: string) => void;
   /** Why the gateway should get no traffic now (`shutting_down`, ...), or undefined when ready. */
   notReady: () => string | undefined;
   /** Present when metrics are served on this listener. */
@@ -60,21 +60,6 @@ function route(routes: Routes, req: IncomingMessage, res: ServerResponse): void 
   const url = req.url ?? "/";
   const queryAt = url.indexOf("?");
   const path = queryAt === -1 ? url : url.slice(0, queryAt);
-  const { endpoints } = routes;
-  if (path === endpoints.mcpPath) {
-    if (req.method === "OPTIONS") routes.preflight(req, res, "GET, POST, DELETE");
-    else routes.mcp(req, res);
-    return;
-  }
-  if (endpoints.metadataPaths.has(path)) {
-    if (req.method === "OPTIONS") routes.preflight(req, res, "GET");
-    else if (req.method === "GET" || req.method === "HEAD") routes.metadata(req, res);
-    else
-      sendJson(res, 405, errorBody("method_not_allowed", `${req.method} is not allowed here`), {
-        allow: "GET",
-      });
-    return;
-  }
   if (req.method === "GET" || req.method === "HEAD") {
     if (path === "/healthz") {
       sendJson(res, 200, '{"status":"ok"}');
@@ -91,5 +76,5 @@ function route(routes: Routes, req: IncomingMessage, res: ServerResponse): void 
       return;
     }
   }
-  sendJson(res, 404, errorBody("not_found", `no route for ${path}`));
+  routes.dispatch(req, res, path);
 }

@@ -13,6 +13,7 @@ import type { Principal } from "../auth/principal.js";
 import type { Logger } from "../log.js";
 import type { JsonRpcParseError, JsonRpcPeek } from "../mcp/jsonrpc.js";
 import type { Generation } from "../runtime/generation.js";
+import type { Route } from "../runtime/routes.js";
 import type { GatewayMetrics } from "../telemetry/metrics.js";
 import type { RequestTrace, Tracing } from "../telemetry/tracing.js";
 import type { Cancellation } from "../upstream/upstream.js";
@@ -23,6 +24,8 @@ export interface Exchange {
   readonly res: ServerResponse;
   /** The generation the request started on; it serves the request to its end. */
   readonly generation: Generation;
+  /** The route of the request's path, in that generation. */
+  readonly route: Route;
   /** The audit line being filled in; also what metrics and the span are made of at the end. */
   readonly record: AuditRecord;
   /** Cancels the upstream request: the client left, or shutdown closes a stream. */
@@ -45,20 +48,16 @@ export interface Exchange {
 
 /** What the steps need of the running gateway. */
 export interface PipelineContext {
-  /** The current generation; read once per request. */
-  readonly generation: Generation;
   readonly audit: AuditLog;
   readonly log: Logger;
   readonly draining: boolean;
   /** Calls `listener` when shutdown starts; returns the function that unregisters it. */
   onDrain(listener: () => void): () => void;
   /** The challenge's `resource_metadata` (RFC 9728 §5.1); undefined while OAuth is off. */
-  resourceMetadataUrl(req: IncomingMessage, generation: Generation): string | undefined;
+  resourceMetadataUrl(req: IncomingMessage, exchange: Exchange): string | undefined;
   readonly metrics: GatewayMetrics;
   /** Undefined while tracing is off. */
   readonly tracing: Tracing | undefined;
-  /** The MCP endpoint's path, the `route` of metrics and spans. */
-  readonly route: string;
 }
 
 /**

@@ -12,23 +12,18 @@ import type { Config } from "../config/schema.js";
 import { ConfigError, type GatewayError } from "../errors.js";
 import { admitOrigin, answerPreflight, checkOrigin } from "../http/cors.js";
 import { handleMcpRequest } from "../http/mcp-endpoint.js";
-import {
-  type Endpoints,
-  endpointsOf,
-  metadataUrl,
-  resourceUrl,
-  sendResourceMetadata,
-} from "../http/protected-resource.js";
+import { metadataUrl, resourceUrl, sendResourceMetadata } from "../http/protected-resource.js";
 import { errorBody, sendGatewayError, sendJson } from "../http/responses.js";
 import { createGatewayServer } from "../http/server.js";
 import { flushLogs, type Logger } from "../log.js";
-import type { PipelineContext } from "../pipeline/exchange.js";
+import type { Exchange, PipelineContext } from "../pipeline/exchange.js";
 import { GatewayMetrics } from "../telemetry/metrics.js";
 import type { Tracing } from "../telemetry/tracing.js";
 import { resolveTracing } from "../telemetry/tracing-settings.js";
 import { version } from "../version.js";
 import { Generation } from "./generation.js";
 import { cannotOpen, preflight } from "./preflight.js";
+import type { Route } from "./routes.js";
 import { UsagePool } from "./usage-pool.js";
 
 export interface GatewayOptions {
@@ -60,7 +55,6 @@ export class Gateway implements PipelineContext {
   /** JWKS caches and upstream pools, shared by the generations whose config asks for the same. */
   readonly #components: UsagePool;
 
-  readonly endpoints: Endpoints;
   readonly metrics: GatewayMetrics;
   readonly tracing: Tracing | undefined;
   /** The separate listener of `metrics.listen`, when configured. */
@@ -83,34 +77,66 @@ export class Gateway implements PipelineContext {
     this.audit = audit;
     this.metrics = metrics;
     this.tracing = tracing;
-    const { oauth } = generation.config.auth;
-    this.endpoints = endpointsOf(oauth.public_url, oauth.metadata_path);
     const { metrics: metricsConfig } = generation.config;
     const servesMetrics = metricsConfig.enabled && metricsConfig.listen === undefined;
     this.#server = createGatewayServer(generation.config.limits, {
-      endpoints: this.endpoints,
       ...(servesMetrics && { metrics: (_req, res) => void this.#sendMetrics(res) }),
-      mcp: (req, res) => {
-        this.#active++;
-        // Counted until the audit line is queued: shutdown must not close the audit log first.
-        handleMcpRequest(this, req, res)
-          .catch((error: unknown) => this.log.error({ err: error }, "request handler failed"))
-          .finally(() => this.#requestDone());
-      },
-      metadata: (req, res) => {
-        const generation = this.#generation;
-        try {
-          admitOrigin(req, res, generation);
-        } catch (error) {
-          sendGatewayError(res, error as GatewayError);
-          return;
-        }
-        sendResourceMetadata(res, generation, this.resourceUrl(req, generation));
-      },
-      preflight: (req, res, methods) =>
-        answerPreflight(req, res, checkOrigin(req, this.#generation), methods),
+      dispatch: (req, res, path) => this.#dispatch(req, res, path),
       notReady: () => this.#notReady(),
     });
+  }
+
+  /** A request to anything but health and metrics, by the current generation's route table. */
+  #dispatch(req: IncomingMessage, res: ServerResponse, path: string): void {
+    const generation = this.#generation;
+    const route = generation.routes.mcp(path);
+    if (route !== undefined) {
+      if (req.method === "OPTIONS") {
+        answerPreflight(req, res, checkOrigin(req, generation), "GET, POST, DELETE");
+      } else {
+        this.#exchange(generation, route, req, res);
+      }
+      return;
+    }
+    const described = generation.routes.metadata(path);
+    if (described !== undefined) {
+      this.#serveMetadata(generation, described, req, res);
+      return;
+    }
+    this.#exchange(generation, generation.unmatched, req, res);
+  }
+
+  #exchange(generation: Generation, route: Route, req: IncomingMessage, res: ServerResponse) {
+    this.#active++;
+    // Counted until the audit line is queued: shutdown must not close the audit log first.
+    handleMcpRequest(this, generation, route, req, res)
+      .catch((error: unknown) => this.log.error({ err: error }, "request handler failed"))
+      .finally(() => this.#requestDone());
+  }
+
+  #serveMetadata(
+    generation: Generation,
+    route: Route,
+    req: IncomingMessage,
+    res: ServerResponse,
+  ): void {
+    if (req.method === "OPTIONS") {
+      answerPreflight(req, res, checkOrigin(req, generation), "GET");
+      return;
+    }
+    if (req.method !== "GET" && req.method !== "HEAD") {
+      sendJson(res, 405, errorBody("method_not_allowed", `${req.method} is not allowed here`), {
+        allow: "GET",
+      });
+      return;
+    }
+    try {
+      admitOrigin(req, res, generation);
+    } catch (error) {
+      sendGatewayError(res, error as GatewayError);
+      return;
+    }
+    sendResourceMetadata(res, route, resourceUrl(req, generation, route, this.listenOrigin));
   }
 
   /** Why /readyz answers 503, or undefined while the gateway takes traffic. */
@@ -165,11 +191,6 @@ export class Gateway implements PipelineContext {
     return gateway;
   }
 
-  /** The MCP endpoint path, as the `route` label of metrics. */
-  get route(): string {
-    return this.endpoints.mcpPath;
-  }
-
   async #sendMetrics(res: ServerResponse): Promise<void> {
     try {
       const { contentType, body } = await this.metrics.exposition();
@@ -204,18 +225,15 @@ export class Gateway implements PipelineContext {
     return `http://${address.includes(":") ? `[${address}]` : address}:${port}`;
   }
 
-  /** The MCP endpoint's URL on the listening socket. */
+  /** The first route's URL on the listening socket. */
   get url(): string {
-    return `${this.listenOrigin}${this.endpoints.mcpPath}`;
+    return `${this.listenOrigin}${this.#generation.routes.routes[0]?.path ?? "/mcp"}`;
   }
 
-  resourceUrl(req: IncomingMessage, generation: Generation): string {
-    return resourceUrl(req, generation, this.endpoints, this.listenOrigin);
-  }
-
-  resourceMetadataUrl(req: IncomingMessage, generation: Generation): string | undefined {
-    if (!generation.oauth) return undefined;
-    return metadataUrl(this.resourceUrl(req, generation), this.endpoints);
+  resourceMetadataUrl(req: IncomingMessage, { generation, route }: Exchange): string | undefined {
+    if (!route.oauth) return undefined;
+    const resource = resourceUrl(req, generation, route, this.listenOrigin);
+    return metadataUrl(resource, route.oauth.metadataPath);
   }
 
   async #listen(config: Config): Promise<void> {
@@ -298,7 +316,7 @@ export class Gateway implements PipelineContext {
       this.#generation = next;
       current.retire();
       this.metrics.reloaded(true, next.id);
-      if (!current.oauth) warnAboutAdvertisedUrl(config, this.log);
+      if (!current.config.auth.oauth.enabled) warnAboutAdvertisedUrl(config, this.log);
       if (!current.config.auth.allow_demo_key) warnAboutDemoKey(config, this.log);
       this.log.info({ trigger, generation: next.id, changed: change.changed }, "config reloaded");
       if (!config.auth.enabled && current.config.auth.enabled) warnUnauthenticated(this.log);

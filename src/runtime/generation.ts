@@ -1,7 +1,7 @@
 /**
- * A generation is everything the request path needs, built from one config: authenticators,
- * upstream pool, limits, CORS and proxy trust. It is immutable; a reload builds a complete new
- * one and swaps a single reference. Requests retain the generation they started on, so an old
+ * A generation is everything the request path needs, built from one config: the route table
+ * (each route with its upstream, authenticator and steps), limits, CORS and proxy trust. It is
+ * immutable; a reload builds a complete new one and swaps a single reference. Requests retain the generation they started on, so an old
  * generation is closed only after its last request finished.
  */
 import { BlockList, isIP } from "node:net";
@@ -16,9 +16,17 @@ import {
 import { JwksCache } from "../auth/jwks.js";
 import { type Config, parseAddressRange } from "../config/schema.js";
 import type { Logger } from "../log.js";
+import { mcpSteps, UNMATCHED_STEPS } from "../pipeline/steps.js";
 import type { GatewayMetrics } from "../telemetry/metrics.js";
-import { HttpUpstream } from "../upstream/http.js";
+import { buildUpstream, type UpstreamDeps } from "../upstream/build.js";
 import type { Upstream } from "../upstream/upstream.js";
+import {
+  type Route,
+  type RouteOAuth,
+  RouteTable,
+  routeSpecs,
+  suffixedMetadataPath,
+} from "./routes.js";
 import { type Component, UsagePool } from "./usage-pool.js";
 
 export interface GenerationDeps {
@@ -34,20 +42,12 @@ export interface GenerationDeps {
   prime?: boolean;
 }
 
-/** What the OAuth resource server needs at request time. */
-export interface OAuthRuntime {
-  verifier: OAuthVerifier;
-  issuer: string;
-  requiredScopes: readonly string[];
-}
-
 export class Generation {
   readonly id: number;
   readonly config: Config;
-  readonly authenticator: Authenticator;
-  readonly upstream: Upstream;
-  /** Undefined while `auth.oauth.enabled` is false. */
-  readonly oauth: OAuthRuntime | undefined;
+  readonly routes: RouteTable;
+  /** The pseudo-route of paths no route has: 404, audited. */
+  readonly unmatched: Route;
   readonly allowedOrigins: ReadonlySet<string>;
   readonly #trustedProxies: BlockList | undefined;
   readonly #components: UsagePool;
@@ -60,19 +60,19 @@ export class Generation {
   private constructor(
     id: number,
     config: Config,
-    parts: {
-      authenticator: Authenticator;
-      oauth: OAuthRuntime | undefined;
-      upstream: Upstream;
-      components: UsagePool;
-      held: readonly string[];
-    },
+    parts: { routes: RouteTable; components: UsagePool; held: readonly string[] },
   ) {
     this.id = id;
     this.config = config;
-    this.authenticator = parts.authenticator;
-    this.oauth = parts.oauth;
-    this.upstream = parts.upstream;
+    this.routes = parts.routes;
+    this.unmatched = {
+      path: "unmatched",
+      matched: false,
+      upstream: NO_UPSTREAM,
+      authenticator: unauthenticated,
+      oauth: undefined,
+      steps: UNMATCHED_STEPS,
+    };
     this.#components = parts.components;
     this.#held = parts.held;
     this.allowedOrigins = new Set(config.cors.allowed_origins);
@@ -93,12 +93,8 @@ export class Generation {
       return component;
     };
     try {
-      // Keyed by every upstream setting, so that a change to any of them builds a new pool.
-      const upstream = await acquire(`upstream ${JSON.stringify(config.upstream)}`, () => {
-        return new HttpUpstream(config.upstream);
-      });
-      const { authenticator, oauth } = await buildAuth(id, config, deps, acquire);
-      return new Generation(id, config, { authenticator, oauth, upstream, components, held });
+      const routes = await buildRoutes(id, config, deps, acquire);
+      return new Generation(id, config, { routes, components, held });
     } catch (error) {
       await Promise.all(held.map((key) => components.release(key)));
       throw error;
@@ -164,41 +160,90 @@ export class Generation {
 
 type Acquire = <T extends Component>(key: string, make: () => T | Promise<T>) => Promise<T>;
 
-async function buildAuth(
+async function buildRoutes(
   id: number,
   config: Config,
   deps: GenerationDeps,
   acquire: Acquire,
-): Promise<{ authenticator: Authenticator; oauth: OAuthRuntime | undefined }> {
-  const { log, metrics } = deps;
-  if (!config.auth.enabled) return { authenticator: unauthenticated, oauth: undefined };
-  const keys =
-    config.auth.keys.length > 0
-      ? new KeyStore(config.auth.keys, {
-          onArgon2Run: ({ keyId, matched }) => {
-            metrics?.argon2Ran();
-            log.debug(
-              { key_id: keyId, result: matched ? "match" : "no_match", generation: id },
-              "argon2 verification",
-            );
-          },
-          ...(metrics && { onLookup: (hit: boolean) => metrics.cacheLookup("api_key", hit) }),
-        })
+): Promise<RouteTable> {
+  const specs = routeSpecs(config);
+  const keys = buildKeyStore(id, config, deps);
+  const jwks =
+    config.auth.enabled && config.auth.oauth.enabled
+      ? await acquireJwks(config, deps, acquire)
       : undefined;
-  const oauth = config.auth.oauth.enabled ? await buildOAuth(config, deps, acquire) : undefined;
-  const accessTokens: AccessTokenVerifier | undefined = oauth?.verifier;
-  const authenticator = new BearerAuthenticator({
-    ...(keys && { keys }),
-    ...(accessTokens && { accessTokens }),
-  });
-  return { authenticator, oauth };
+  // One verifier per audience: routes that accept the same tokens share its cache.
+  const verifiers = new Map<string, OAuthVerifier>();
+  const upstreamDeps: UpstreamDeps = { log: deps.log };
+  const routes: Route[] = [];
+  for (const spec of specs) {
+    // Kept across reloads while the route's path and upstream settings are unchanged.
+    const upstream = await acquire(`upstream ${spec.path} ${JSON.stringify(spec.upstream)}`, () =>
+      buildUpstream(spec.path, spec.upstream, upstreamDeps),
+    );
+    let oauth: RouteOAuth | undefined;
+    if (jwks) {
+      const audience = spec.audience as string;
+      let verifier = verifiers.get(audience);
+      if (verifier === undefined) {
+        verifier = new OAuthVerifier({ ...config.auth.oauth, audience }, jwks, {
+          ...(deps.metrics && {
+            onLookup: (hit: boolean) => deps.metrics?.cacheLookup("access_token", hit),
+          }),
+        });
+        verifiers.set(audience, verifier);
+      }
+      oauth = {
+        verifier,
+        issuer: config.auth.oauth.issuer as string,
+        requiredScopes: spec.requiredScopes,
+        publicUrl: spec.publicUrl,
+        metadataPath: spec.primary
+          ? config.auth.oauth.metadata_path
+          : suffixedMetadataPath(spec.path),
+      };
+    }
+    routes.push({
+      path: spec.path,
+      matched: true,
+      upstream,
+      authenticator: authenticatorOf(config, keys, oauth?.verifier),
+      oauth,
+      steps: mcpSteps(spec),
+    });
+  }
+  return new RouteTable(routes, specs[0]?.primary ? config.auth.oauth.metadata_path : undefined);
 }
 
-async function buildOAuth(
+function authenticatorOf(
+  config: Config,
+  keys: KeyStore | undefined,
+  accessTokens: AccessTokenVerifier | undefined,
+): Authenticator {
+  if (!config.auth.enabled) return unauthenticated;
+  return new BearerAuthenticator({ ...(keys && { keys }), ...(accessTokens && { accessTokens }) });
+}
+
+/** One key store for every route: a key verified on one route is verified on all. */
+function buildKeyStore(id: number, config: Config, { log, metrics }: GenerationDeps) {
+  if (!config.auth.enabled || config.auth.keys.length === 0) return undefined;
+  return new KeyStore(config.auth.keys, {
+    onArgon2Run: ({ keyId, matched }) => {
+      metrics?.argon2Ran();
+      log.debug(
+        { key_id: keyId, result: matched ? "match" : "no_match", generation: id },
+        "argon2 verification",
+      );
+    },
+    ...(metrics && { onLookup: (hit: boolean) => metrics.cacheLookup("api_key", hit) }),
+  });
+}
+
+async function acquireJwks(
   config: Config,
   { log, metrics, prime = true }: GenerationDeps,
   acquire: Acquire,
-): Promise<OAuthRuntime> {
+): Promise<JwksCache> {
   const settings = config.auth.oauth;
   const source = {
     url: settings.jwks_url as string,
@@ -207,7 +252,7 @@ async function buildOAuth(
   };
   // A config that fetches the same keys the same way keeps the cache: no fetch on reload.
   const key = `jwks ${source.url} ttl=${source.cacheTtlMs} timeout=${source.fetchTimeoutMs}`;
-  const jwks = await acquire(key, async () => {
+  return acquire(key, async () => {
     const cache = new JwksCache({
       ...source,
       log,
@@ -224,14 +269,13 @@ async function buildOAuth(
     }
     return cache;
   });
-  return {
-    verifier: new OAuthVerifier(settings, jwks, {
-      ...(metrics && { onLookup: (hit: boolean) => metrics.cacheLookup("access_token", hit) }),
-    }),
-    issuer: settings.issuer as string,
-    requiredScopes: settings.required_scopes,
-  };
 }
+
+/** The unmatched pseudo-route never forwards; its steps refuse first. */
+const NO_UPSTREAM: Upstream = {
+  forward: () => Promise.reject(new Error("the unmatched route has no upstream")),
+  close: () => {},
+};
 
 /** The JWKS of a new config could not be fetched (exit 78 at startup; reload keeps the old). */
 export class JwksPrimeError extends Error {

@@ -209,10 +209,14 @@ export class Tracing {
   }
 
   /** Starts the SERVER span of a request, as a child of the caller's `traceparent` if any. */
-  startRequest(req: IncomingMessage, route: string): RequestTrace {
+  startRequest(req: IncomingMessage, route: string | undefined): RequestTrace {
     const startedAt = performance.now();
     const method = req.method ?? "";
-    const attributes: Attributes = { "http.request.method": method, "http.route": route };
+    // OTel semantic conventions: http.route only for a request that matched a route.
+    const attributes: Attributes =
+      route === undefined
+        ? { "http.request.method": method }
+        : { "http.request.method": method, "http.route": route };
     let parentContext: Context = ROOT_CONTEXT;
     let parent: SpanContext | undefined;
     if (req.headers.traceparent !== undefined) {

@@ -108,8 +108,14 @@ describe("mcpgw run with OAuth (the built binary)", () => {
     const origin = new URL(url).origin;
     expect((await fetch(`${origin}/.well-known/oauth-protected-resource`)).status).toBe(404);
 
+    // public_url is the route's resource and path: a reload moves both, no restart needed.
     await reload(config({ public_url: "https://gw.example.com/mcp" }), 6);
-    await bin.waitForLog((line) => line.msg === "restart required for: auth.oauth.public_url");
+    const metadata = await fetch(`${origin}/.well-known/oauth-protected-resource`);
+    expect(await metadata.json()).toMatchObject({ resource: "https://gw.example.com/mcp" });
+    await reload(config({ public_url: "https://gw.example.com/v2/mcp" }), 7);
+    expect(await initializeStatus(`${origin}/v2/mcp`, token)).toBe(200);
+    expect(await initializeStatus(url, token)).toBe(404);
+    expect(bin.logs.some((line) => line.msg.startsWith("restart required"))).toBe(false);
     bin.child.kill("SIGTERM");
     expect(await bin.exited).toBe(0);
   });

@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { ERRORS, GatewayError, type GatewayErrorCode } from "../../src/errors.js";
 
 describe("the error registry", () => {
-  it("audits every error the gateway answers with a 5xx, and a refused Origin", () => {
+  it("audits every 5xx, a refused Origin, an unknown path and an unknown session", () => {
     const codes = Object.keys(ERRORS) as GatewayErrorCode[];
     for (const code of codes) {
       const { status, audited } = ERRORS[code];
@@ -10,7 +10,9 @@ describe("the error registry", () => {
     }
     expect(ERRORS.origin_not_allowed.audited).toBe(true);
     expect(codes.filter((code) => ERRORS[code].audited && ERRORS[code].status < 500)).toEqual([
+      "not_found",
       "origin_not_allowed",
+      "session_not_found",
     ]);
   });
 

@@ -5,11 +5,11 @@ import type { Exchange, PipelineContext } from "../../../src/pipeline/exchange.j
 
 const context = {} as PipelineContext;
 
-/** The two things the step reads: the principal, and the generation's required scopes. */
+/** The two things the step reads: the principal, and the route's required scopes. */
 function exchangeOf(principal: Principal, requiredScopes?: string[]): Exchange {
   return {
     principal,
-    generation: { oauth: requiredScopes && { requiredScopes } },
+    route: { oauth: requiredScopes && { requiredScopes } },
   } as unknown as Exchange;
 }
 

@@ -31,7 +31,7 @@ describe("parseConfig", () => {
   it("applies the defaults of the contract", () => {
     const config = parseConfig(BASE, FILE, {});
     expect(config.listen).toEqual({ host: "127.0.0.1", port: 8080 });
-    expect(config.upstream.timeout).toBe(60_000);
+    expect(config.upstream?.timeout).toBe(60_000);
     expect(config.limits).toEqual({
       max_body_bytes: 4 * 1024 * 1024,
       max_header_bytes: 16 * 1024,
@@ -66,7 +66,7 @@ describe("parseConfig", () => {
       () => "http://${UPSTREAM_HOST}/mcp?x=$${y}",
     );
     const config = parseConfig(text, FILE, { UPSTREAM_HOST: "10.1.2.3:9000" });
-    expect(config.upstream.url).toBe("http://10.1.2.3:9000/mcp?x=${y}");
+    expect(config.upstream?.url).toBe("http://10.1.2.3:9000/mcp?x=${y}");
   });
 
   it("reports every problem as FILE:LINE:COL key.path: message", () => {
@@ -108,7 +108,7 @@ describe("parseConfig", () => {
 
   it("points a missing required key at its parent", () => {
     expect(problems("upstream: {}\naudit: {path: a}\nauth: {enabled: false}\n")).toEqual([
-      `${FILE}:1:11 upstream.url: required string is missing`,
+      `${FILE}:1:11 upstream: needs one of url (an HTTP MCP server), targets (a pool) or command (a stdio server)`,
     ]);
   });
 

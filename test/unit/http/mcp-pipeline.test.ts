@@ -10,7 +10,6 @@ import { newAuditRecord } from "../../../src/audit/record.js";
 import { AuthError } from "../../../src/auth/principal.js";
 import { parseConfig } from "../../../src/config/load.js";
 import { GatewayError } from "../../../src/errors.js";
-import { MCP_PIPELINE } from "../../../src/http/mcp-endpoint.js";
 import { createLogger } from "../../../src/log.js";
 import { type Exchange, type PipelineContext, runSteps } from "../../../src/pipeline/exchange.js";
 import { Generation } from "../../../src/runtime/generation.js";
@@ -18,7 +17,6 @@ import { Cancellation } from "../../../src/upstream/upstream.js";
 import { cheapHash } from "../../helpers/keys.js";
 
 const KEY = "pipeline-key-0123456789";
-const BEFORE_FORWARD = MCP_PIPELINE.slice(0, -1);
 
 let keyed: Generation;
 let open: Generation;
@@ -46,12 +44,16 @@ afterAll(async () => {
   await Promise.all([keyed.close(), open.close(), failClosed.close()]);
 });
 
+interface Context extends PipelineContext {
+  generation: Generation;
+}
+
 /** The context the steps before `forward` read: an audit log that is failing or not. */
-function contextWith(generation: Generation, auditHealthy = true): PipelineContext {
+function contextWith(generation: Generation, auditHealthy = true): Context {
   return {
     generation,
     audit: { healthy: auditHealthy, path: "/var/log/mcpgw/audit.jsonl", failure: "ENOSPC" },
-  } as unknown as PipelineContext;
+  } as unknown as Context;
 }
 
 /**
@@ -59,7 +61,7 @@ function contextWith(generation: Generation, auditHealthy = true): PipelineConte
  * Resolves with the exchange and the error the steps ended with, if any.
  */
 async function runBeforeForward(
-  context: PipelineContext,
+  context: Context,
   options: { method?: string; headers?: Record<string, string>; body?: string },
 ): Promise<{ exchange: Exchange; error: unknown }> {
   let settle: (outcome: { exchange: Exchange; error: unknown }) => void = () => {};
@@ -67,11 +69,21 @@ async function runBeforeForward(
     settle = resolve;
   });
   const server = createServer((req: IncomingMessage, res: ServerResponse) => {
+    const route = context.generation.routes.mcp("/mcp");
+    if (route === undefined) throw new Error("no route at /mcp");
     const exchange: Exchange = {
       req,
       res,
       generation: context.generation,
-      record: newAuditRecord("2026-01-01T00:00:00.000Z", "test-1", null, req.method ?? null, null),
+      route,
+      record: newAuditRecord(
+        "2026-01-01T00:00:00.000Z",
+        "test-1",
+        "/mcp",
+        null,
+        req.method ?? null,
+        null,
+      ),
       cancellation: new Cancellation(),
       startedAt: 0,
       trace: undefined,
@@ -83,7 +95,7 @@ async function runBeforeForward(
     };
     // A step may refuse synchronously (runSteps throws) or after waiting (it rejects).
     Promise.resolve()
-      .then(() => runSteps(BEFORE_FORWARD, exchange, context))
+      .then(() => runSteps(route.steps.slice(0, -1), exchange, context))
       .then(
         () => settle({ exchange, error: undefined }),
         (error: unknown) => settle({ exchange, error }),

@@ -9,6 +9,7 @@ describe("GatewayMetrics exposition", () => {
     const record = newAuditRecord(
       "2026-01-01T00:00:00.000Z",
       "test-1",
+      "/mcp",
       null,
       "tools/list",
       "127.0.0.1",
@@ -40,6 +41,7 @@ describe("GatewayMetrics exposition", () => {
     const record = newAuditRecord(
       "2026-01-01T00:00:00.000Z",
       "test-1",
+      "/mcp",
       null,
       'evil"\\\nmethod',
       null,
