@@ -5,7 +5,7 @@ import "./inspector-signal.js";
 import { parseArgs } from "node:util";
 import { checkConfig } from "./cli/check-config.js";
 import { DEFAULT_HEALTH_URL, health } from "./cli/health.js";
-import { genKey, hashKey, isKeyId, KEY_ID_RULE } from "./cli/keys.js";
+import { genKey, genSessionKey, hashKey, isKeyId, KEY_ID_RULE } from "./cli/keys.js";
 import { run } from "./cli/run.js";
 import { EXIT } from "./errors.js";
 import { version } from "./version.js";
@@ -17,6 +17,7 @@ Usage:
   mcpgw check-config [--config FILE] validate the config without listening (exit 0 ok, 78 invalid)
   mcpgw hash-key                     read a key on stdin, print its argon2id hash
   mcpgw gen-key [--id NAME]          print a new random key and its auth.keys entry
+  mcpgw gen-key --session            print a new sessions.key (32 random bytes, base64)
   mcpgw health [--url URL]           exit 0 when a running gateway's /readyz answers 200
                                      (default ${DEFAULT_HEALTH_URL})
   mcpgw --version | --help
@@ -65,6 +66,7 @@ async function main(argv: string[]): Promise<number> {
     case "hash-key":
       return hashKey(process.stdin, process.stdout, process.stderr);
     case "gen-key":
+      if (values.session) return genSessionKey(process.stdout);
       return genKey(values.id ?? "new-key", process.stdout);
     case "health":
       return health(values.url ?? DEFAULT_HEALTH_URL, process.stdout, process.stderr);
@@ -89,6 +91,7 @@ function parse(argv: string[]) {
       config: { type: "string", short: "c" },
       id: { type: "string" },
       url: { type: "string" },
+      session: { type: "boolean" },
       help: { type: "boolean", short: "h" },
       version: { type: "boolean", short: "v" },
     },

@@ -50,3 +50,20 @@ export async function genKey(id: string, out: NodeJS.WritableStream): Promise<nu
   );
   return EXIT.ok;
 }
+
+/**
+ * `mcpgw gen-key --session`: a `sessions.key`, which seals the session ids of pool routes.
+ * Every replica that should continue the others' sessions gets the same one.
+ */
+export function genSessionKey(out: NodeJS.WritableStream): number {
+  const key = randomBytes(32).toString("base64");
+  out.write(
+    [
+      "# sessions.key (keep it secret; give every replica the same one):",
+      "sessions:",
+      `  key: "${key}"`,
+      "",
+    ].join("\n"),
+  );
+  return EXIT.ok;
+}

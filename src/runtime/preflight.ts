@@ -1,6 +1,7 @@
 /**
  * What a start checks about a validated config before it serves, beyond the schema: the audit
- * file can be opened for appending, and no key entry accepts the published demo key. `run`,
+ * file can be opened for appending, no key entry accepts the published demo key, and every
+ * stdio route's command and working directory exist. `run`,
  * every reload and `check-config` run the same checks (caddy's Validate), so a config that
  * `check-config` passes also starts, and a reload that would fail to start is refused with the
  * same `FILE:LINE:COL key: message` lines.
@@ -10,11 +11,18 @@ import { access, stat } from "node:fs/promises";
 import path from "node:path";
 import { DEMO_API_KEY, isDemoKeyHash } from "../auth/demo-key.js";
 import { currentUser, type LoadedConfig } from "../config/load.js";
+import type { UpstreamConfig } from "../config/schema.js";
 import { ConfigError } from "../errors.js";
 
 /** Throws ConfigError naming every problem found. */
 export async function preflight(loaded: LoadedConfig): Promise<void> {
-  const problems = (await Promise.all([auditPathProblem(loaded), demoKeyProblems(loaded)])).flat();
+  const problems = (
+    await Promise.all([
+      auditPathProblem(loaded),
+      demoKeyProblems(loaded),
+      stdioCommandProblems(loaded),
+    ])
+  ).flat();
   if (problems.length > 0) throw new ConfigError(problems);
 }
 
@@ -84,4 +92,69 @@ async function demoKeyProblems(loaded: LoadedConfig): Promise<string[]> {
         ]
       : [],
   );
+}
+
+/**
+ * A stdio route whose command is not there would fail on its first session, at request time:
+ * said at start and on reload instead, with the key that names it.
+ */
+async function stdioCommandProblems(loaded: LoadedConfig): Promise<string[]> {
+  const { config } = loaded;
+  const upstreams: [(string | number)[], UpstreamConfig][] = [
+    ...(config.upstream ? [[["upstream"], config.upstream] as [string[], UpstreamConfig]] : []),
+    ...config.routes.map(
+      (route, index) =>
+        [["routes", index, "upstream"], route.upstream] as [(string | number)[], UpstreamConfig],
+    ),
+  ];
+  const problems = await Promise.all(
+    upstreams.map(async ([at, upstream]) => {
+      const [program] = upstream.command ?? [];
+      if (program === undefined) return [];
+      if (upstream.cwd !== undefined) {
+        const cwd = await stat(upstream.cwd).catch(() => undefined);
+        if (!cwd?.isDirectory()) {
+          return [loaded.problem([...at, "cwd"], `${upstream.cwd} is not a directory`)];
+        }
+      }
+      const searchPath = upstream.env?.PATH ?? process.env.PATH ?? "";
+      if (await findExecutable(program, upstream.cwd ?? process.cwd(), searchPath)) return [];
+      return [
+        loaded.problem(
+          [...at, "command", 0],
+          program.includes("/")
+            ? `${program} is not an executable file`
+            : `command "${program}" not found on PATH (${searchPath})`,
+        ),
+      ];
+    }),
+  );
+  return problems.flat();
+}
+
+/** Where a child process would find `program` (as execvp does), or undefined. */
+async function findExecutable(
+  program: string,
+  cwd: string,
+  searchPath: string,
+): Promise<string | undefined> {
+  const candidates = program.includes("/")
+    ? [path.resolve(cwd, program)]
+    : searchPath
+        .split(path.delimiter)
+        .filter(Boolean)
+        .map((dir) => path.join(dir, program));
+  for (const candidate of candidates) {
+    const found = await stat(candidate).catch(() => undefined);
+    if (
+      found?.isFile() &&
+      (await access(candidate, constants.X_OK).then(
+        () => true,
+        () => false,
+      ))
+    ) {
+      return candidate;
+    }
+  }
+  return undefined;
 }
