@@ -32,7 +32,7 @@ export interface StdioUpstreamConfig {
   cwd?: string;
   /** Concurrent MCP sessions, that is children; more are refused with 503. */
   maxSessions: number;
-  /** A session with no request for this long ends and its child is killed. */
+  /** A session with no request for this long ends and its child is killed; 0: never. */
   idleTimeoutMs: number;
 }
 
@@ -98,15 +98,21 @@ export class StdioUpstream implements Upstream {
     }
     // Without a session id only an initialize starts a session; a throwaway transport gives
     // the SDK's answer to anything else (400: not initialized), and no child is started.
-    const first = Array.isArray(body) ? body[0] : body;
-    if (!isInitializeRequest(first)) return this.#relay(request, newTransport(), body);
+    const messages: unknown[] = Array.isArray(body) ? body : [body];
+    if (!messages.some(isInitializeRequest)) return this.#relay(request, newTransport(), body);
     const session = await this.#start();
     if (this.#closed) throw new GatewayError("shutting_down", "the stdio upstream is closed");
     if (cancellation.reason) {
       this.#end(session, "the request was cancelled");
       throw cancellation.reason;
     }
-    return this.#relay(request, session.transport, body);
+    const relayed = this.#relay(request, session.transport, body);
+    // An initialize the transport refused (in a batch, say) leaves a child no client can reach.
+    const reap = () => {
+      if (!session.transport.sessionId) this.#end(session, "the MCP session was not initialized");
+    };
+    relayed.then(reap, reap);
+    return relayed;
   }
 
   /** Ends every session; resolves once every child has exited. */
@@ -157,7 +163,11 @@ export class StdioUpstream implements Upstream {
       transport,
       startedAt: Date.now(),
       pending: new Set(),
-      exited: new Promise((resolve) => child.once("close", () => resolve())),
+      // 'close' alone when the command never started; 'exit' even if a grandchild holds the pipes.
+      exited: new Promise((resolve) => {
+        child.once("exit", () => resolve());
+        child.once("close", () => resolve());
+      }),
       idle: undefined,
       initializeId: undefined,
       initialized: false,
@@ -173,14 +183,12 @@ export class StdioUpstream implements Upstream {
     } catch (error) {
       this.#live.delete(session);
       this.#failed();
-      this.#log.error({ route: this.#route, command: name, err: error }, "stdio upstream failed");
-      throw new GatewayError(
-        "upstream_unreachable",
-        `stdio upstream: cannot start "${name}": ${(error as Error).message}`,
-        { cause: error },
-      );
+      const message = `stdio upstream: cannot start "${name}": ${(error as Error).message}`;
+      this.#log.error({ route: this.#route, command: name }, message);
+      throw new GatewayError("upstream_unreachable", message, { cause: error });
     }
-    this.#wire(session);
+    // close() may have ended the session while the child was starting.
+    if (!session.ended) this.#wire(session);
     return session;
   }
 
@@ -213,6 +221,13 @@ export class StdioUpstream implements Upstream {
     forEachLine(child.stderr, (line) =>
       this.#log.info({ route: this.#route, pid, stream: "stderr" }, line),
     );
+    // A grandchild that inherited the pipes must not keep an exited child's session open.
+    child.once("exit", () => {
+      setTimeout(() => {
+        child.stdout.destroy();
+        child.stderr.destroy();
+      }, 1000).unref();
+    });
     // 'close', not 'exit': the child's last stdout lines are read before its session ends.
     child.once("close", (code, signal) => {
       const unasked = !session.ending;

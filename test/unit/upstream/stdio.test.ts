@@ -198,6 +198,27 @@ describe("StdioUpstream", () => {
     ]);
   });
 
+  it("backs off after a child that exits before answering initialize", async () => {
+    const { url, upstream } = await start({ command: [process.execPath, "-e", "process.exit(1)"] });
+    await expect(connectClient(url)).rejects.toThrow(/exited \(code 1\)/);
+    expect(upstream.sessions).toBe(0);
+    const second = await postInitialize(url);
+    expect(second.status).toBe(503);
+    expect(second.headers.get("retry-after")).toBe("1");
+  });
+
+  it("ends a session whose initialize the transport refused", async () => {
+    const { url, upstream } = await start();
+    const initialize = JSON.parse(INITIALIZE);
+    const response = await fetch(url, {
+      method: "POST",
+      headers: POST_HEADERS,
+      body: JSON.stringify([initialize, { ...initialize, id: 2 }]),
+    });
+    expect(response.status).toBe(400);
+    await vi.waitFor(() => expect(upstream.sessions).toBe(0));
+  });
+
   it("ends an idle session and its child", async () => {
     const { url, upstream } = await start({ idleTimeoutMs: 300 });
     const { client } = await connect(url);
