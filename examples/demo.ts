@@ -13,6 +13,8 @@ import { startExampleServer } from "./mcp-server.js";
 // examples/demo.yaml points upstream.url at this port.
 const UPSTREAM_PORT = 3001;
 const GATEWAY_URL = "http://127.0.0.1:8080/mcp";
+// The second route of examples/demo.yaml: server-everything over stdio.
+const STDIO_ROUTE_URL = "http://127.0.0.1:8080/everything/mcp";
 // Published in the README and hashed in examples/demo.yaml: it protects nothing.
 const DEMO_API_KEY = "mcpgw-demo-key-do-not-use-in-production";
 const FORWARDED_SIGNALS = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
@@ -29,8 +31,9 @@ function banner(upstreamUrl: string): string {
   const listTools = JSON.stringify({ jsonrpc: "2.0", id: 1, method: "tools/list" });
   return `
 mcpgw demo
-  upstream MCP server: ${upstreamUrl}
-  gateway:             ${GATEWAY_URL}
+  routes:              ${GATEWAY_URL}  ->  ${upstreamUrl} (example server, HTTP)
+                       ${STDIO_ROUTE_URL}  ->  server-everything (stdio,
+                       one child process per MCP session)
   API key:             ${DEMO_API_KEY}
                        DEMO ONLY: this key is public. Never use it in production.
 
@@ -38,6 +41,9 @@ Try it: list the tools through the gateway (the example server answers a request
 a session statelessly; MCP clients such as the SDK or MCP Inspector initialize a session):
 
   curl -s ${GATEWAY_URL} ${headers} -d '${listTools}'
+
+The stdio route needs a session, as MCP clients make one: e.g. MCP Inspector on
+${STDIO_ROUTE_URL} with the header Authorization: Bearer ${DEMO_API_KEY}
 
 Without the key, or with a wrong one, the gateway answers 401 with a WWW-Authenticate challenge.
 Every request is written to ./audit.jsonl: tail -f audit.jsonl | jq

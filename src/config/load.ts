@@ -104,7 +104,12 @@ function parseConfigText(text: string, file: string, env: NodeJS.ProcessEnv): Lo
     throw new ConfigError(result.error.issues.flatMap((issue) => describeIssue(doc, issue, at)));
   }
   const config = result.data;
-  config.audit.path = path.resolve(path.dirname(path.resolve(file)), config.audit.path);
+  // Relative paths in the config mean relative to the config file, wherever mcpgw was started.
+  const folder = path.dirname(path.resolve(file));
+  config.audit.path = path.resolve(folder, config.audit.path);
+  for (const upstream of [config.upstream, ...config.routes.map((route) => route.upstream)]) {
+    if (upstream?.cwd !== undefined) upstream.cwd = path.resolve(folder, upstream.cwd);
+  }
   return {
     file,
     config,

@@ -184,7 +184,13 @@ const upstream = z
       .describe(
         "stdio: the child's whole environment besides PATH (`${VAR}` expanded); the gateway's own is never passed on.",
       ),
-    cwd: z.string().min(1).optional().describe("stdio: the child's working directory."),
+    cwd: z
+      .string()
+      .min(1)
+      .optional()
+      .describe(
+        "stdio: the child's working directory, relative to the config file's folder. Default: the gateway's.",
+      ),
     max_sessions: z
       .number()
       .int()

@@ -428,6 +428,10 @@ function upstreamAttributes(method: string, url: URL): Attributes {
     };
     urlParts.set(url, parts);
   }
+  // A stdio upstream (`stdio:<program>`) is a child process, not a server address.
+  if (url.protocol === "stdio:") {
+    return { "http.request.method": method, "process.executable.name": url.pathname };
+  }
   return {
     "http.request.method": method,
     "server.address": parts.address,

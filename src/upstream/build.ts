@@ -2,14 +2,31 @@
 import type { UpstreamConfig } from "../config/schema.js";
 import type { Logger } from "../log.js";
 import { HttpUpstream } from "./http.js";
+import { StdioUpstream } from "./stdio.js";
 import type { Upstream } from "./upstream.js";
 
 export interface UpstreamDeps {
   log: Logger;
 }
 
-export function buildUpstream(path: string, config: UpstreamConfig, _deps: UpstreamDeps): Upstream {
+/** stdio defaults (the schema leaves them unset, since they apply to one kind only). */
+export const STDIO_MAX_SESSIONS = 32;
+export const STDIO_IDLE_TIMEOUT_MS = 10 * 60_000;
+
+export function buildUpstream(route: string, config: UpstreamConfig, deps: UpstreamDeps): Upstream {
+  if (config.command !== undefined) {
+    return new StdioUpstream(
+      {
+        command: config.command,
+        env: config.env ?? {},
+        ...(config.cwd !== undefined && { cwd: config.cwd }),
+        maxSessions: config.max_sessions ?? STDIO_MAX_SESSIONS,
+        idleTimeoutMs: config.idle_timeout ?? STDIO_IDLE_TIMEOUT_MS,
+      },
+      { log: deps.log, route },
+    );
+  }
   if (config.url !== undefined)
     return new HttpUpstream({ url: config.url, timeout: config.timeout });
-  throw new Error(`route ${path}: this upstream kind is not available yet`);
+  throw new Error(`route ${route}: a pool of targets is not available yet`);
 }

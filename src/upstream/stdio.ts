@@ -152,11 +152,15 @@ export class StdioUpstream implements Upstream {
     const { command, env, cwd } = this.#config;
     const name = command[0] ?? "";
     // Only the route's env: the gateway's own environment (its secrets) never reaches a child.
+    // In a process group of its own, so that a launcher's children (npx starts node, a shell
+    // script its commands) are signalled with it and none outlives its session.
     const child = spawn(name, command.slice(1), {
       env: { ...env, PATH: env.PATH ?? process.env.PATH },
       cwd,
       stdio: ["pipe", "pipe", "pipe"],
+      detached: true,
     });
+    child.once("exit", () => signalGroup(child, "SIGTERM"));
     const transport = newTransport((id) => this.#byId.set(id, session));
     const session: Session = {
       child,
@@ -285,9 +289,19 @@ export class StdioUpstream implements Upstream {
     void transport.close();
     if (child.exitCode !== null || child.signalCode !== null) return;
     child.stdin.end();
-    child.kill("SIGTERM");
-    const force = setTimeout(() => child.kill("SIGKILL"), KILL_GRACE_MS).unref();
+    signalGroup(child, "SIGTERM");
+    const force = setTimeout(() => signalGroup(child, "SIGKILL"), KILL_GRACE_MS).unref();
     child.once("exit", () => clearTimeout(force));
+  }
+}
+
+/** Signals the child's process group; the child alone when the group is gone. */
+function signalGroup(child: ChildProcessWithoutNullStreams, signal: NodeJS.Signals): void {
+  if (child.pid === undefined) return;
+  try {
+    process.kill(-child.pid, signal);
+  } catch {
+    child.kill(signal);
   }
 }
 

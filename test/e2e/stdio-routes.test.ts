@@ -1,0 +1,137 @@
+/**
+ * stdio routes through the built binary, as an operator runs them: the real server-everything
+ * and a small SDK stdio server as children of `mcpgw run`, driven by the SDK client.
+ */
+import { mkdtemp, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { afterEach, beforeAll, describe, expect, it, vi } from "vitest";
+import { stringify } from "yaml";
+import { type ExampleServer, startExampleServer } from "../../examples/mcp-server.js";
+import { runBin } from "../helpers/bin.js";
+import { killDaemons, startDaemon } from "../helpers/daemon.js";
+import { cheapHash } from "../helpers/keys.js";
+import { connectClient, textOf } from "../helpers/mcp-client.js";
+
+const KEY = "stdio-routes-key-0123456789";
+const EVERYTHING = [
+  process.execPath,
+  path.resolve("node_modules/@modelcontextprotocol/server-everything/dist/index.js"),
+  "stdio",
+];
+const ENV_SERVER = [process.execPath, path.resolve("test/fixtures/stdio/env-server.mjs")];
+
+let upstream: ExampleServer;
+let hash: string;
+
+beforeAll(async () => {
+  [upstream, hash] = await Promise.all([startExampleServer(), cheapHash(KEY)]);
+  return () => upstream.close();
+});
+
+afterEach(() => killDaemons());
+
+const auth = () => ({ auth: { keys: [{ id: "ops", hash }] } });
+const bearer = { authorization: `Bearer ${KEY}` };
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+describe("mcpgw run with stdio routes", () => {
+  it("serves server-everything over stdio beside an HTTP route, and audits the route", async () => {
+    const daemon = await startDaemon(upstream.url, {
+      ...auth(),
+      routes: [{ path: "/everything/mcp", upstream: { command: EVERYTHING } }],
+    });
+    const origin = new URL(daemon.url).origin;
+    const client = await connectClient(`${origin}/everything/mcp`, bearer);
+    const { tools } = await client.client.listTools();
+    expect(tools.map((tool) => tool.name)).toContain("echo");
+    const echoed = await client.client.callTool({ name: "echo", arguments: { message: "hi" } });
+    expect(textOf(echoed)).toContain("hi");
+    const sessionId = client.transport.sessionId;
+    await client.close();
+
+    const http = await connectClient(daemon.url, bearer);
+    await http.client.listTools();
+    await http.close();
+
+    const lines = await vi.waitFor(async () => {
+      const all = await daemon.auditLines();
+      if (!all.some((line) => line.route === "/mcp")) throw new Error("not yet");
+      return all;
+    });
+    const call = lines.find((line) => line.method === "tools/call");
+    expect(call).toMatchObject({
+      route: "/everything/mcp",
+      tool: "echo",
+      session_id: sessionId,
+      status: 200,
+      key_id: "ops",
+    });
+  });
+
+  it("gives each session its own child with only the route's env and PATH, and kills them on SIGTERM", async () => {
+    const daemon = await startDaemon(
+      upstream.url,
+      {
+        ...auth(),
+        routes: [
+          {
+            path: "/env/mcp",
+            upstream: { command: ENV_SERVER, env: { GREETING: "${MCPGW_TEST_GREETING}" } },
+          },
+        ],
+      },
+      { MCPGW_TEST_GREETING: "hello", MCPGW_TEST_GATEWAY_SECRET: "must-not-leak" },
+    );
+    const url = `${new URL(daemon.url).origin}/env/mcp`;
+    const first = await connectClient(url, bearer);
+    const second = await connectClient(url, bearer);
+    const env = JSON.parse(textOf(await first.client.callTool({ name: "env", arguments: {} })));
+    expect(env).toMatchObject({ GREETING: "hello", PATH: process.env.PATH });
+    // Nothing of the gateway's environment: not its secret, not even HOME.
+    expect(Object.keys(env).sort()).toEqual(["GREETING", "PATH"]);
+
+    const pids = await Promise.all(
+      [first, second].map(async ({ client }) =>
+        Number(textOf(await client.callTool({ name: "pid", arguments: {} }))),
+      ),
+    );
+    expect(pids[0]).not.toBe(pids[1]);
+    expect(pids.every(alive)).toBe(true);
+    const stderr = await daemon.bin.waitForLog(
+      (line) => line.route === "/env/mcp" && String(line.msg).startsWith("env-server ready"),
+    );
+    expect(stderr.level).toBe("info");
+
+    daemon.bin.child.kill("SIGTERM");
+    expect(await daemon.bin.exited).toBe(0);
+    await vi.waitFor(() => expect(pids.some(alive)).toBe(false));
+  });
+
+  it("refuses to start when a stdio command is not there, naming the key", async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), "mcpgw-stdio-"));
+    const file = path.join(dir, "mcpgw.yaml");
+    await writeFile(
+      file,
+      stringify({
+        upstream: { url: upstream.url },
+        audit: { path: "audit.jsonl" },
+        auth: { enabled: false },
+        routes: [{ path: "/tools/mcp", upstream: { command: ["no-such-mcp-server", "stdio"] } }],
+      }),
+    );
+    const result = await runBin(["check-config", "--config", file]);
+    expect(result.code).toBe(78);
+    expect(result.stderr).toMatch(
+      /mcpgw\.yaml:\d+:\d+ routes\[0\]\.upstream\.command\[0\]: command "no-such-mcp-server" not found on PATH/,
+    );
+  });
+});
