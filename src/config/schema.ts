@@ -4,7 +4,8 @@
  */
 import { isIP } from "node:net";
 import { z } from "zod";
-import { parseDuration, parseSessionKey, parseSize } from "./units.js";
+import { parseSessionKey } from "../upstream/session-seal.js";
+import { parseDuration, parseSize } from "./units.js";
 
 /** What an API key's `id` may be (it is written to the audit log and to log lines). */
 export const KEY_ID = /^[A-Za-z0-9._:@-]{1,64}$/;
@@ -177,7 +178,9 @@ const upstream = z
         timeout: duration("2s").describe("A target that has not answered by then is down."),
       })
       .optional()
-      .describe("Pools: the targets' health check (any HTTP answer is healthy)."),
+      .describe(
+        "Pools: the targets' health check (any HTTP answer is healthy). Default: every 10s, 2s timeout.",
+      ),
     env: z
       .record(z.string(), z.string())
       .optional()

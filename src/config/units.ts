@@ -49,16 +49,3 @@ export function formatDuration(ms: number): string {
   }
   return `${ms}ms`;
 }
-
-/** `sessions.key`: base64 (standard or URL alphabet) of exactly 32 bytes; else the problem. */
-export function parseSessionKey(text: string): Buffer | string {
-  const trimmed = text.trim();
-  if (!/^[A-Za-z0-9+/_-]+={0,2}$/.test(trimmed)) {
-    return "must be base64 of 32 random bytes: make one with `mcpgw gen-key --session`";
-  }
-  const key = Buffer.from(trimmed.replace(/-/g, "+").replace(/_/g, "/"), "base64");
-  if (key.length !== 32) {
-    return `must be 32 bytes (base64 of 32 random bytes), not ${key.length}: make one with \`mcpgw gen-key --session\``;
-  }
-  return key;
-}

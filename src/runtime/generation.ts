@@ -4,6 +4,7 @@
  * immutable; a reload builds a complete new one and swaps a single reference. Requests retain the generation they started on, so an old
  * generation is closed only after its last request finished.
  */
+import { createHash } from "node:crypto";
 import { BlockList, isIP } from "node:net";
 import { OAuthVerifier } from "../auth/access-tokens.js";
 import { KeyStore } from "../auth/api-keys.js";
@@ -19,6 +20,7 @@ import type { Logger } from "../log.js";
 import { mcpSteps, UNMATCHED_STEPS } from "../pipeline/steps.js";
 import type { GatewayMetrics } from "../telemetry/metrics.js";
 import { buildUpstream, type UpstreamDeps } from "../upstream/build.js";
+import { parseSessionKey, SessionSealer } from "../upstream/session-seal.js";
 import type { Upstream } from "../upstream/upstream.js";
 import {
   type Route,
@@ -174,11 +176,22 @@ async function buildRoutes(
       : undefined;
   // One verifier per audience: routes that accept the same tokens share its cache.
   const verifiers = new Map<string, OAuthVerifier>();
-  const upstreamDeps: UpstreamDeps = { log: deps.log };
+  const sessionKey = config.sessions.key;
+  const upstreamDeps: UpstreamDeps = {
+    log: deps.log,
+    sealer: sessionKey === undefined ? PROCESS_SEALER : new SessionSealer(parsedKey(sessionKey)),
+  };
+  // A pool seals with the key: another key is another pool (its sessions cannot be opened).
+  const sealedWith =
+    sessionKey === undefined
+      ? "process"
+      : createHash("sha256").update(sessionKey).digest("hex").slice(0, 16);
   const routes: Route[] = [];
   for (const spec of specs) {
     // Kept across reloads while the route's path and upstream settings are unchanged.
-    const upstream = await acquire(`upstream ${spec.path} ${JSON.stringify(spec.upstream)}`, () =>
+    const identity = `${spec.path} ${JSON.stringify(spec.upstream)}`;
+    const key = spec.upstream.targets ? `${identity} sealed=${sealedWith}` : identity;
+    const upstream = await acquire(`upstream ${key}`, () =>
       buildUpstream(spec.path, spec.upstream, upstreamDeps),
     );
     let oauth: RouteOAuth | undefined;
@@ -269,6 +282,15 @@ async function acquireJwks(
     }
     return cache;
   });
+}
+
+/** Seals pool session ids while `sessions.key` is unset: sessions last as long as the process. */
+const PROCESS_SEALER = SessionSealer.random();
+
+function parsedKey(text: string): Buffer {
+  const key = parseSessionKey(text);
+  if (typeof key === "string") throw new Error(`sessions.key: ${key}`);
+  return key;
 }
 
 /** The unmatched pseudo-route never forwards; its steps refuse first. */

@@ -2,11 +2,15 @@
 import type { UpstreamConfig } from "../config/schema.js";
 import type { Logger } from "../log.js";
 import { HttpUpstream } from "./http.js";
+import { PoolUpstream } from "./pool.js";
+import type { SessionSealer } from "./session-seal.js";
 import { StdioUpstream } from "./stdio.js";
 import type { Upstream } from "./upstream.js";
 
 export interface UpstreamDeps {
   log: Logger;
+  /** Seals the session ids of pool routes (`sessions.key`, else a key of the process's own). */
+  sealer: SessionSealer;
 }
 
 /** stdio defaults (the schema leaves them unset, since they apply to one kind only). */
@@ -26,7 +30,16 @@ export function buildUpstream(route: string, config: UpstreamConfig, deps: Upstr
       { log: deps.log, route },
     );
   }
-  if (config.url !== undefined)
-    return new HttpUpstream({ url: config.url, timeout: config.timeout });
-  throw new Error(`route ${route}: a pool of targets is not available yet`);
+  if (config.targets !== undefined) {
+    const check = config.health_check ?? { interval: 10_000, timeout: 2_000 };
+    return new PoolUpstream(
+      {
+        targets: config.targets,
+        timeout: config.timeout,
+        healthCheck: { intervalMs: check.interval, timeoutMs: check.timeout },
+      },
+      { log: deps.log, route, sealer: deps.sealer },
+    );
+  }
+  return new HttpUpstream({ url: config.url as string, timeout: config.timeout });
 }
