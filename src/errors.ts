@@ -20,6 +20,7 @@ export type GatewayErrorCode =
   | "upstream_timeout"
   | "upstream_busy"
   | "session_not_found"
+  | "route_removed"
   | "audit_unavailable"
   | "shutting_down"
   | "server_error";
@@ -66,6 +67,8 @@ export const ERRORS: Readonly<Record<GatewayErrorCode, ErrorSpec>> = {
     audited: true,
     jsonRpc: { code: JSONRPC_SESSION_NOT_FOUND },
   },
+  // A stream whose route a reload removed, or whose upstream it replaced: closed.
+  route_removed: { status: 404, audited: true },
   audit_unavailable: { status: 503, audited: true },
   shutting_down: { status: 503, audited: true },
   server_error: { status: 500, audited: true },

@@ -68,13 +68,20 @@ export async function handleMcpRequest(
   if (context.draining) res.setHeader("connection", "close");
   // A standalone GET stream never ends by itself; shutdown closes it and the client reconnects
   // elsewhere (MCP transport: the client may resume a dropped stream).
-  const stopOnDrain =
-    req.method === "GET"
-      ? context.onDrain(() => {
-          record.error = "shutting_down";
-          cancellation.cancel(new GatewayError("shutting_down", "the gateway is shutting down"));
-        })
-      : undefined;
+  // A reload that removes the route (or replaces its upstream) closes it too.
+  const isStream = req.method === "GET" && route.matched;
+  const stopOnDrain = isStream
+    ? context.onDrain(() => {
+        record.error = "shutting_down";
+        cancellation.cancel(new GatewayError("shutting_down", "the gateway is shutting down"));
+      })
+    : undefined;
+  const stopOnRouteEnd = isStream
+    ? context.onUpstreamDropped(route.upstream, () => {
+        record.error = "route_removed";
+        cancellation.cancel(new GatewayError("route_removed", "a reload removed this route"));
+      })
+    : undefined;
 
   try {
     const running = runSteps(route.steps, exchange, context);
@@ -84,6 +91,7 @@ export async function handleMcpRequest(
   }
   await closed;
   stopOnDrain?.();
+  stopOnRouteEnd?.();
   finish(context, exchange);
 }
 

@@ -16,7 +16,7 @@ import type { Generation } from "../runtime/generation.js";
 import type { Route } from "../runtime/routes.js";
 import type { GatewayMetrics } from "../telemetry/metrics.js";
 import type { RequestTrace, Tracing } from "../telemetry/tracing.js";
-import type { Cancellation } from "../upstream/upstream.js";
+import type { Cancellation, Upstream } from "../upstream/upstream.js";
 
 /** One request to an MCP route, from its arrival to its audit line. */
 export interface Exchange {
@@ -53,6 +53,11 @@ export interface PipelineContext {
   readonly draining: boolean;
   /** Calls `listener` when shutdown starts; returns the function that unregisters it. */
   onDrain(listener: () => void): () => void;
+  /**
+   * Calls `listener` when a reload leaves `upstream` unused (its route removed, or its
+   * settings changed); returns the function that unregisters it.
+   */
+  onUpstreamDropped(upstream: Upstream, listener: () => void): () => void;
   /** The challenge's `resource_metadata` (RFC 9728 §5.1); undefined while OAuth is off. */
   resourceMetadataUrl(req: IncomingMessage, exchange: Exchange): string | undefined;
   readonly metrics: GatewayMetrics;

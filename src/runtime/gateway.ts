@@ -20,6 +20,7 @@ import type { Exchange, PipelineContext } from "../pipeline/exchange.js";
 import { GatewayMetrics } from "../telemetry/metrics.js";
 import type { Tracing } from "../telemetry/tracing.js";
 import { resolveTracing } from "../telemetry/tracing-settings.js";
+import type { Upstream } from "../upstream/upstream.js";
 import { version } from "../version.js";
 import { Generation } from "./generation.js";
 import { cannotOpen, preflight } from "./preflight.js";
@@ -43,6 +44,8 @@ export class Gateway implements PipelineContext {
   #active = 0;
   #idle: (() => void) | undefined;
   readonly #drainListeners = new Set<() => void>();
+  /** Open GET streams by the upstream they are on (see onUpstreamDropped). */
+  readonly #streams = new Map<Upstream, Set<() => void>>();
   #reloading: Promise<void> = Promise.resolve();
   /**
    * The config the process started with: what the listener, the metrics listener, tracing and
@@ -214,6 +217,35 @@ export class Gateway implements PipelineContext {
     return () => this.#drainListeners.delete(listener);
   }
 
+  onUpstreamDropped(upstream: Upstream, listener: () => void): () => void {
+    let listeners = this.#streams.get(upstream);
+    if (listeners === undefined) {
+      listeners = new Set();
+      this.#streams.set(upstream, listeners);
+    }
+    listeners.add(listener);
+    return () => {
+      listeners.delete(listener);
+      if (listeners.size === 0 && this.#streams.get(upstream) === listeners) {
+        this.#streams.delete(upstream);
+      }
+    };
+  }
+
+  /**
+   * After a reload: the streams on upstreams the new generation no longer uses (a removed
+   * route, a changed upstream) end, so that the generations they hold close, and with them
+   * the upstream and its stdio children.
+   */
+  #endStreamsOfDroppedUpstreams(next: Generation): void {
+    const kept = new Set(next.routes.routes.map((route) => route.upstream));
+    for (const [upstream, listeners] of [...this.#streams]) {
+      if (kept.has(upstream)) continue;
+      this.#streams.delete(upstream);
+      for (const end of listeners) end();
+    }
+  }
+
   /** The bound address (port 0 resolved). */
   get address(): AddressInfo {
     return this.#server.address() as AddressInfo;
@@ -315,6 +347,7 @@ export class Gateway implements PipelineContext {
       this.#server.requestTimeout = config.limits.request_timeout;
       this.#generation = next;
       current.retire();
+      this.#endStreamsOfDroppedUpstreams(next);
       this.metrics.reloaded(true, next.id);
       if (!current.config.auth.oauth.enabled) warnAboutAdvertisedUrl(config, this.log);
       if (!current.config.auth.allow_demo_key) warnAboutDemoKey(config, this.log);

@@ -135,3 +135,34 @@ describe("mcpgw run with stdio routes", () => {
     );
   });
 });
+
+describe("reloading stdio routes", () => {
+  it("keeps an unchanged route's children, and ends the sessions of a removed route", async () => {
+    const route = { path: "/env/mcp", upstream: { command: ENV_SERVER } };
+    const daemon = await startDaemon(upstream.url, { ...auth(), routes: [route] });
+    const url = `${new URL(daemon.url).origin}/env/mcp`;
+    const session = await connectClient(url, bearer);
+    const pidOf = async () =>
+      Number(textOf(await session.client.callTool({ name: "pid", arguments: {} })));
+    const pid = await pidOf();
+
+    await daemon.write({ ...auth(), routes: [route], log: { level: "debug" } });
+    daemon.bin.child.kill("SIGHUP");
+    await daemon.bin.waitForLog((line) => line.msg === "config reloaded" && line.generation === 2);
+    expect(await pidOf()).toBe(pid);
+
+    await daemon.write({ ...auth(), routes: [] });
+    daemon.bin.child.kill("SIGHUP");
+    await daemon.bin.waitForLog((line) => line.msg === "config reloaded" && line.generation === 3);
+    // The session's GET stream is closed, the generation ends, and the child with it.
+    await vi.waitFor(() => expect(alive(pid)).toBe(false));
+    await expect(pidOf()).rejects.toThrow(/no route for \/env\/mcp/);
+    await vi.waitFor(async () => {
+      const lines = await daemon.auditLines();
+      expect(lines.some((line) => line.method === "GET" && line.error === "route_removed")).toBe(
+        true,
+      );
+    });
+    await session.close().catch(() => {});
+  });
+});

@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { ERRORS, GatewayError, type GatewayErrorCode } from "../../src/errors.js";
 
 describe("the error registry", () => {
-  it("audits every 5xx, a refused Origin, an unknown path and an unknown session", () => {
+  it("audits every 5xx, a refused Origin, an unknown path, an unknown session and a removed route's stream", () => {
     const codes = Object.keys(ERRORS) as GatewayErrorCode[];
     for (const code of codes) {
       const { status, audited } = ERRORS[code];
@@ -13,6 +13,7 @@ describe("the error registry", () => {
       "not_found",
       "origin_not_allowed",
       "session_not_found",
+      "route_removed",
     ]);
   });
 
