@@ -2,8 +2,10 @@
  * Errors the gateway answers itself. Each carries a stable `code` from a closed union so that
  * callers switch on codes, never on messages. What a code means on the wire (status, headers,
  * a JSON-RPC error code, the audit line's `error`) is stated once, in ERRORS below; one place
- * (`http/responses.ts`) turns an error into status, headers and body. docs/errors.md lists them.
+ * (`http/responses.ts`) turns an error into status, headers and body. A failed authentication
+ * is stated the same way, by its audit `auth_result`, in AUTH_RESULTS. docs/errors.md lists them.
  */
+import type { AuthResult } from "./auth/principal.js";
 import {
   JSONRPC_PARSE_ERROR,
   JSONRPC_SERVER_ERROR,
@@ -72,6 +74,41 @@ export const ERRORS: Readonly<Record<GatewayErrorCode, ErrorSpec>> = {
   audit_unavailable: { status: 503, audited: true },
   shutting_down: { status: 503, audited: true },
   server_error: { status: 500, audited: true },
+};
+
+/** How a failed authentication is answered (RFC 6750 §3.1), by its audit `auth_result`. */
+export interface AuthResultSpec {
+  status: 401 | 403 | 503;
+  /**
+   * The RFC 6750 error code of the challenge and body. None for a request without credentials
+   * (the bare challenge tells a client it must authenticate) and for a 503.
+   */
+  oauthError?: "invalid_token" | "insufficient_scope";
+  /** Not the token's fault: no challenge, this body `error` and these headers instead. */
+  unavailable?: { error: string; headers: Readonly<Record<string, string>> };
+}
+
+const INVALID_TOKEN: AuthResultSpec = { status: 401, oauthError: "invalid_token" };
+
+export const AUTH_RESULTS: Readonly<Record<Exclude<AuthResult, "ok">, AuthResultSpec>> = {
+  missing: { status: 401 },
+  malformed: INVALID_TOKEN,
+  expired: INVALID_TOKEN,
+  not_yet_valid: INVALID_TOKEN,
+  bad_signature: INVALID_TOKEN,
+  bad_issuer: INVALID_TOKEN,
+  bad_audience: INVALID_TOKEN,
+  unknown_kid: INVALID_TOKEN,
+  unknown_key: INVALID_TOKEN,
+  // A key bound to other routes: like a token for another audience.
+  wrong_route: INVALID_TOKEN,
+  insufficient_scope: { status: 403, oauthError: "insufficient_scope" },
+  // The JWKS cannot be fetched: the token may be good, and a 401 would send the client through
+  // its authorization server for nothing.
+  jwks_unavailable: {
+    status: 503,
+    unavailable: { error: "temporarily_unavailable", headers: { "retry-after": "5" } },
+  },
 };
 
 export class GatewayError extends Error {

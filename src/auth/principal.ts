@@ -1,4 +1,5 @@
 /** Who a request acts for, once authenticated, and how authentication can fail. */
+import { AUTH_RESULTS } from "../errors.js";
 
 export type AuthType = "oauth" | "api_key" | "none";
 
@@ -70,22 +71,12 @@ export class AuthError extends Error {
     this.principal = options.principal;
   }
 
-  /**
-   * RFC 6750 §3.1: 403 for a missing scope, 401 for a bad token. A JWKS that cannot be fetched
-   * is the gateway's problem, not the token's: 503, so that a client does not throw away a
-   * good token and loop through its authorization server.
-   */
+  /** RFC 6750 §3.1, as AUTH_RESULTS in errors.ts states it for each result. */
   get status(): 401 | 403 | 503 {
-    if (this.result === "insufficient_scope") return 403;
-    return this.result === "jwks_unavailable" ? 503 : 401;
+    return AUTH_RESULTS[this.result].status;
   }
 
-  /**
-   * RFC 6750 §3.1 error code. A request without credentials, or with another scheme, gets no
-   * error code: the client did not know it had to authenticate, and the bare challenge tells it.
-   */
   get oauthError(): "invalid_token" | "insufficient_scope" | undefined {
-    if (this.result === "missing" || this.result === "jwks_unavailable") return undefined;
-    return this.result === "insufficient_scope" ? "insufficient_scope" : "invalid_token";
+    return AUTH_RESULTS[this.result].oauthError;
   }
 }

@@ -5,7 +5,7 @@
 import type { ServerResponse } from "node:http";
 import { buildChallenge, type ChallengeContext } from "../auth/challenge.js";
 import type { AuthError } from "../auth/principal.js";
-import { ERRORS, type GatewayError } from "../errors.js";
+import { AUTH_RESULTS, ERRORS, type GatewayError } from "../errors.js";
 import { type JsonRpcId, jsonRpcError } from "../mcp/jsonrpc.js";
 
 export function sendJson(
@@ -37,9 +37,12 @@ export function sendAuthError(
   error: AuthError,
   context: ChallengeContext,
 ): void {
-  if (error.status === 503) {
+  const spec = AUTH_RESULTS[error.result];
+  if (spec.unavailable) {
     // Not a challenge: the token may be fine; the gateway cannot check it right now.
-    sendJson(res, 503, errorBody("temporarily_unavailable", error.message), { "retry-after": "5" });
+    sendJson(res, spec.status, errorBody(spec.unavailable.error, error.message), {
+      ...spec.unavailable.headers,
+    });
     return;
   }
   sendJson(res, error.status, errorBody(error.oauthError ?? "unauthorized", error.message), {

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { ERRORS, GatewayError, type GatewayErrorCode } from "../../src/errors.js";
+import { AuthError } from "../../src/auth/principal.js";
+import { AUTH_RESULTS, ERRORS, GatewayError, type GatewayErrorCode } from "../../src/errors.js";
 
 describe("the error registry", () => {
   it("audits every 5xx, a refused Origin, an unknown path, an unknown session and a removed route's stream", () => {
@@ -23,5 +24,27 @@ describe("the error registry", () => {
     expect(ERRORS.method_not_allowed.headers).toEqual({ allow: "GET, POST, DELETE" });
     expect(ERRORS.parse_error.jsonRpc).toEqual({ code: -32700, always: true });
     expect(ERRORS.upstream_timeout.jsonRpc).toEqual({ code: -32000 });
+  });
+
+  it("answers every failed authentication as RFC 6750 says, from one table", () => {
+    const results = Object.keys(AUTH_RESULTS) as (keyof typeof AUTH_RESULTS)[];
+    for (const result of results) {
+      const error = new AuthError(result, "why");
+      expect(error.status, result).toBe(AUTH_RESULTS[result].status);
+    }
+    expect(results.filter((result) => AUTH_RESULTS[result].status === 401)).toHaveLength(10);
+    expect(new AuthError("missing", "x").oauthError).toBeUndefined();
+    expect(new AuthError("wrong_route", "x")).toMatchObject({
+      status: 401,
+      oauthError: "invalid_token",
+    });
+    expect(new AuthError("insufficient_scope", "x")).toMatchObject({
+      status: 403,
+      oauthError: "insufficient_scope",
+    });
+    expect(AUTH_RESULTS.jwks_unavailable).toEqual({
+      status: 503,
+      unavailable: { error: "temporarily_unavailable", headers: { "retry-after": "5" } },
+    });
   });
 });
