@@ -195,23 +195,22 @@ const TARGETS: Target[] = [
     },
   },
   {
-    // The same API-key path behind a table of 20 routes, requests to the last one: a route is
-    // an exact-path map lookup, so the cost per request must not grow with the table.
+    // The "mcpgw" target behind a table of 20 routes, requests to the last one (at the same
+    // path, /mcp): a route is an exact-path map lookup, so the cost must not grow with the table.
     name: "mcpgw-20-routes",
     async start(outDir, upstreamUrl) {
       const hash = await hashKey(API_KEY);
-      const routes = Array.from({ length: 19 }, (_, index) => ({
-        path: `/agents/${index + 1}/mcp`,
+      const routes = Array.from({ length: 20 }, (_, index) => ({
+        path: index === 19 ? MCP_PATH : `/agents/${index + 1}/mcp`,
         upstream: { url: upstreamUrl },
       }));
       const started = await gateway(outDir, {
-        upstream: { url: upstreamUrl },
         routes,
         auth: { keys: [{ id: "bench", hash }] },
       });
-      const last = new URL(started.url);
-      last.pathname = "/agents/19/mcp";
-      return { ...started, url: last.href, authorization: `Bearer ${API_KEY}` };
+      // The listening line names the first route.
+      const url = new URL(MCP_PATH, started.url).href;
+      return { ...started, url, authorization: `Bearer ${API_KEY}` };
     },
   },
   tracing("mcpgw-tracing", 1),

@@ -196,7 +196,11 @@ export class Gateway implements PipelineContext {
 
   async #sendMetrics(res: ServerResponse): Promise<void> {
     try {
-      const { contentType, body } = await this.metrics.exposition();
+      const upstreams = this.#generation.routes.routes.flatMap((route) => {
+        const status = route.upstream.status?.();
+        return status === undefined ? [] : [{ route: route.path, status }];
+      });
+      const { contentType, body } = await this.metrics.exposition(upstreams);
       res.writeHead(200, { "content-type": contentType, "cache-control": "no-store" }).end(body);
     } catch (error) {
       this.log.error({ err: error }, "metrics: collection failed");

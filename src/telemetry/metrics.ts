@@ -7,6 +7,7 @@
  */
 import { collectDefaultMetrics, Registry } from "prom-client";
 import type { AuditRecord } from "../audit/record.js";
+import type { UpstreamStatus } from "../upstream/upstream.js";
 
 /** MCP methods (2025-06-18) counted under their own name; anything else is `other`. */
 const KNOWN_METHODS = new Set([
@@ -260,8 +261,13 @@ export class GatewayMetrics {
     this.#auditWriteErrors.inc("", () => ({}));
   }
 
-  /** The Prometheus text exposition. */
-  async exposition(): Promise<{ contentType: string; body: string }> {
+  /**
+   * The Prometheus text exposition. `upstreams` is what each route's upstream reports now
+   * (stdio sessions, pool targets' health), read at the scrape.
+   */
+  async exposition(
+    upstreams: readonly { route: string; status: UpstreamStatus }[] = [],
+  ): Promise<{ contentType: string; body: string }> {
     const lines: string[] = [];
     this.#requests.render(lines);
     this.#duration.render(lines);
@@ -291,10 +297,11 @@ export class GatewayMetrics {
     gauge(
       lines,
       "mcpgw_config_restart_pending",
-      "1 while the config file holds settings that only a restart applies (listen, public_url, metrics, telemetry, ...), else 0.",
+      "1 while the config file holds settings that only a restart applies (listen, metrics, telemetry, ...), else 0.",
       this.#restartPending,
     );
     this.#auditWriteErrors.render(lines);
+    renderUpstreams(lines, upstreams);
     lines.push(
       "# HELP mcpgw_audit_records_dropped_total Audit records never written: dropped while the queue was full, or left unwritten at shutdown.",
       "# TYPE mcpgw_audit_records_dropped_total counter",
@@ -304,6 +311,36 @@ export class GatewayMetrics {
       contentType: this.#runtime.contentType,
       body: `${lines.join("\n")}\n${await this.#runtime.metrics()}`,
     };
+  }
+}
+
+function renderUpstreams(
+  lines: string[],
+  upstreams: readonly { route: string; status: UpstreamStatus }[],
+): void {
+  const sessions = upstreams.filter(({ status }) => status.sessions !== undefined);
+  if (sessions.length > 0) {
+    lines.push(
+      "# HELP mcpgw_upstream_sessions MCP sessions of stdio routes: one child process each.",
+      "# TYPE mcpgw_upstream_sessions gauge",
+      ...sessions.map(
+        ({ route, status }) =>
+          `mcpgw_upstream_sessions${formatLabels({ route })} ${status.sessions}`,
+      ),
+    );
+  }
+  const targets = upstreams.flatMap(({ route, status }) =>
+    (status.targets ?? []).map(({ url, healthy }) => ({ route, target: url, healthy })),
+  );
+  if (targets.length > 0) {
+    lines.push(
+      "# HELP mcpgw_upstream_target_up 1 while a pool target passes its health check, else 0.",
+      "# TYPE mcpgw_upstream_target_up gauge",
+      ...targets.map(
+        ({ route, target, healthy }) =>
+          `mcpgw_upstream_target_up${formatLabels({ route, target })} ${healthy ? 1 : 0}`,
+      ),
+    );
   }
 }
 

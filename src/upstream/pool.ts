@@ -10,7 +10,7 @@ import { GatewayError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { HttpUpstream } from "./http.js";
 import type { SessionSealer } from "./session-seal.js";
-import type { ForwardRequest, Upstream } from "./upstream.js";
+import type { ForwardRequest, Upstream, UpstreamStatus } from "./upstream.js";
 
 export interface PoolUpstreamConfig {
   /** MCP endpoint URLs (http/https) of interchangeable servers. */
@@ -91,6 +91,10 @@ export class PoolUpstream implements Upstream {
       this.#checkAgent.destroy(),
       ...this.#targets.map((target) => target.upstream.close()),
     ]);
+  }
+
+  status(): UpstreamStatus {
+    return { targets: this.#targets.map(({ url, healthy }) => ({ url, healthy })) };
   }
 
   targetStates(): { url: string; healthy: boolean; inFlight: number }[] {

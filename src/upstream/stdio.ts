@@ -22,7 +22,7 @@ import {
 import { GatewayError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { JSONRPC_SERVER_ERROR } from "../mcp/jsonrpc.js";
-import type { ForwardRequest, Upstream } from "./upstream.js";
+import type { ForwardRequest, Upstream, UpstreamStatus } from "./upstream.js";
 
 export interface StdioUpstreamConfig {
   /** argv; `command[0]` is resolved on the child's PATH. */
@@ -82,6 +82,10 @@ export class StdioUpstream implements Upstream {
 
   get sessions(): number {
     return this.#live.size;
+  }
+
+  status(): UpstreamStatus {
+    return { sessions: this.#live.size };
   }
 
   async forward(request: ForwardRequest): Promise<void> {

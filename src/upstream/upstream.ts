@@ -33,7 +33,18 @@ export interface ForwardRequest {
   startSpan?: (target: URL) => TraceContextHeaders | undefined;
 }
 
+/** What an upstream reports at a metrics scrape. */
+export interface UpstreamStatus {
+  /** stdio: the sessions (child processes) running. */
+  sessions?: number;
+  /** Pools: each target and whether its health check passes. */
+  targets?: readonly { url: string; healthy: boolean }[];
+}
+
 export interface Upstream extends Component {
+  /** For metrics; an upstream with nothing to report has none. */
+  status?(): UpstreamStatus;
+
   /**
    * Sends the request upstream and streams the answer into `res`. Resolves when the response
    * is complete; rejects with GatewayError before response headers, or with the stream error

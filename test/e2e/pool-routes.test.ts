@@ -84,6 +84,10 @@ describe("a pool route", () => {
     expect(await continued.text()).toContain('"tools"');
     expect(posts()[owner]).toBe((after[owner] as number) + 1);
     expect(posts()[1 - owner]).toBe(before[1 - owner]);
+    const metrics = await (await fetch(`${new URL(b.url).origin}/metrics`)).text();
+    for (const target of targets) {
+      expect(metrics).toContain(`mcpgw_upstream_target_up{route="/mcp",target="${target.url}"} 1`);
+    }
     await client.close();
   });
 

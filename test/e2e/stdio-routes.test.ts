@@ -106,6 +106,8 @@ describe("mcpgw run with stdio routes", () => {
     );
     expect(pids[0]).not.toBe(pids[1]);
     expect(pids.every(alive)).toBe(true);
+    const metrics = await (await fetch(`${new URL(daemon.url).origin}/metrics`)).text();
+    expect(metrics).toContain('mcpgw_upstream_sessions{route="/env/mcp"} 2');
     const stderr = await daemon.bin.waitForLog(
       (line) => line.route === "/env/mcp" && String(line.msg).startsWith("env-server ready"),
     );
