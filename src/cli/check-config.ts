@@ -3,6 +3,7 @@ import { ConfigError, EXIT } from "../errors.js";
 import { createLogger } from "../log.js";
 import { Generation } from "../runtime/generation.js";
 import { preflight } from "../runtime/preflight.js";
+import { type RouteSpec, routeSpecs } from "../runtime/routes.js";
 
 /**
  * `mcpgw check-config`: the same load, checks (preflight: the audit file can be opened, no
@@ -26,6 +27,7 @@ export async function checkConfig(
     });
     await generation.close();
     out.write(`${configFile}: ok\n`);
+    for (const spec of routeSpecs(config)) out.write(`  route ${spec.path} -> ${describe(spec)}\n`);
     return EXIT.ok;
   } catch (error) {
     if (error instanceof ConfigError) {
@@ -35,4 +37,12 @@ export async function checkConfig(
     err.write(`${configFile}: ${(error as Error).message}\n`);
     return EXIT.config;
   }
+}
+
+/** What a route forwards to, for the operator: a URL, a pool's targets, a stdio program. */
+function describe({ upstream }: RouteSpec): string {
+  if (upstream.targets) return `pool of ${upstream.targets.join(", ")}`;
+  // Only the program: the rest of a command line may carry secrets.
+  if (upstream.command) return `stdio ${upstream.command[0]}`;
+  return upstream.url as string;
 }

@@ -118,9 +118,18 @@ describe("mcpgw run with stdio routes", () => {
     await vi.waitFor(() => expect(pids.some(alive)).toBe(false));
   });
 
-  it("refuses to start when a stdio command is not there, naming the key", async () => {
+  it("check-config lists the routes, and refuses a stdio command that is not there", async () => {
     const dir = await mkdtemp(path.join(tmpdir(), "mcpgw-stdio-"));
     const file = path.join(dir, "mcpgw.yaml");
+    await writeFile(
+      path.join(dir, "good.yaml"),
+      stringify({
+        upstream: { url: upstream.url },
+        audit: { path: "audit.jsonl" },
+        auth: { enabled: false },
+        routes: [{ path: "/tools/mcp", upstream: { command: [...ENV_SERVER, "--secret=x"] } }],
+      }),
+    );
     await writeFile(
       file,
       stringify({
@@ -130,6 +139,15 @@ describe("mcpgw run with stdio routes", () => {
         routes: [{ path: "/tools/mcp", upstream: { command: ["no-such-mcp-server", "stdio"] } }],
       }),
     );
+    const good = await runBin([
+      "check-config",
+      "--config",
+      file.replace("mcpgw.yaml", "good.yaml"),
+    ]);
+    expect(good.code).toBe(0);
+    expect(good.stdout).toContain(`route /mcp -> ${upstream.url}`);
+    expect(good.stdout).toContain(`route /tools/mcp -> stdio ${process.execPath}`);
+    expect(good.stdout).not.toContain("--secret");
     const result = await runBin(["check-config", "--config", file]);
     expect(result.code).toBe(78);
     expect(result.stderr).toMatch(
