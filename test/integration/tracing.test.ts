@@ -352,3 +352,40 @@ describe("OTLP/HTTP JSON and a collector that is down", () => {
     await receiver.close();
   });
 });
+
+describe("spans of routes", () => {
+  it("names the route on each span, the stdio program on its upstream span, and no route for an unknown path", async () => {
+    const receiver = await startOtlpReceiver();
+    const gw = await startGateway({
+      ...config({ enabled: true, otlp_endpoint: receiver.url }),
+      routes: [
+        {
+          path: "/env/mcp",
+          upstream: { command: [process.execPath, "test/fixtures/stdio/env-server.mjs"] },
+        },
+      ],
+    });
+    const origin = new URL(gw.url).origin;
+    const init = await post(`${origin}/env/mcp`, INITIALIZE, { authorization: `Bearer ${KEY}` });
+    expect(init.status).toBe(200);
+    expect((await post(`${origin}/nowhere`, "{}")).status).toBe(404);
+    await gw.gateway.tracing?.forceFlush();
+    const spans = await receiver.waitForSpans((all) => all.length >= 3);
+    const server = spans.find(
+      (span) => span.kind === 2 && span.attributes["http.route"] === "/env/mcp",
+    ) as ReceivedSpan;
+    expect(server).toMatchObject({ name: "initialize" });
+    const client = spans.find((span) => span.parentSpanId === server.spanId) as ReceivedSpan;
+    expect(client.attributes["process.executable.name"]).toBe(
+      encodeURIComponent(process.execPath.split("/").at(-1) as string),
+    );
+    expect(client.attributes).not.toHaveProperty("url.full");
+    const unmatched = spans.find(
+      (span) => span.kind === 2 && span.attributes["http.response.status_code"] === 404,
+    ) as ReceivedSpan;
+    expect(unmatched.attributes).not.toHaveProperty("http.route");
+    expect(unmatched.statusCode).toBe(2);
+    await gw.stop();
+    await receiver.close();
+  });
+});
