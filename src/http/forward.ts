@@ -14,6 +14,7 @@ export const forward: Step = (exchange, { metrics }) => {
     res,
     body,
     cancellation,
+    transformResponse: exchange.transformResponse,
     ...(trace && { startSpan: (target: URL) => trace.startUpstream(req.method as string, target) }),
     onResponse: (status, headers) => {
       trace?.upstreamResponded(status);

@@ -52,6 +52,7 @@ export async function handleMcpRequest(
     parseError: undefined,
     principal: undefined,
     streaming: false,
+    transformResponse: undefined,
   };
   const { record, cancellation } = exchange;
   if (exchange.trace) record.trace_id = exchange.trace.traceId;

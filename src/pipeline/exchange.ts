@@ -12,6 +12,7 @@ import type { AuditLog } from "../audit/writer.js";
 import type { Principal } from "../auth/principal.js";
 import type { Logger } from "../log.js";
 import type { JsonRpcParseError, JsonRpcPeek } from "../mcp/jsonrpc.js";
+import type { MessageTransform } from "../mcp/rewrite.js";
 import type { Generation } from "../runtime/generation.js";
 import type { Route } from "../runtime/routes.js";
 import type { GatewayMetrics } from "../telemetry/metrics.js";
@@ -44,6 +45,11 @@ export interface Exchange {
   principal: Principal | undefined;
   /** Whether the upstream answered with an event stream. */
   streaming: boolean;
+  /**
+   * Set by a step that must change what the upstream answers (list filtering): each
+   * JSON-RPC message of the response passes through it. Unset, the bytes pass untouched.
+   */
+  transformResponse: MessageTransform | undefined;
 }
 
 /** What the steps need of the running gateway. */

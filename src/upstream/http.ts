@@ -6,6 +6,7 @@
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from "node:http";
 import { type Dispatcher, Pool, errors as undiciErrors } from "undici";
 import { GatewayError } from "../errors.js";
+import { type BodyRewriter, bodyRewriter, type MessageTransform } from "../mcp/rewrite.js";
 import type { TraceContextHeaders } from "../telemetry/tracing.js";
 import type { Cancellation, ForwardRequest, Upstream } from "./upstream.js";
 
@@ -100,11 +101,14 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
   readonly #resolve: () => void;
   readonly #reject: (error: unknown) => void;
   readonly #cancellation: Cancellation;
+  readonly #transform: MessageTransform | undefined;
+  /** Set while the response's messages are rewritten (a transform, and a JSON-RPC body). */
+  #rewriter: BodyRewriter | undefined;
   #controller: Dispatcher.DispatchController | undefined;
   #settled = false;
 
   constructor(
-    { res, cancellation, onResponse }: ForwardRequest,
+    { res, cancellation, onResponse, transformResponse }: ForwardRequest,
     resolve: () => void,
     reject: (error: unknown) => void,
   ) {
@@ -113,6 +117,7 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
     this.#resolve = resolve;
     this.#reject = reject;
     this.#cancellation = cancellation;
+    this.#transform = transformResponse;
     cancellation.onCancel((reason) => {
       // Before undici starts the request, onRequestStart sees the reason.
       if (!this.#settled) this.#controller?.abort(reason);
@@ -134,13 +139,22 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
     if (statusCode < 200) return;
     this.#onResponse?.(statusCode, headers);
     const isEventStream = String(headers["content-type"] ?? "").startsWith("text/event-stream");
-    this.#res.writeHead(statusCode, forwardedResponseHeaders(headers, isEventStream));
+    const forwarded = forwardedResponseHeaders(headers, isEventStream);
+    if (this.#transform) {
+      this.#rewriter = bodyRewriter(headers["content-type"], this.#transform);
+      // The rewritten body has a length of its own.
+      if (this.#rewriter) delete forwarded["content-length"];
+    }
+    this.#res.writeHead(statusCode, forwarded);
     // Send the status line now: an SSE client is waiting for it before the first event.
     if (isEventStream) this.#res.flushHeaders();
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
-    if (this.#res.write(chunk)) return;
+    if (this.#rewriter) {
+      const rewritten = this.#rewriter.write(chunk);
+      if (rewritten === "" || this.#res.write(rewritten)) return;
+    } else if (this.#res.write(chunk)) return;
     // The client reads slower than the upstream sends: stop reading until the socket drains.
     controller.pause();
     this.#res.once("drain", () => controller.resume());
@@ -148,7 +162,8 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
 
   onResponseEnd(): void {
     this.#settled = true;
-    this.#res.end();
+    if (this.#rewriter) this.#res.end(this.#rewriter.end());
+    else this.#res.end();
     this.#resolve();
   }
 

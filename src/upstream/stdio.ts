@@ -22,6 +22,7 @@ import {
 import { GatewayError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { JSONRPC_SERVER_ERROR } from "../mcp/jsonrpc.js";
+import type { MessageTransform } from "../mcp/rewrite.js";
 import type { ForwardRequest, Upstream, UpstreamStatus } from "./upstream.js";
 
 export interface StdioUpstreamConfig {
@@ -49,6 +50,8 @@ interface Session {
   readonly startedAt: number;
   /** Ids of client requests the child has not answered yet: answered with an error if it dies. */
   readonly pending: Set<RequestId>;
+  /** The forward request's response transform, by the id of the request it answers. */
+  readonly transforms: Map<RequestId, MessageTransform>;
   readonly exited: Promise<void>;
   idle: NodeJS.Timeout | undefined;
   initializeId: RequestId | undefined;
@@ -98,6 +101,7 @@ export class StdioUpstream implements Upstream {
       const session = this.#byId.get(sessionId);
       if (!session) throw new GatewayError("session_not_found", "no such MCP session");
       session.idle?.refresh();
+      expectAnswers(session, body, request.transformResponse);
       return this.#relay(request, session.transport, body);
     }
     // Without a session id only an initialize starts a session; a throwaway transport gives
@@ -110,6 +114,7 @@ export class StdioUpstream implements Upstream {
       this.#end(session, "the request was cancelled");
       throw cancellation.reason;
     }
+    expectAnswers(session, body, request.transformResponse);
     const relayed = this.#relay(request, session.transport, body);
     // An initialize the transport refused (in a batch, say) leaves a child no client can reach.
     const reap = () => {
@@ -171,6 +176,7 @@ export class StdioUpstream implements Upstream {
       transport,
       startedAt: Date.now(),
       pending: new Set(),
+      transforms: new Map(),
       // 'close' alone when the command never started; 'exit' even if a grandchild holds the pipes.
       exited: new Promise((resolve) => {
         child.once("exit", () => resolve());
@@ -255,12 +261,19 @@ export class StdioUpstream implements Upstream {
     }
   }
 
-  #fromChild(session: Session, message: JSONRPCMessage): void {
-    if (isJSONRPCResultResponse(message) || isJSONRPCErrorResponse(message)) {
-      if (message.id === undefined || !session.pending.delete(message.id)) return;
-      if (message.id === session.initializeId && "result" in message) {
+  #fromChild(session: Session, received: JSONRPCMessage): void {
+    let message = received;
+    if (isJSONRPCResultResponse(received) || isJSONRPCErrorResponse(received)) {
+      const { id } = received;
+      if (id === undefined || !session.pending.delete(id)) return;
+      if (id === session.initializeId && "result" in received) {
         session.initialized = true;
         this.#failures = 0;
+      }
+      const transform = session.transforms.get(id);
+      if (transform) {
+        session.transforms.delete(id);
+        message = transform(received) as JSONRPCMessage;
       }
     }
     // Responses go to the stream of their request; the rest to the session's GET stream.
@@ -290,12 +303,25 @@ export class StdioUpstream implements Upstream {
       transport.send({ jsonrpc: "2.0", id, error }).catch(() => {});
     }
     session.pending.clear();
+    session.transforms.clear();
     void transport.close();
     if (child.exitCode !== null || child.signalCode !== null) return;
     child.stdin.end();
     signalGroup(child, "SIGTERM");
     const force = setTimeout(() => signalGroup(child, "SIGKILL"), KILL_GRACE_MS).unref();
     child.once("exit", () => clearTimeout(force));
+  }
+}
+
+/** Notes the transform of the answers to the requests in `body`, by their ids. */
+function expectAnswers(
+  session: Session,
+  body: unknown,
+  transform: MessageTransform | undefined,
+): void {
+  if (transform === undefined) return;
+  for (const message of Array.isArray(body) ? body : [body]) {
+    if (isJSONRPCRequest(message)) session.transforms.set(message.id, transform);
   }
 }
 

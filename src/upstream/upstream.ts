@@ -6,6 +6,7 @@
  * generation using it has closed.
  */
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from "node:http";
+import type { MessageTransform } from "../mcp/rewrite.js";
 import type { Component } from "../runtime/usage-pool.js";
 import type { TraceContextHeaders } from "../telemetry/tracing.js";
 
@@ -26,6 +27,11 @@ export interface ForwardRequest {
    * (a pool seals the session id it hands the client).
    */
   onResponse?: (statusCode: number, headers: IncomingHttpHeaders) => void;
+  /**
+   * Rewrites each JSON-RPC message the upstream answers this request with (a JSON body, the
+   * events of a stream). Unset, the response's bytes pass untouched.
+   */
+  transformResponse?: MessageTransform | undefined;
   /**
    * Called once the upstream knows where the request goes (a pool picks a target first):
    * starts the CLIENT span and returns the W3C trace context to send, replacing the client's.

@@ -92,6 +92,7 @@ async function runBeforeForward(
       parseError: undefined,
       principal: undefined,
       streaming: false,
+      transformResponse: undefined,
     };
     // A step may refuse synchronously (runSteps throws) or after waiting (it rejects).
     Promise.resolve()
