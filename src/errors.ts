@@ -7,9 +7,11 @@
  */
 import type { AuthResult } from "./auth/principal.js";
 import {
+  JSONRPC_HEADER_MISMATCH,
   JSONRPC_PARSE_ERROR,
   JSONRPC_SERVER_ERROR,
   JSONRPC_SESSION_NOT_FOUND,
+  JSONRPC_UNSUPPORTED_PROTOCOL_VERSION,
 } from "./mcp/jsonrpc.js";
 export type GatewayErrorCode =
   | "not_found"
@@ -17,6 +19,8 @@ export type GatewayErrorCode =
   | "origin_not_allowed"
   | "body_too_large"
   | "parse_error"
+  | "header_mismatch"
+  | "unsupported_protocol_version"
   | "request_timeout"
   | "upstream_unreachable"
   | "upstream_timeout"
@@ -38,10 +42,11 @@ export interface ErrorSpec {
   /** Extra response headers. */
   headers?: Readonly<Record<string, string>>;
   /**
-   * Answered as a JSON-RPC error with this code: `always` (a body that is not JSON, answered
-   * with id null, JSON-RPC §5.1) or when the request was a single JSON-RPC request.
+   * Answered as a JSON-RPC error with this code when the request was a single JSON-RPC
+   * message, or `always` (then with id null when there is none: a body that is not JSON,
+   * JSON-RPC §5.1). `message` replaces the error's own as the JSON-RPC message.
    */
-  jsonRpc?: { code: number; always?: boolean };
+  jsonRpc?: { code: number; always?: boolean; message?: string };
 }
 
 export const ERRORS: Readonly<Record<GatewayErrorCode, ErrorSpec>> = {
@@ -54,7 +59,19 @@ export const ERRORS: Readonly<Record<GatewayErrorCode, ErrorSpec>> = {
   parse_error: {
     status: 400,
     audited: false,
-    jsonRpc: { code: JSONRPC_PARSE_ERROR, always: true },
+    jsonRpc: { code: JSONRPC_PARSE_ERROR, always: true, message: "Parse error" },
+  },
+  // MCP 2026-07-28: Mcp-Method / Mcp-Name / MCP-Protocol-Version disagree with the body.
+  header_mismatch: {
+    status: 400,
+    audited: true,
+    jsonRpc: { code: JSONRPC_HEADER_MISMATCH, always: true },
+  },
+  // A route with protocol.min_version, and a request of an older revision.
+  unsupported_protocol_version: {
+    status: 400,
+    audited: true,
+    jsonRpc: { code: JSONRPC_UNSUPPORTED_PROTOCOL_VERSION, always: true },
   },
   request_timeout: { status: 408, audited: false },
   // Contract: a JSON-RPC error object where the request was JSON-RPC and the upstream failed.
@@ -116,17 +133,20 @@ export class GatewayError extends Error {
   readonly status: number;
   /** Seconds for a Retry-After header (503 while a stdio command backs off). */
   readonly retryAfter: number | undefined;
+  /** Added to a JSON-RPC error's `data` (the versions a route supports, say). */
+  readonly data: Readonly<Record<string, unknown>> | undefined;
 
   constructor(
     code: GatewayErrorCode,
     message: string,
-    options?: { cause?: unknown; retryAfter?: number },
+    options?: { cause?: unknown; retryAfter?: number; data?: Record<string, unknown> },
   ) {
     super(message, options);
     this.name = "GatewayError";
     this.code = code;
     this.status = ERRORS[code].status;
     this.retryAfter = options?.retryAfter;
+    this.data = options?.data;
   }
 }
 

@@ -23,6 +23,8 @@ export interface AuditRecord {
   latency_ms: number;
   trace_id?: string | undefined;
   remote_addr: string | null;
+  /** The MCP revision the request named (`_meta` envelope, else MCP-Protocol-Version). */
+  protocol_version?: string | undefined;
   /** Why the gateway, not the upstream, ended the exchange: see docs/errors.md. */
   error?: string | undefined;
 }
@@ -59,6 +61,7 @@ export function newAuditRecord(
     latency_ms: 0,
     trace_id: undefined,
     remote_addr: remoteAddr,
+    protocol_version: undefined,
     error: undefined,
   };
 }

@@ -238,9 +238,22 @@ const upstream = z
     }
   });
 
+const protocol = z
+  .strictObject({
+    min_version: z
+      .string()
+      .regex(/^\d{4}-\d{2}-\d{2}$/, 'must be an MCP revision, like "2026-07-28"')
+      .optional()
+      .describe(
+        'Refuse requests of older MCP revisions (400, JSON-RPC -32022): "2026-07-28" serves only stateless clients, whose Mcp-Method / Mcp-Name headers the gateway has checked.',
+      ),
+  })
+  .optional();
+
 const route = z.strictObject({
   path: urlPath.describe("The exact path of this MCP endpoint, e.g. /agents/github/mcp."),
   upstream,
+  protocol: protocol.describe("MCP revisions this route serves (default: every one)."),
   oauth: z
     .strictObject({
       public_url: publicUrl
@@ -311,6 +324,9 @@ export const configSchema = z
       .describe(
         "The MCP server behind the gateway: shorthand for one route at the path of `auth.oauth.public_url`, else `/mcp`.",
       ),
+    protocol: protocol.describe(
+      "MCP revisions the top-level `upstream`'s route serves (default: every one).",
+    ),
     routes: z
       .array(route)
       .default([])

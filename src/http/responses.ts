@@ -62,11 +62,13 @@ export function sendGatewayError(
   context: ErrorContext = {},
 ): void {
   const spec = ERRORS[error.code];
+  const { jsonRpc } = spec;
   let body: string;
-  if (spec.jsonRpc?.always) {
-    body = jsonRpcError(null, spec.jsonRpc.code, "Parse error", { error: error.code });
-  } else if (spec.jsonRpc && context.jsonRpcId !== undefined) {
-    body = jsonRpcError(context.jsonRpcId, spec.jsonRpc.code, error.message, { error: error.code });
+  if (jsonRpc && (jsonRpc.always || context.jsonRpcId !== undefined)) {
+    body = jsonRpcError(context.jsonRpcId ?? null, jsonRpc.code, jsonRpc.message ?? error.message, {
+      error: error.code,
+      ...error.data,
+    });
   } else {
     body = errorBody(error.code, error.message);
   }

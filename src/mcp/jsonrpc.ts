@@ -10,14 +10,32 @@ export interface JsonRpcPeek {
   method: string | null;
   /** The request id; null for notifications and batches. */
   id: JsonRpcId;
+  /** Whether the message has an `id` member (a request, not a notification). */
+  hasId?: boolean;
   /** `params.name` of a `tools/call`. */
   tool?: string;
+  /**
+   * What the `Mcp-Name` header mirrors (MCP 2026-07-28): `params.name` of a tools/call or
+   * prompts/get, `params.uri` of a resources/read, `params.taskId` of tasks/get, update, cancel.
+   */
+  name?: string;
+  /** `params._meta["io.modelcontextprotocol/protocolVersion"]`: the 2026-07-28 envelope's version. */
+  protocolVersion?: string;
+  /** `params.protocolVersion` of an initialize: the version a session-era client asks for. */
+  requestedVersion?: string;
+  /** `params._meta.traceparent` / `tracestate` (SEP-414): trace context carried in the message. */
+  traceparent?: string;
+  tracestate?: string;
   batch: boolean;
 }
 
 /** JSON-RPC 2.0 §5.1 error codes the gateway uses. */
 export const JSONRPC_PARSE_ERROR = -32700;
 export const JSONRPC_SERVER_ERROR = -32000;
+/** MCP 2026-07-28: the request's headers disagree with its body (HTTP 400). */
+export const JSONRPC_HEADER_MISMATCH = -32020;
+/** MCP 2026-07-28: the receiver does not serve the requested protocol version (HTTP 400). */
+export const JSONRPC_UNSUPPORTED_PROTOCOL_VERSION = -32022;
 /** What the MCP SDKs answer for an unknown or ended Mcp-Session-Id (with HTTP 404). */
 export const JSONRPC_SESSION_NOT_FOUND = -32001;
 
@@ -43,12 +61,49 @@ export function peekJsonRpc(body: Buffer): JsonRpcPeek {
     id: typeof id === "string" || typeof id === "number" ? id : null,
     batch: false,
   };
-  if (peek.method === "tools/call" && typeof params === "object" && params !== null) {
-    const name = (params as { name?: unknown }).name;
-    if (typeof name === "string") peek.tool = name;
+  if (id !== undefined) peek.hasId = true;
+  if (typeof params !== "object" || params === null || peek.method === null) return peek;
+  const fields = params as Record<string, unknown>;
+  const source = NAME_SOURCE[peek.method];
+  if (source !== undefined) {
+    const name = fields[source];
+    if (typeof name === "string") {
+      peek.name = name;
+      if (peek.method === "tools/call") peek.tool = name;
+    }
+  }
+  if (peek.method === "initialize" && typeof fields.protocolVersion === "string") {
+    peek.requestedVersion = fields.protocolVersion;
+  }
+  const meta = fields._meta;
+  if (typeof meta === "object" && meta !== null) {
+    const {
+      [PROTOCOL_VERSION_META]: version,
+      traceparent,
+      tracestate,
+    } = meta as Record<string, unknown>;
+    if (typeof version === "string") peek.protocolVersion = version;
+    if (typeof traceparent === "string") peek.traceparent = traceparent;
+    if (typeof tracestate === "string") peek.tracestate = tracestate;
   }
   return peek;
 }
+
+/** Where a 2026-07-28 request carries its protocol version (SEP-2575). */
+export const PROTOCOL_VERSION_META = "io.modelcontextprotocol/protocolVersion";
+
+/**
+ * The parameter the `Mcp-Name` header mirrors, by method (2026-07-28 Streamable HTTP, Standard
+ * Request Headers; the tasks rows from SEP-2663).
+ */
+const NAME_SOURCE: Readonly<Record<string, string>> = {
+  "tools/call": "name",
+  "prompts/get": "name",
+  "resources/read": "uri",
+  "tasks/get": "taskId",
+  "tasks/update": "taskId",
+  "tasks/cancel": "taskId",
+};
 
 export function jsonRpcError(id: JsonRpcId, code: number, message: string, data?: unknown): string {
   const error = data === undefined ? { code, message } : { code, message, data };

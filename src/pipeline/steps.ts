@@ -11,7 +11,9 @@ import { requireRouteBinding } from "../auth/route-binding.js";
 import { GatewayError } from "../errors.js";
 import { refuseForeignOrigin } from "../http/cors.js";
 import { forward } from "../http/forward.js";
+import { classifyEra, validateEra } from "../mcp/eras.js";
 import { receiveMessage, refuseUnparsedBody } from "../mcp/receive.js";
+import type { RouteSpec } from "../runtime/routes.js";
 import type { Step } from "./exchange.js";
 
 const refuseOtherMethods: Step = ({ req }) => {
@@ -24,25 +26,25 @@ const refuseOtherMethods: Step = ({ req }) => {
 };
 
 /**
- * An MCP route's steps, in order: receive (Origin, method, body), authenticate, authorize (the
- * key's route binding, required scopes), then what may only be said to an authenticated caller,
- * then forward.
+ * An MCP route's steps, in order: receive (Origin, method, body, protocol era), authenticate,
+ * authorize (the key's route binding, required scopes), then what may only be said to an
+ * authenticated caller (a body that is not JSON, headers that disagree with it, a revision the
+ * route does not serve), then forward.
  */
-const MCP_STEPS: readonly Step[] = [
-  refuseForeignOrigin,
-  refuseOtherMethods,
-  receiveMessage,
-  authenticate,
-  requireRouteBinding,
-  requireScopes,
-  refuseUnparsedBody,
-  requireWritableAudit,
-  forward,
-];
-
-/** The steps of one route. Every route has the same list today; later steps depend on config. */
-export function mcpSteps(_route: { path: string }): readonly Step[] {
-  return MCP_STEPS;
+export function mcpSteps(route: Pick<RouteSpec, "minVersion">): readonly Step[] {
+  return [
+    refuseForeignOrigin,
+    refuseOtherMethods,
+    receiveMessage,
+    classifyEra,
+    authenticate,
+    requireRouteBinding,
+    requireScopes,
+    refuseUnparsedBody,
+    validateEra(route.minVersion),
+    requireWritableAudit,
+    forward,
+  ];
 }
 
 /** A path no route has: 404, with an audit line like every other request. */

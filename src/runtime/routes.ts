@@ -48,6 +48,8 @@ export interface RouteSpec {
   publicUrl: string | undefined;
   audience: string | undefined;
   requiredScopes: readonly string[];
+  /** `protocol.min_version`: older MCP revisions are refused. */
+  minVersion: string | undefined;
 }
 
 /** Every route of `config`, the top-level `upstream` first. */
@@ -62,6 +64,7 @@ export function routeSpecs(config: Config): RouteSpec[] {
       publicUrl: oauth.public_url,
       audience: oauth.audience,
       requiredScopes: oauth.required_scopes,
+      minVersion: config.protocol?.min_version,
     });
   }
   for (const route of config.routes) {
@@ -75,6 +78,7 @@ export function routeSpecs(config: Config): RouteSpec[] {
         (oauth.public_url === undefined ? undefined : new URL(route.path, oauth.public_url).href),
       audience: route.oauth?.audience ?? oauth.audience,
       requiredScopes: route.oauth?.required_scopes ?? oauth.required_scopes,
+      minVersion: route.protocol?.min_version,
     });
   }
   return specs;

@@ -3,7 +3,7 @@ import { AuthError } from "../../src/auth/principal.js";
 import { AUTH_RESULTS, ERRORS, GatewayError, type GatewayErrorCode } from "../../src/errors.js";
 
 describe("the error registry", () => {
-  it("audits every 5xx, a refused Origin, an unknown path, an unknown session and a removed route's stream", () => {
+  it("audits every 5xx, a refused Origin, an unknown path, an unknown session, a removed route's stream, and protocol refusals", () => {
     const codes = Object.keys(ERRORS) as GatewayErrorCode[];
     for (const code of codes) {
       const { status, audited } = ERRORS[code];
@@ -13,6 +13,8 @@ describe("the error registry", () => {
     expect(codes.filter((code) => ERRORS[code].audited && ERRORS[code].status < 500)).toEqual([
       "not_found",
       "origin_not_allowed",
+      "header_mismatch",
+      "unsupported_protocol_version",
       "session_not_found",
       "route_removed",
     ]);
@@ -22,7 +24,12 @@ describe("the error registry", () => {
     expect(new GatewayError("body_too_large", "too large").status).toBe(413);
     expect(ERRORS.body_too_large.headers).toEqual({ connection: "close" });
     expect(ERRORS.method_not_allowed.headers).toEqual({ allow: "GET, POST, DELETE" });
-    expect(ERRORS.parse_error.jsonRpc).toEqual({ code: -32700, always: true });
+    expect(ERRORS.parse_error.jsonRpc).toEqual({
+      code: -32700,
+      always: true,
+      message: "Parse error",
+    });
+    expect(ERRORS.header_mismatch.jsonRpc).toEqual({ code: -32020, always: true });
     expect(ERRORS.upstream_timeout.jsonRpc).toEqual({ code: -32000 });
   });
 

@@ -1,0 +1,131 @@
+/**
+ * The two protocol eras a route serves (contract: Protocol eras). A session-era request
+ * (2025-11-25 and before: `initialize`, `Mcp-Session-Id`) passes as it always has. A 2026-07-28
+ * request carries its version in `params._meta` and mirrors its method and target in the
+ * `Mcp-Method` and `Mcp-Name` headers, so that intermediaries can act on them without the
+ * body; the gateway makes sure they agree with the body before anything is forwarded, since
+ * an upstream, a load balancer or a later policy step may act on the headers alone.
+ */
+import { GatewayError } from "../errors.js";
+import type { Exchange, Step } from "../pipeline/exchange.js";
+
+/** The first revision of the stateless era. */
+export const FIRST_MODERN_VERSION = "2026-07-28";
+
+/** Revisions are dates: the stateless era is every revision from 2026-07-28 on. */
+export function isModernVersion(version: string | undefined): boolean {
+  return version !== undefined && version >= FIRST_MODERN_VERSION;
+}
+
+/**
+ * Pipeline step, after the body is received: records the request's protocol version (the
+ * `_meta` envelope's, else the `MCP-Protocol-Version` header's) for the audit line and span.
+ */
+export const classifyEra: Step = (exchange) => {
+  const header = headerOf(exchange, "mcp-protocol-version");
+  const version = exchange.peek?.protocolVersion ?? header ?? exchange.peek?.requestedVersion;
+  if (version !== undefined) exchange.record.protocol_version = version;
+};
+
+/**
+ * Pipeline step, after authentication: a 2026-07-28 request whose headers disagree with its
+ * body is refused with 400 and JSON-RPC -32020 (2026-07-28 Streamable HTTP, Server
+ * Validation), and nothing is forwarded. A route with `protocol.min_version` refuses older
+ * revisions with -32022, naming the versions it serves.
+ */
+export function validateEra(minVersion: string | undefined): Step {
+  return (exchange) => {
+    const mismatch = headerMismatch(exchange);
+    if (mismatch !== undefined) {
+      throw new GatewayError(
+        "header_mismatch",
+        `Bad Request: the request headers and body disagree: ${mismatch}`,
+      );
+    }
+    if (minVersion === undefined) return;
+    const version = exchange.record.protocol_version;
+    if (version === undefined || version < minVersion) {
+      if (exchange.req.method !== "POST") {
+        throw new GatewayError(
+          "method_not_allowed",
+          `${exchange.req.method} is not served here: this route serves MCP ${minVersion} and later, which use POST only`,
+        );
+      }
+      throw new GatewayError(
+        "unsupported_protocol_version",
+        `Unsupported protocol version: ${version ?? "none named"}; this route serves ${minVersion} and later`,
+        { data: { supported: [minVersion], ...(version !== undefined && { requested: version }) } },
+      );
+    }
+  };
+}
+
+/** What disagrees, or undefined for a request that is not 2026-07-28 or whose headers agree. */
+function headerMismatch(exchange: Exchange): string | undefined {
+  const { peek, req } = exchange;
+  if (req.method !== "POST" || peek === undefined || peek.batch || peek.method === null) {
+    return undefined;
+  }
+  const header = headerOf(exchange, "mcp-protocol-version");
+  const claim = peek.protocolVersion;
+  if (claim === undefined) {
+    if (!isModernVersion(header)) return undefined;
+    // The legacy handshake, or a request without the envelope its header promises.
+    return peek.method === "initialize"
+      ? `an initialize request (the session-era handshake) was sent with MCP-Protocol-Version ${header}`
+      : `the MCP-Protocol-Version header names ${header} but the body has no _meta protocol version`;
+  }
+  if (!isModernVersion(claim)) return undefined;
+  if (header === undefined) {
+    return peek.hasId
+      ? `the body names protocol version ${claim} but the MCP-Protocol-Version header is absent`
+      : undefined;
+  }
+  if (header !== claim) {
+    return `the body names protocol version ${claim} but the MCP-Protocol-Version header names ${header}`;
+  }
+  const method = headerOf(exchange, "mcp-method");
+  if (method === undefined) {
+    return peek.hasId
+      ? `the body names method ${peek.method} but the Mcp-Method header is absent`
+      : undefined;
+  }
+  if (method !== peek.method) {
+    return `the body names method ${peek.method} but the Mcp-Method header names ${method}`;
+  }
+  if (peek.name === undefined || !peek.hasId) return undefined;
+  const name = headerOf(exchange, "mcp-name");
+  if (name === undefined) {
+    return `the body names ${peek.name} but the Mcp-Name header is absent`;
+  }
+  const decoded = decodeHeaderValue(name);
+  if (decoded === undefined) return "the Mcp-Name header carries an invalid Base64 value";
+  if (decoded !== peek.name) {
+    return `the body names ${peek.name} but the Mcp-Name header names ${decoded}`;
+  }
+  return undefined;
+}
+
+/** A header's value without surrounding whitespace; undefined when absent or repeated. */
+function headerOf(exchange: Exchange, name: string): string | undefined {
+  const value = exchange.req.headers[name];
+  return typeof value === "string" ? value.trim() : undefined;
+}
+
+const BASE64_CANONICAL = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+
+/**
+ * An `Mcp-Name` / `Mcp-Param-*` value: as it is, or, in the `=?base64?...?=` form that carries
+ * what a header cannot, decoded as UTF-8. Undefined for that form with a payload that is not
+ * canonical base64 of UTF-8.
+ */
+export function decodeHeaderValue(value: string): string | undefined {
+  if (!value.startsWith("=?base64?") || !value.endsWith("?=") || value.length < 11) return value;
+  const payload = value.slice(9, -2);
+  if (!BASE64_CANONICAL.test(payload)) return undefined;
+  try {
+    return new TextDecoder("utf-8", { fatal: true }).decode(Buffer.from(payload, "base64"));
+  } catch {
+    return undefined;
+  }
+}
