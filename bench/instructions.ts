@@ -27,6 +27,10 @@ import {
   MCP_CLIENT_HEADERS,
   MCP_PATH,
   parsePortAnnouncement,
+  TOOLS_CALL_2026_HEADERS,
+  TOOLS_CALL_2026_REQUEST,
+  TOOLS_CALL_HEADERS,
+  TOOLS_CALL_REQUEST,
   TOOLS_LIST_REQUEST,
 } from "./protocol.js";
 
@@ -78,15 +82,26 @@ function underCallgrind(outDir: string, args: string[]): Running {
   ]);
 }
 
-function load(url: string, amount: number, authorization: string): Promise<void> {
+/** What the load generator sends: tools/list unless a target says otherwise. */
+interface Request {
+  body: string;
+  headers?: Readonly<Record<string, string>>;
+}
+
+function load(
+  url: string,
+  amount: number,
+  authorization: string,
+  request: Request = { body: TOOLS_LIST_REQUEST },
+): Promise<void> {
   return new Promise((resolve, reject) => {
     const options: autocannon.Options = {
       url,
       method: "POST",
       connections: 4,
       amount,
-      headers: { ...MCP_CLIENT_HEADERS, authorization },
-      body: TOOLS_LIST_REQUEST,
+      headers: { ...MCP_CLIENT_HEADERS, ...request.headers, authorization },
+      body: request.body,
     };
     autocannon(options, (error, result) => {
       if (error) reject(error);
@@ -99,6 +114,8 @@ function load(url: string, amount: number, authorization: string): Promise<void>
 
 interface Target {
   name: string;
+  /** The request sent; default tools/list. */
+  request?: Request;
   /** Starts the measured process under callgrind; resolves with its URL and authorization. */
   start(
     outDir: string,
@@ -157,6 +174,22 @@ function tracing(name: string, sampleRatio: number): Target {
   };
 }
 
+/** mcpgw with one API key, sending a tools/call of one protocol era. */
+function apiKeyCall(name: string, request: Request): Target {
+  return {
+    name,
+    request,
+    async start(outDir, upstreamUrl) {
+      const hash = await hashKey(API_KEY);
+      const started = await gateway(outDir, {
+        upstream: { url: upstreamUrl },
+        auth: { keys: [{ id: "bench", hash }] },
+      });
+      return { ...started, authorization: `Bearer ${API_KEY}` };
+    },
+  };
+}
+
 const TARGETS: Target[] = [
   {
     name: "passthrough",
@@ -194,6 +227,11 @@ const TARGETS: Target[] = [
       return { ...started, authorization: `Bearer ${issuer.mint()}` };
     },
   },
+  apiKeyCall("mcpgw-call-2025", { body: TOOLS_CALL_REQUEST, headers: TOOLS_CALL_HEADERS }),
+  apiKeyCall("mcpgw-call-2026", {
+    body: TOOLS_CALL_2026_REQUEST,
+    headers: TOOLS_CALL_2026_HEADERS,
+  }),
   {
     // The "mcpgw" target behind a table of 20 routes, requests to the last one (at the same
     // path, /mcp): a route is an exact-path map lookup, so the cost must not grow with the table.
@@ -221,10 +259,10 @@ async function measure(target: Target, upstreamUrl: string): Promise<number> {
   const outDir = await mkdtemp(join(tmpdir(), `mcpgw-ir-${target.name}-`));
   const { server, url, authorization } = await target.start(outDir, upstreamUrl);
   try {
-    await load(url, WARMUP_REQUESTS, authorization);
+    await load(url, WARMUP_REQUESTS, authorization, target.request);
     const pid = String(server.child.pid);
     await execFileAsync("callgrind_control", ["--zero", pid]);
-    await load(url, MEASURED_REQUESTS, authorization);
+    await load(url, MEASURED_REQUESTS, authorization, target.request);
     await execFileAsync("callgrind_control", ["--dump", pid]);
     // --dump writes callgrind.out.<pid>.<part>; the only part holds the measured requests.
     const [part] = (await readdir(outDir)).filter((name) =>

@@ -8,6 +8,40 @@ export const MCP_PATH = "/mcp";
 /** The JSON-RPC request every load-generator connection sends, over and over. */
 export const TOOLS_LIST_REQUEST = JSON.stringify({ jsonrpc: "2.0", id: 1, method: "tools/list" });
 
+/** A session-era tools/call, as a 2025-11-25 client sends it inside its session. */
+export const TOOLS_CALL_REQUEST = JSON.stringify({
+  jsonrpc: "2.0",
+  id: 2,
+  method: "tools/call",
+  params: { name: "get_issue", arguments: { repo: "acme/gateway", number: 42 } },
+});
+
+export const TOOLS_CALL_HEADERS: Readonly<Record<string, string>> = {
+  "mcp-protocol-version": "2025-11-25",
+  "mcp-session-id": "2f1c3b1e-7a4d-4a55-9d0e-0d6c8f1b9a77",
+};
+
+/** The same call in the 2026-07-28 era: the version in `_meta`, the headers that mirror it. */
+export const TOOLS_CALL_2026_REQUEST = JSON.stringify({
+  jsonrpc: "2.0",
+  id: 2,
+  method: "tools/call",
+  params: {
+    name: "get_issue",
+    arguments: { repo: "acme/gateway", number: 42 },
+    _meta: {
+      "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+      "io.modelcontextprotocol/clientCapabilities": {},
+    },
+  },
+});
+
+export const TOOLS_CALL_2026_HEADERS: Readonly<Record<string, string>> = {
+  "mcp-protocol-version": "2026-07-28",
+  "mcp-method": "tools/call",
+  "mcp-name": "get_issue",
+};
+
 /** Headers an MCP Streamable HTTP client sends with a POST, minus the credentials. */
 export const MCP_CLIENT_HEADERS: Readonly<Record<string, string>> = {
   "content-type": "application/json",

@@ -74,6 +74,9 @@ function prerender(member: "result" | "error", value: unknown): (id: JsonRpcId) 
 
 const toolsListResponse = prerender("result", { tools: TOOLS });
 const initializeResponse = prerender("result", INITIALIZE_RESULT);
+const toolCallResponse = prerender("result", {
+  content: [{ type: "text", text: "Issue #42: the gateway reloads on SIGHUP (open)" }],
+});
 const methodNotFound = prerender("error", { code: -32601, message: "Method not found" });
 const parseError = prerender("error", { code: -32700, message: "Parse error" })(null);
 
@@ -111,6 +114,9 @@ function answer(res: ServerResponse, raw: Buffer): void {
       return;
     case "initialize":
       send(res, 200, initializeResponse(id));
+      return;
+    case "tools/call":
+      send(res, 200, toolCallResponse(id));
       return;
     default:
       send(res, 200, methodNotFound(id));

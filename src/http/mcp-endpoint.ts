@@ -53,6 +53,7 @@ export async function handleMcpRequest(
     principal: undefined,
     streaming: false,
     transformResponse: undefined,
+    releaseStream: undefined,
   };
   const { record, cancellation } = exchange;
   if (exchange.trace) record.trace_id = exchange.trace.traceId;
@@ -69,20 +70,7 @@ export async function handleMcpRequest(
   if (context.draining) res.setHeader("connection", "close");
   // A standalone GET stream never ends by itself; shutdown closes it and the client reconnects
   // elsewhere (MCP transport: the client may resume a dropped stream).
-  // A reload that removes the route (or replaces its upstream) closes it too.
-  const isStream = req.method === "GET" && route.matched;
-  const stopOnDrain = isStream
-    ? context.onDrain(() => {
-        record.error = "shutting_down";
-        cancellation.cancel(new GatewayError("shutting_down", "the gateway is shutting down"));
-      })
-    : undefined;
-  const stopOnRouteEnd = isStream
-    ? context.onUpstreamDropped(route.upstream, () => {
-        record.error = "route_removed";
-        cancellation.cancel(new GatewayError("route_removed", "a reload removed this route"));
-      })
-    : undefined;
+  if (req.method === "GET" && route.matched) context.holdOpenStream(exchange);
 
   try {
     const running = runSteps(route.steps, exchange, context);
@@ -91,9 +79,29 @@ export async function handleMcpRequest(
     respondToFailure(context, exchange, error);
   }
   await closed;
-  stopOnDrain?.();
-  stopOnRouteEnd?.();
+  exchange.releaseStream?.();
   finish(context, exchange);
+}
+
+/**
+ * Holds `exchange` as a long-lived stream: shutdown closes it (`shutting_down`), and so does a
+ * reload that drops its upstream (`route_removed`), so that the old generation can close.
+ */
+export function holdOpenStream(context: PipelineContext, exchange: Exchange): void {
+  if (exchange.releaseStream !== undefined) return;
+  const { record, cancellation } = exchange;
+  const stopOnDrain = context.onDrain(() => {
+    record.error = "shutting_down";
+    cancellation.cancel(new GatewayError("shutting_down", "the gateway is shutting down"));
+  });
+  const stopOnDrop = context.onUpstreamDropped(exchange.route.upstream, () => {
+    record.error = "route_removed";
+    cancellation.cancel(new GatewayError("route_removed", "a reload removed this route"));
+  });
+  exchange.releaseStream = () => {
+    stopOnDrain();
+    stopOnDrop();
+  };
 }
 
 /** The exchange is over: its audit line, metrics and span, then the generation is let go. */

@@ -21,10 +21,19 @@ export function isModernVersion(version: string | undefined): boolean {
  * Pipeline step, after the body is received: records the request's protocol version (the
  * `_meta` envelope's, else the `MCP-Protocol-Version` header's) for the audit line and span.
  */
-export const classifyEra: Step = (exchange) => {
+export const classifyEra: Step = (exchange, context) => {
+  const { peek, trace, record } = exchange;
   const header = headerOf(exchange, "mcp-protocol-version");
-  const version = exchange.peek?.protocolVersion ?? header ?? exchange.peek?.requestedVersion;
-  if (version !== undefined) exchange.record.protocol_version = version;
+  const version = peek?.protocolVersion ?? header ?? peek?.requestedVersion;
+  if (version !== undefined) record.protocol_version = version;
+  if (peek === undefined) return;
+  // SEP-414: trace context in `_meta`, for a request that came without a traceparent header.
+  if (peek.traceparent !== undefined && trace !== undefined && !exchange.req.headers.traceparent) {
+    const meta = { traceparent: peek.traceparent, tracestate: peek.tracestate };
+    if (trace.continueFrom(meta)) record.trace_id = trace.traceId;
+  }
+  // 2026-07-28's stream of notifications: held open, and closed on shutdown like a GET stream.
+  if (peek.method === "subscriptions/listen") context.holdOpenStream(exchange);
 };
 
 /**

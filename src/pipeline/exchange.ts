@@ -50,6 +50,8 @@ export interface Exchange {
    * JSON-RPC message of the response passes through it. Unset, the bytes pass untouched.
    */
   transformResponse: MessageTransform | undefined;
+  /** Set while the exchange is held as a long-lived stream: lets go of it at the end. */
+  releaseStream: (() => void) | undefined;
 }
 
 /** What the steps need of the running gateway. */
@@ -64,6 +66,11 @@ export interface PipelineContext {
    * settings changed); returns the function that unregisters it.
    */
   onUpstreamDropped(upstream: Upstream, listener: () => void): () => void;
+  /**
+   * Marks the exchange a long-lived stream (the session era's GET, 2026-07-28's
+   * subscriptions/listen): shutdown, or a reload that drops its upstream, closes it.
+   */
+  holdOpenStream(exchange: Exchange): void;
   /** The challenge's `resource_metadata` (RFC 9728 §5.1); undefined while OAuth is off. */
   resourceMetadataUrl(req: IncomingMessage, exchange: Exchange): string | undefined;
   readonly metrics: GatewayMetrics;

@@ -11,7 +11,7 @@ import { type LoadedConfig, loadConfigFile } from "../config/load.js";
 import type { Config } from "../config/schema.js";
 import { ConfigError, type GatewayError } from "../errors.js";
 import { admitOrigin, answerPreflight, checkOrigin } from "../http/cors.js";
-import { handleMcpRequest } from "../http/mcp-endpoint.js";
+import { handleMcpRequest, holdOpenStream } from "../http/mcp-endpoint.js";
 import { metadataUrl, resourceUrl, sendResourceMetadata } from "../http/protected-resource.js";
 import { errorBody, sendGatewayError, sendJson } from "../http/responses.js";
 import { createGatewayServer } from "../http/server.js";
@@ -219,6 +219,10 @@ export class Gateway implements PipelineContext {
   onDrain(listener: () => void): () => void {
     this.#drainListeners.add(listener);
     return () => this.#drainListeners.delete(listener);
+  }
+
+  holdOpenStream(exchange: Exchange): void {
+    holdOpenStream(this, exchange);
   }
 
   onUpstreamDropped(upstream: Upstream, listener: () => void): () => void {

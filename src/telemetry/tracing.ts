@@ -157,12 +157,12 @@ interface Origin {
   readonly resource: Resource;
   readonly scope: InstrumentationScope;
   readonly processor: BatchSpanProcessor;
+  readonly sampler: Sampler;
 }
 
 export class Tracing {
   readonly settings: TracingSettings;
   readonly #origin: Origin;
-  readonly #sampler: Sampler;
 
   constructor(settings: TracingSettings, version: string, log: Logger) {
     this.settings = settings;
@@ -198,8 +198,8 @@ export class Tracing {
         exporter: new ReportingExporter(exporter, log, settings.url),
         ...settings.batch,
       }),
+      sampler: samplerOf(settings.sampler, settings.samplerRatio, log),
     };
-    this.#sampler = samplerOf(settings.sampler, settings.samplerRatio, log);
     if (settings.ignored.length > 0) {
       log.warn(
         { variables: settings.ignored },
@@ -217,33 +217,15 @@ export class Tracing {
       route === undefined
         ? { "http.request.method": method }
         : { "http.request.method": method, "http.route": route };
-    let parentContext: Context = ROOT_CONTEXT;
-    let parent: SpanContext | undefined;
-    if (req.headers.traceparent !== undefined) {
-      parentContext = propagator.extract(ROOT_CONTEXT, req.headers, defaultTextMapGetter);
-      parent = trace.getSpanContext(parentContext);
-    }
     const ids = nextIds();
-    const traceId = parent?.traceId ?? nonZero(ids.slice(0, 32));
-    const sampling = this.#sampler.shouldSample(
-      parentContext,
-      traceId,
+    const [context, parent] = spanContextOf(
+      this.#origin.sampler,
+      req.headers.traceparent === undefined ? undefined : req.headers,
+      nonZero(ids.slice(0, 32)),
+      nonZero(ids.slice(32, 48)),
       method || "POST",
-      SpanKind.SERVER,
       attributes,
-      NO_LINKS,
     );
-    const traceState = sampling.traceState ?? parent?.traceState;
-    const context: SpanContext = {
-      traceId,
-      spanId: nonZero(ids.slice(32, 48)),
-      traceFlags:
-        sampling.decision === SamplingDecision.RECORD_AND_SAMPLED
-          ? TraceFlags.SAMPLED
-          : TraceFlags.NONE,
-      ...(traceState && { traceState }),
-    };
-    if (sampling.attributes) Object.assign(attributes, sampling.attributes);
     return new RequestTrace(
       this.#origin,
       context,
@@ -264,11 +246,53 @@ export class Tracing {
   }
 }
 
+/**
+ * The SERVER span's context: in the trace of `carrier` (W3C trace context headers, or the same
+ * fields from a message's `_meta`) when it holds a valid one, else in a new trace; sampled as
+ * the sampler decides.
+ */
+function spanContextOf(
+  sampler: Sampler,
+  carrier: Record<string, unknown> | undefined,
+  newTraceId: string,
+  spanId: string,
+  name: string,
+  attributes: Attributes,
+): [SpanContext, SpanContext | undefined] {
+  let parentContext: Context = ROOT_CONTEXT;
+  let parent: SpanContext | undefined;
+  if (carrier !== undefined) {
+    parentContext = propagator.extract(ROOT_CONTEXT, carrier, defaultTextMapGetter);
+    parent = trace.getSpanContext(parentContext);
+  }
+  const traceId = parent?.traceId ?? newTraceId;
+  const sampling = sampler.shouldSample(
+    parentContext,
+    traceId,
+    name,
+    SpanKind.SERVER,
+    attributes,
+    NO_LINKS,
+  );
+  const traceState = sampling.traceState ?? parent?.traceState;
+  if (sampling.attributes) Object.assign(attributes, sampling.attributes);
+  const context: SpanContext = {
+    traceId,
+    spanId,
+    traceFlags:
+      sampling.decision === SamplingDecision.RECORD_AND_SAMPLED
+        ? TraceFlags.SAMPLED
+        : TraceFlags.NONE,
+    ...(traceState && { traceState }),
+  };
+  return [context, parent];
+}
+
 /** The spans of one request while it runs; they are created whole when it ends. */
 export class RequestTrace {
   readonly #origin: Origin;
-  readonly #context: SpanContext;
-  readonly #parent: SpanContext | undefined;
+  #context: SpanContext;
+  #parent: SpanContext | undefined;
   readonly #attributes: Attributes;
   readonly #startedAt: number;
   readonly #upstreamSpanId: string;
@@ -296,6 +320,29 @@ export class RequestTrace {
 
   get traceId(): string {
     return this.#context.traceId;
+  }
+
+  /**
+   * A 2026-07-28 message may carry its trace context in `params._meta` (SEP-414): when no
+   * `traceparent` header came, the request joins that trace instead of the one it started.
+   * Called before the upstream span starts. Returns whether the trace changed.
+   */
+  continueFrom(meta: { traceparent: string; tracestate?: string | undefined }): boolean {
+    if (this.#parent !== undefined || this.#upstream !== undefined) return false;
+    const carrier: Record<string, string> = { traceparent: meta.traceparent };
+    if (meta.tracestate !== undefined) carrier.tracestate = meta.tracestate;
+    const [context, parent] = spanContextOf(
+      this.#origin.sampler,
+      carrier,
+      this.#context.traceId,
+      this.#context.spanId,
+      String(this.#attributes["http.request.method"] ?? "POST"),
+      this.#attributes,
+    );
+    if (parent === undefined) return false;
+    this.#context = context;
+    this.#parent = parent;
+    return true;
   }
 
   /**

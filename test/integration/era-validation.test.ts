@@ -178,12 +178,7 @@ describe("a 2026-07-28 request", () => {
 
   it("is answered 401 before its headers are judged, to a caller without credentials", async () => {
     const { body, headers } = modernCall();
-    const { status } = await send(
-      body,
-      { ...headers, "mcp-method": "tools/list" },
-      "/mcp",
-      null,
-    );
+    const { status } = await send(body, { ...headers, "mcp-method": "tools/list" }, "/mcp", null);
     expect(status).toBe(401);
   });
 });
@@ -224,5 +219,51 @@ describe("a route with protocol.min_version 2026-07-28", () => {
     });
     expect(res.status).toBe(405);
     await res.text();
+  });
+});
+
+describe("subscriptions/listen", () => {
+  it("is held open as a stream and closed when the gateway shuts down, without waiting for shutdown_timeout", async () => {
+    let opened: () => void = () => {};
+    const listening = new Promise<void>((resolve) => {
+      opened = resolve;
+    });
+    const held = await startHttpServer((_req, res) => {
+      res.writeHead(200, { "content-type": "text/event-stream" });
+      res.write(
+        `data: ${JSON.stringify({ jsonrpc: "2.0", method: "notifications/tools/list_changed" })}\n\n`,
+      );
+      opened();
+    });
+    const local = await startGateway({
+      upstream: { url: held.url },
+      auth: { keys: [{ id: "era", hash: await cheapHash(KEY) }] },
+      shutdown_timeout: "30s",
+    });
+    const body = {
+      jsonrpc: "2.0",
+      id: 5,
+      method: "subscriptions/listen",
+      params: { _meta: { "io.modelcontextprotocol/protocolVersion": MODERN } },
+    };
+    const res = await fetch(local.url, {
+      method: "POST",
+      headers: {
+        ...POST_HEADERS,
+        authorization: `Bearer ${KEY}`,
+        "mcp-protocol-version": MODERN,
+        "mcp-method": "subscriptions/listen",
+      },
+      body: JSON.stringify(body),
+    });
+    expect(res.headers.get("content-type")).toBe("text/event-stream");
+    await listening;
+    const reader = (res.body as ReadableStream<Uint8Array>).getReader();
+    expect(new TextDecoder().decode((await reader.read()).value)).toContain("list_changed");
+    const started = Date.now();
+    await local.stop();
+    expect(Date.now() - started).toBeLessThan(10_000);
+    await expect(reader.read()).rejects.toThrow();
+    await held.close();
   });
 });

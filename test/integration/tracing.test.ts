@@ -170,6 +170,30 @@ describe("traces over OTLP/HTTP protobuf", () => {
     expect(audit.map((record) => record.trace_id)).toContain(freshTrace);
   });
 
+  it("continues the trace a message carries in _meta when no traceparent header came (SEP-414)", async () => {
+    const metaTrace = "5bf92f3577b34da6a3ce929d0e0e4736";
+    const list = JSON.stringify({
+      jsonrpc: "2.0",
+      id: 9,
+      method: "tools/list",
+      params: { _meta: { traceparent: `00-${metaTrace}-${CALLER_SPAN}-01` } },
+    });
+    expect((await post(gw.url, list, { authorization: `Bearer ${KEY}` })).status).toBe(200);
+    await gw.gateway.tracing?.forceFlush();
+    const spans = await receiver.waitForSpans((all) =>
+      all.some((span) => span.traceId === metaTrace && span.kind === 3),
+    );
+    const server = spans.find(
+      (span) => span.kind === 2 && span.traceId === metaTrace,
+    ) as ReceivedSpan;
+    expect(server).toMatchObject({ name: "tools/list", parentSpanId: CALLER_SPAN });
+    const client = spans.find((span) => span.parentSpanId === server.spanId) as ReceivedSpan;
+    const forwarded = upstreamSaw.find((headers) => headers.traceparent?.includes(metaTrace));
+    expect(forwarded?.traceparent).toBe(`00-${metaTrace}-${client.spanId}-01`);
+    const record = (await gw.auditRecords(1)).find((line) => line.request_id === 9);
+    expect(record?.trace_id).toBe(metaTrace);
+  });
+
   it("marks refused and failed requests ERROR", async () => {
     expect((await post(gw.url, INITIALIZE)).status).toBe(401);
     await gw.gateway.tracing?.forceFlush();
