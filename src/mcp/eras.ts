@@ -8,6 +8,7 @@
  */
 import { GatewayError } from "../errors.js";
 import type { Exchange, Step } from "../pipeline/exchange.js";
+import { decodeHeaderValue, paramHeaderMismatch } from "./param-headers.js";
 
 /** The first revision of the stateless era. */
 export const FIRST_MODERN_VERSION = "2026-07-28";
@@ -34,6 +35,10 @@ export const classifyEra: Step = (exchange, context) => {
   }
   // 2026-07-28's stream of notifications: held open, and closed on shutdown like a GET stream.
   if (peek.method === "subscriptions/listen") context.holdOpenStream(exchange);
+  // Which arguments the route's tools mirror in Mcp-Param-* headers: read from their listing.
+  if (peek.method === "tools/list" && isModernVersion(peek.protocolVersion)) {
+    exchange.transformResponse ??= exchange.route.toolHeaders.learn;
+  }
 };
 
 /**
@@ -112,29 +117,13 @@ function headerMismatch(exchange: Exchange): string | undefined {
   if (decoded !== peek.name) {
     return `the body names ${peek.name} but the Mcp-Name header names ${decoded}`;
   }
-  return undefined;
+  if (peek.tool === undefined) return undefined;
+  const declared = exchange.route.toolHeaders.get(peek.tool);
+  return declared && paramHeaderMismatch(declared, peek.args, req.headers);
 }
 
 /** A header's value without surrounding whitespace; undefined when absent or repeated. */
 function headerOf(exchange: Exchange, name: string): string | undefined {
   const value = exchange.req.headers[name];
   return typeof value === "string" ? value.trim() : undefined;
-}
-
-const BASE64_CANONICAL = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
-
-/**
- * An `Mcp-Name` / `Mcp-Param-*` value: as it is, or, in the `=?base64?...?=` form that carries
- * what a header cannot, decoded as UTF-8. Undefined for that form with a payload that is not
- * canonical base64 of UTF-8.
- */
-export function decodeHeaderValue(value: string): string | undefined {
-  if (!value.startsWith("=?base64?") || !value.endsWith("?=") || value.length < 11) return value;
-  const payload = value.slice(9, -2);
-  if (!BASE64_CANONICAL.test(payload)) return undefined;
-  try {
-    return new TextDecoder("utf-8", { fatal: true }).decode(Buffer.from(payload, "base64"));
-  } catch {
-    return undefined;
-  }
 }

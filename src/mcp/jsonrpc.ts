@@ -14,6 +14,8 @@ export interface JsonRpcPeek {
   hasId?: boolean;
   /** `params.name` of a `tools/call`. */
   tool?: string;
+  /** `params.arguments` of a `tools/call` (the parsed value, not a copy). */
+  args?: unknown;
   /**
    * What the `Mcp-Name` header mirrors (MCP 2026-07-28): `params.name` of a tools/call or
    * prompts/get, `params.uri` of a resources/read, `params.taskId` of tasks/get, update, cancel.
@@ -69,7 +71,10 @@ export function peekJsonRpc(body: Buffer): JsonRpcPeek {
     const name = fields[source];
     if (typeof name === "string") {
       peek.name = name;
-      if (peek.method === "tools/call") peek.tool = name;
+      if (peek.method === "tools/call") {
+        peek.tool = name;
+        if (fields.arguments !== undefined) peek.args = fields.arguments;
+      }
     }
   }
   if (peek.method === "initialize" && typeof fields.protocolVersion === "string") {

@@ -17,6 +17,7 @@ import {
 import { JwksCache } from "../auth/jwks.js";
 import { type Config, parseAddressRange } from "../config/schema.js";
 import type { Logger } from "../log.js";
+import { ToolHeaderCatalog } from "../mcp/param-headers.js";
 import { mcpSteps, UNMATCHED_STEPS } from "../pipeline/steps.js";
 import type { GatewayMetrics } from "../telemetry/metrics.js";
 import { buildUpstream, type UpstreamDeps } from "../upstream/build.js";
@@ -74,6 +75,7 @@ export class Generation {
       authenticator: unauthenticated,
       oauth: undefined,
       steps: UNMATCHED_STEPS,
+      toolHeaders: new ToolHeaderCatalog(),
     };
     this.#components = parts.components;
     this.#held = parts.held;
@@ -223,6 +225,7 @@ async function buildRoutes(
       authenticator: authenticatorOf(config, keys, oauth?.verifier),
       oauth,
       steps: mcpSteps(spec),
+      toolHeaders: new ToolHeaderCatalog(),
     });
   }
   return new RouteTable(routes, specs[0]?.primary ? config.auth.oauth.metadata_path : undefined);

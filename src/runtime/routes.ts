@@ -9,6 +9,7 @@
 import type { OAuthVerifier } from "../auth/access-tokens.js";
 import type { Authenticator } from "../auth/authenticate.js";
 import { type Config, defaultRoutePath, type UpstreamConfig } from "../config/schema.js";
+import type { ToolHeaderCatalog } from "../mcp/param-headers.js";
 import type { Step } from "../pipeline/exchange.js";
 import type { Upstream } from "../upstream/upstream.js";
 
@@ -35,8 +36,10 @@ export interface Route {
   readonly authenticator: Authenticator;
   /** Undefined while OAuth is off. */
   readonly oauth: RouteOAuth | undefined;
-  /** The route's request pipeline, in order (http/mcp-endpoint.ts builds it). */
+  /** The route's request pipeline, in order (pipeline/steps.ts builds it). */
   readonly steps: readonly Step[];
+  /** The Mcp-Param-* declarations of the tools the route's upstream has listed. */
+  readonly toolHeaders: ToolHeaderCatalog;
 }
 
 /** A route as the config states it, before anything is built. */

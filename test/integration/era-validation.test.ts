@@ -17,6 +17,21 @@ let forwarded = 0;
 let gw: TestGateway;
 let origin: string;
 
+/** A tool that mirrors two of its arguments in Mcp-Param-* headers. */
+const TOOLS = [
+  {
+    name: "get_weather",
+    inputSchema: {
+      type: "object",
+      properties: {
+        region: { type: "string", "x-mcp-header": "Region" },
+        days: { type: "integer", "x-mcp-header": "Days" },
+        units: { type: "string" },
+      },
+    },
+  },
+];
+
 /**
  * A stateless upstream that answers every request with a result naming what it received: the
  * gateway's checks are what is tested here (test/e2e/eras.test.ts runs real SDK servers).
@@ -28,14 +43,10 @@ async function startStatelessUpstream() {
     for await (const chunk of req) chunks.push(chunk as Buffer);
     const message = JSON.parse(Buffer.concat(chunks).toString() || "{}");
     const text = JSON.stringify({ method: message.method, arguments: message.params?.arguments });
+    const result =
+      message.method === "tools/list" ? { tools: TOOLS } : { content: [{ type: "text", text }] };
     res.writeHead(200, { "content-type": "application/json" });
-    res.end(
-      JSON.stringify({
-        jsonrpc: "2.0",
-        id: message.id,
-        result: { content: [{ type: "text", text }] },
-      }),
-    );
+    res.end(JSON.stringify({ jsonrpc: "2.0", id: message.id, result }));
   });
   return { url: server.url, close: server.close };
 }
@@ -180,6 +191,49 @@ describe("a 2026-07-28 request", () => {
     const { body, headers } = modernCall();
     const { status } = await send(body, { ...headers, "mcp-method": "tools/list" }, "/mcp", null);
     expect(status).toBe(401);
+  });
+});
+
+describe("Mcp-Param-* headers", () => {
+  const envelope = { "io.modelcontextprotocol/protocolVersion": MODERN };
+  const weather = (args: Record<string, unknown>) => ({
+    jsonrpc: "2.0",
+    id: 21,
+    method: "tools/call",
+    params: { name: "get_weather", arguments: args, _meta: envelope },
+  });
+  const headers = (extra: Record<string, string | undefined>) => ({
+    "mcp-protocol-version": MODERN,
+    "mcp-method": "tools/call",
+    "mcp-name": "get_weather",
+    ...extra,
+  });
+
+  it("are checked against the arguments once the tool's listing has passed through", async () => {
+    const list = { jsonrpc: "2.0", id: 20, method: "tools/list", params: { _meta: envelope } };
+    const listed = await send(list, { "mcp-protocol-version": MODERN, "mcp-method": "tools/list" });
+    expect(JSON.parse(listed.text).result.tools[0].name).toBe("get_weather");
+
+    const good = headers({ "mcp-param-region": "eu-west", "mcp-param-days": "3.0" });
+    expect((await send(weather({ region: "eu-west", days: 3 }), good)).status).toBe(200);
+    const encoded = `=?base64?${Buffer.from("eu-west").toString("base64")}?=`;
+    const base64 = headers({ "mcp-param-region": encoded, "mcp-param-days": "3" });
+    expect((await send(weather({ region: "eu-west", days: 3 }), base64)).status).toBe(200);
+    // No value, no header needed.
+    expect((await send(weather({ days: 3 }), headers({ "mcp-param-days": "3" }))).status).toBe(200);
+
+    expect(
+      await expectMismatch(
+        weather({ region: "us-east", days: 3 }),
+        headers({ "mcp-param-region": "eu-west", "mcp-param-days": "3" }),
+      ),
+    ).toContain('Mcp-Param-Region header says "eu-west"');
+    expect(
+      await expectMismatch(
+        weather({ region: "eu-west", days: 3 }),
+        headers({ "mcp-param-region": "eu-west" }),
+      ),
+    ).toContain("Mcp-Param-Days header is absent");
   });
 });
 
