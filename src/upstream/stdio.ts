@@ -4,13 +4,11 @@
  * the HTTP side (sessions, SSE, DELETE); this module moves JSON-RPC messages between it and the
  * child's stdin/stdout, and owns the children's lives: start, idle timeout, crash, shutdown.
  */
-import { type ChildProcessWithoutNullStreams, spawn } from "node:child_process";
+import type { ChildProcessWithoutNullStreams } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import type { IncomingHttpHeaders, ServerResponse } from "node:http";
 import { basename } from "node:path";
-import type { Readable } from "node:stream";
 import { StreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/streamableHttp.js";
-import { ReadBuffer, serializeMessage } from "@modelcontextprotocol/sdk/shared/stdio.js";
 import {
   isInitializeRequest,
   isJSONRPCErrorResponse,
@@ -23,6 +21,7 @@ import { GatewayError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { JSONRPC_SERVER_ERROR } from "../mcp/jsonrpc.js";
 import type { MessageTransform } from "../mcp/rewrite.js";
+import { logStderr, readMessages, spawnMcpServer, stopChild, writeMessage } from "./child.js";
 import type { ForwardRequest, Upstream, UpstreamStatus } from "./upstream.js";
 
 export interface StdioUpstreamConfig {
@@ -40,9 +39,6 @@ export interface StdioUpstreamConfig {
 /** A child that ends unasked this soon after its start counts as a failed start. */
 const STARTUP_MS = 5_000;
 const BACKOFF_MAX_MS = 30_000;
-const KILL_GRACE_MS = 2_000;
-/** Longer stderr lines are cut: a child must not make the gateway buffer without bound. */
-const STDERR_LINE_MAX = 8 * 1024;
 
 interface Session {
   readonly child: ChildProcessWithoutNullStreams;
@@ -158,18 +154,8 @@ export class StdioUpstream implements Upstream {
     if (this.#live.size >= this.#config.maxSessions) {
       throw new GatewayError("upstream_busy", "the stdio upstream is at its max_sessions");
     }
-    const { command, env, cwd } = this.#config;
-    const name = command[0] ?? "";
-    // Only the route's env: the gateway's own environment (its secrets) never reaches a child.
-    // In a process group of its own, so that a launcher's children (npx starts node, a shell
-    // script its commands) are signalled with it and none outlives its session.
-    const child = spawn(name, command.slice(1), {
-      env: { ...env, PATH: env.PATH ?? process.env.PATH },
-      cwd,
-      stdio: ["pipe", "pipe", "pipe"],
-      detached: true,
-    });
-    child.once("exit", () => signalGroup(child, "SIGTERM"));
+    const name = this.#config.command[0] ?? "";
+    const child = spawnMcpServer(this.#config);
     const transport = newTransport((id) => this.#byId.set(id, session));
     const session: Session = {
       child,
@@ -210,31 +196,17 @@ export class StdioUpstream implements Upstream {
   #wire(session: Session): void {
     const { child, transport, pending } = session;
     const pid = child.pid;
-    // A failed write (EPIPE once the child is gone) is reported by the child's exit instead.
-    child.stdin.on("error", () => {});
     child.on("error", (error) => this.#log.warn({ route: this.#route, pid, err: error }));
     transport.onmessage = (message) => {
       if (isJSONRPCRequest(message)) {
         pending.add(message.id);
         if (message.method === "initialize") session.initializeId = message.id;
       }
-      child.stdin.write(serializeMessage(message));
+      writeMessage(child, message);
     };
     transport.onclose = () => this.#end(session, "the MCP session ended");
-    const frames = new ReadBuffer();
-    child.stdout.on("data", (chunk: Buffer) => {
-      try {
-        frames.append(chunk);
-        for (let message = frames.readMessage(); message; message = frames.readMessage()) {
-          this.#fromChild(session, message);
-        }
-      } catch (error) {
-        this.#log.warn({ route: this.#route, pid, err: error }, "stdio upstream wrote no JSON-RPC");
-      }
-    });
-    forEachLine(child.stderr, (line) =>
-      this.#log.info({ route: this.#route, pid, stream: "stderr" }, line),
-    );
+    readMessages(child, (message) => this.#fromChild(session, message), this.#log, this.#route);
+    logStderr(child, this.#log, this.#route);
     // A grandchild that inherited the pipes must not keep an exited child's session open.
     child.once("exit", () => {
       setTimeout(() => {
@@ -305,11 +277,7 @@ export class StdioUpstream implements Upstream {
     session.pending.clear();
     session.transforms.clear();
     void transport.close();
-    if (child.exitCode !== null || child.signalCode !== null) return;
-    child.stdin.end();
-    signalGroup(child, "SIGTERM");
-    const force = setTimeout(() => signalGroup(child, "SIGKILL"), KILL_GRACE_MS).unref();
-    child.once("exit", () => clearTimeout(force));
+    stopChild(child);
   }
 }
 
@@ -322,16 +290,6 @@ function expectAnswers(
   if (transform === undefined) return;
   for (const message of Array.isArray(body) ? body : [body]) {
     if (isJSONRPCRequest(message)) session.transforms.set(message.id, transform);
-  }
-}
-
-/** Signals the child's process group; the child alone when the group is gone. */
-function signalGroup(child: ChildProcessWithoutNullStreams, signal: NodeJS.Signals): void {
-  if (child.pid === undefined) return;
-  try {
-    process.kill(-child.pid, signal);
-  } catch {
-    child.kill(signal);
   }
 }
 
@@ -380,32 +338,4 @@ function headerEntries(given: unknown): [string, unknown][] {
   const entries: [string, unknown][] = [];
   for (let i = 0; i + 1 < given.length; i += 2) entries.push([String(given[i]), given[i + 1]]);
   return entries;
-}
-
-/** Calls `onLine` for each line of a text stream, each cut at STDERR_LINE_MAX characters. */
-function forEachLine(stream: Readable, onLine: (line: string) => void): void {
-  let partial = "";
-  let discarding = false;
-  const emit = (line: string) => {
-    const text = line.slice(0, STDERR_LINE_MAX).replace(/\r$/, "");
-    if (text) onLine(text);
-  };
-  stream.setEncoding("utf8");
-  stream.on("data", (chunk: string) => {
-    const lines = (partial + chunk).split("\n");
-    partial = lines.pop() ?? "";
-    for (const line of lines) {
-      // The rest of a line already cut is dropped.
-      if (discarding) discarding = false;
-      else emit(line);
-    }
-    if (partial.length > STDERR_LINE_MAX) {
-      if (!discarding) emit(partial);
-      partial = "";
-      discarding = true;
-    }
-  });
-  stream.on("end", () => {
-    if (!discarding) emit(partial);
-  });
 }
