@@ -8,6 +8,7 @@
 import type { AuthResult } from "./auth/principal.js";
 import {
   JSONRPC_HEADER_MISMATCH,
+  JSONRPC_INVALID_PARAMS,
   JSONRPC_PARSE_ERROR,
   JSONRPC_SERVER_ERROR,
   JSONRPC_SESSION_NOT_FOUND,
@@ -20,6 +21,7 @@ export type GatewayErrorCode =
   | "body_too_large"
   | "parse_error"
   | "header_mismatch"
+  | "invalid_envelope"
   | "unsupported_protocol_version"
   | "request_timeout"
   | "upstream_unreachable"
@@ -66,6 +68,12 @@ export const ERRORS: Readonly<Record<GatewayErrorCode, ErrorSpec>> = {
     status: 400,
     audited: true,
     jsonRpc: { code: JSONRPC_HEADER_MISMATCH, always: true },
+  },
+  // MCP 2026-07-28: the header names the new era, the body has no version in `_meta`.
+  invalid_envelope: {
+    status: 400,
+    audited: true,
+    jsonRpc: { code: JSONRPC_INVALID_PARAMS, always: true },
   },
   // A route with protocol.min_version, and a request of an older revision.
   unsupported_protocol_version: {

@@ -49,6 +49,12 @@ export const classifyEra: Step = (exchange, context) => {
  */
 export function validateEra(minVersion: string | undefined): Step {
   return (exchange) => {
+    if (lacksEnvelope(exchange)) {
+      throw new GatewayError(
+        "invalid_envelope",
+        `Invalid params: the MCP-Protocol-Version header names ${headerOf(exchange, "mcp-protocol-version")}, but the request has no _meta["io.modelcontextprotocol/protocolVersion"]`,
+      );
+    }
     const mismatch = headerMismatch(exchange);
     if (mismatch !== undefined) {
       throw new GatewayError(
@@ -74,6 +80,19 @@ export function validateEra(minVersion: string | undefined): Step {
   };
 }
 
+/**
+ * A request (not initialize) whose header names the stateless era while its body carries no
+ * version in `_meta`: invalid params (-32602), as the 2026-07-28 SDKs answer it.
+ */
+function lacksEnvelope({ peek, req }: Exchange): boolean {
+  if (req.method !== "POST" || peek === undefined || peek.batch || !peek.hasId) return false;
+  if (peek.method === null || peek.method === "initialize" || peek.protocolVersion !== undefined) {
+    return false;
+  }
+  const header = req.headers["mcp-protocol-version"];
+  return typeof header === "string" && isModernVersion(header);
+}
+
 /** What disagrees, or undefined for a request that is not 2026-07-28 or whose headers agree. */
 function headerMismatch(exchange: Exchange): string | undefined {
   const { peek, req } = exchange;
@@ -83,11 +102,9 @@ function headerMismatch(exchange: Exchange): string | undefined {
   const header = headerOf(exchange, "mcp-protocol-version");
   const claim = peek.protocolVersion;
   if (claim === undefined) {
-    if (!isModernVersion(header)) return undefined;
-    // The legacy handshake, or a request without the envelope its header promises.
-    return peek.method === "initialize"
-      ? `an initialize request (the session-era handshake) was sent with MCP-Protocol-Version ${header}`
-      : `the MCP-Protocol-Version header names ${header} but the body has no _meta protocol version`;
+    // The session era's handshake, sent with the new era's header.
+    if (!isModernVersion(header) || peek.method !== "initialize") return undefined;
+    return `an initialize request (the session-era handshake) was sent with MCP-Protocol-Version ${header}`;
   }
   if (!isModernVersion(claim)) return undefined;
   if (header === undefined) {
@@ -122,8 +139,8 @@ function headerMismatch(exchange: Exchange): string | undefined {
   return declared && paramHeaderMismatch(declared, peek.args, req.headers);
 }
 
-/** A header's value without surrounding whitespace; undefined when absent or repeated. */
+/** A header's value (Node's parser has stripped its surrounding whitespace); undefined when absent or repeated. */
 function headerOf(exchange: Exchange, name: string): string | undefined {
   const value = exchange.req.headers[name];
-  return typeof value === "string" ? value.trim() : undefined;
+  return typeof value === "string" ? value : undefined;
 }

@@ -13,27 +13,28 @@ export interface JsonRpcPeek {
   /** Whether the message has an `id` member (a request, not a notification). */
   hasId?: boolean;
   /** `params.name` of a `tools/call`. */
-  tool?: string;
+  tool?: string | undefined;
   /** `params.arguments` of a `tools/call` (the parsed value, not a copy). */
   args?: unknown;
   /**
    * What the `Mcp-Name` header mirrors (MCP 2026-07-28): `params.name` of a tools/call or
    * prompts/get, `params.uri` of a resources/read, `params.taskId` of tasks/get, update, cancel.
    */
-  name?: string;
+  name?: string | undefined;
   /** `params._meta["io.modelcontextprotocol/protocolVersion"]`: the 2026-07-28 envelope's version. */
-  protocolVersion?: string;
+  protocolVersion?: string | undefined;
   /** `params.protocolVersion` of an initialize: the version a session-era client asks for. */
-  requestedVersion?: string;
+  requestedVersion?: string | undefined;
   /** `params._meta.traceparent` / `tracestate` (SEP-414): trace context carried in the message. */
-  traceparent?: string;
-  tracestate?: string;
+  traceparent?: string | undefined;
+  tracestate?: string | undefined;
   batch: boolean;
 }
 
 /** JSON-RPC 2.0 §5.1 error codes the gateway uses. */
 export const JSONRPC_PARSE_ERROR = -32700;
 export const JSONRPC_SERVER_ERROR = -32000;
+export const JSONRPC_INVALID_PARAMS = -32602;
 /** MCP 2026-07-28: the request's headers disagree with its body (HTTP 400). */
 export const JSONRPC_HEADER_MISMATCH = -32020;
 /** MCP 2026-07-28: the receiver does not serve the requested protocol version (HTTP 400). */
@@ -58,12 +59,21 @@ export function peekJsonRpc(body: Buffer): JsonRpcPeek {
     return { method: null, id: null, batch: false };
   }
   const { method, id, params } = message as { method?: unknown; id?: unknown; params?: unknown };
+  // Every field present from the start: one object shape for every peek, so the steps that
+  // read it stay monomorphic.
   const peek: JsonRpcPeek = {
     method: typeof method === "string" ? method : null,
     id: typeof id === "string" || typeof id === "number" ? id : null,
+    hasId: id !== undefined,
+    tool: undefined,
+    args: undefined,
+    name: undefined,
+    protocolVersion: undefined,
+    requestedVersion: undefined,
+    traceparent: undefined,
+    tracestate: undefined,
     batch: false,
   };
-  if (id !== undefined) peek.hasId = true;
   if (typeof params !== "object" || params === null || peek.method === null) return peek;
   const fields = params as Record<string, unknown>;
   const source = NAME_SOURCE[peek.method];

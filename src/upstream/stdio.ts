@@ -22,6 +22,7 @@ import type { Logger } from "../log.js";
 import { JSONRPC_SERVER_ERROR } from "../mcp/jsonrpc.js";
 import type { MessageTransform } from "../mcp/rewrite.js";
 import { logStderr, readMessages, spawnMcpServer, stopChild, writeMessage } from "./child.js";
+import { isStatelessMessage, StatelessBridge } from "./stdio-stateless.js";
 import type { ForwardRequest, Upstream, UpstreamStatus } from "./upstream.js";
 
 export interface StdioUpstreamConfig {
@@ -68,6 +69,8 @@ export class StdioUpstream implements Upstream {
   readonly #byId = new Map<string, Session>();
   /** Every session with a child, also while its initialize is in flight (counts for maxSessions). */
   readonly #live = new Set<Session>();
+  /** 2026-07-28 clients: one child for all of them, started on first use. */
+  readonly #stateless: StatelessBridge;
   #failures = 0;
   #backoffUntil = 0;
   #closed = false;
@@ -77,6 +80,7 @@ export class StdioUpstream implements Upstream {
     this.#log = deps.log;
     this.#route = deps.route;
     this.#target = new URL(`stdio:${encodeURIComponent(basename(config.command[0] ?? ""))}`);
+    this.#stateless = new StatelessBridge(config, deps);
   }
 
   get sessions(): number {
@@ -99,6 +103,11 @@ export class StdioUpstream implements Upstream {
       session.idle?.refresh();
       expectAnswers(session, body, request.transformResponse);
       return this.#relay(request, session.transport, body);
+    }
+    // A 2026-07-28 client has no session: the route's stateless bridge answers it.
+    if (isStatelessMessage(body)) {
+      request.startSpan?.(this.#target);
+      return this.#stateless.forward(request, body);
     }
     // Without a session id only an initialize starts a session; a throwaway transport gives
     // the SDK's answer to anything else (400: not initialized), and no child is started.
@@ -127,7 +136,7 @@ export class StdioUpstream implements Upstream {
       this.#end(session, "the gateway is shutting down");
       return session.exited;
     });
-    await Promise.all(exits);
+    await Promise.all([...exits, this.#stateless.close()]);
   }
 
   /** Hands one HTTP exchange to a session's transport; settles as the contract says. */

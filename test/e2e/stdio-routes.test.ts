@@ -5,6 +5,7 @@
 import { mkdtemp, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import { Client, StreamableHTTPClientTransport } from "@modelcontextprotocol/client";
 import { afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { stringify } from "yaml";
 import { type ExampleServer, startExampleServer } from "../../examples/mcp-server.js";
@@ -184,5 +185,52 @@ describe("reloading stdio routes", () => {
       );
     });
     await session.close().catch(() => {});
+  });
+});
+
+describe("2026-07-28 clients on a stdio route", () => {
+  it("are served by one child the gateway initializes: list, call, progress, and discover", async () => {
+    const daemon = await startDaemon(upstream.url, {
+      ...auth(),
+      routes: [{ path: "/everything/mcp", upstream: { command: EVERYTHING } }],
+    });
+    const url = new URL("/everything/mcp", daemon.url);
+    const connect = async () => {
+      const client = new Client(
+        { name: "mcpgw-stdio-2026", version: "0" },
+        { versionNegotiation: { mode: { pin: "2026-07-28" } } },
+      );
+      await client.connect(
+        new StreamableHTTPClientTransport(url, { requestInit: { headers: bearer } }),
+      );
+      return client;
+    };
+    const [first, second] = await Promise.all([connect(), connect()]);
+    const { tools } = await first.listTools();
+    expect(tools.map((tool) => tool.name)).toContain("echo");
+    const [a, b] = await Promise.all([
+      first.callTool({ name: "echo", arguments: { message: "from a" } }),
+      second.callTool({ name: "echo", arguments: { message: "from b" } }),
+    ]);
+    expect(JSON.stringify(a)).toContain("from a");
+    expect(JSON.stringify(b)).toContain("from b");
+    const progress: number[] = [];
+    await first.callTool(
+      { name: "trigger-long-running-operation", arguments: { duration: 1, steps: 3 } },
+      { onprogress: ({ progress: value }) => progress.push(value) },
+    );
+    expect(progress).toEqual([1, 2, 3]);
+    expect(first.getServerVersion()?.name).toBe("mcp-servers/everything");
+
+    const lines = await daemon.auditLines();
+    const calls = lines.filter((line) => line.route === "/everything/mcp" && line.tool === "echo");
+    expect(calls).toHaveLength(2);
+    for (const line of calls) {
+      expect(line).toMatchObject({ session_id: null, protocol_version: "2026-07-28", status: 200 });
+    }
+    // One child for the stateless clients, not one per client.
+    const metrics = await (await fetch(new URL("/metrics", daemon.url))).text();
+    expect(metrics).toContain('mcpgw_upstream_sessions{route="/everything/mcp"} 0');
+    await Promise.all([first.close(), second.close()]);
   });
 });

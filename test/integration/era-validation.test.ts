@@ -179,6 +179,21 @@ describe("a 2026-07-28 request", () => {
     expect(JSON.parse(without.text).error.code).toBe(-32020);
   });
 
+  it("is refused with -32602 when its header names 2026-07-28 and its body has no _meta version", async () => {
+    const before = forwarded;
+    const list = { jsonrpc: "2.0", id: 4, method: "tools/list" };
+    const { status, text } = await send(list, {
+      "mcp-protocol-version": MODERN,
+      "mcp-method": "tools/list",
+    });
+    expect(status).toBe(400);
+    expect(JSON.parse(text)).toMatchObject({
+      id: 4,
+      error: { code: -32602, data: { error: "invalid_envelope" } },
+    });
+    expect(forwarded).toBe(before);
+  });
+
   it("refuses a session-era initialize that claims the new era in its header", async () => {
     const before = forwarded;
     const { status, text } = await send(INITIALIZE, { "mcp-protocol-version": MODERN });

@@ -14,6 +14,7 @@ describe("the error registry", () => {
       "not_found",
       "origin_not_allowed",
       "header_mismatch",
+      "invalid_envelope",
       "unsupported_protocol_version",
       "session_not_found",
       "route_removed",
