@@ -53,9 +53,7 @@ describe("peekJsonRpc", () => {
         params: { protocolVersion: "2025-11-25" },
       }),
     ).toMatchObject({ requestedVersion: "2025-11-25" });
-    expect(peek({ jsonrpc: "2.0", method: "notifications/initialized" })).not.toHaveProperty(
-      "hasId",
-    );
+    expect(peek({ jsonrpc: "2.0", method: "notifications/initialized" }).hasId).toBe(false);
   });
 
   it("marks batches, notifications and client responses", () => {
