@@ -4,6 +4,7 @@
  * is refused with 403. Requests without Origin (every non-browser client) are not affected.
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
+import { isIP } from "node:net";
 import { GatewayError } from "../errors.js";
 import type { Step } from "../pipeline/exchange.js";
 import type { Generation } from "../runtime/generation.js";
@@ -18,7 +19,28 @@ export function checkOrigin(req: IncomingMessage, generation: Generation): Origi
   const origin = req.headers.origin;
   if (origin === undefined) return "none";
   const allowed = generation.allowedOrigins;
-  return allowed.has("*") || allowed.has(origin) ? "allowed" : "refused";
+  if (allowed.has("*") || allowed.has(origin)) return "allowed";
+  return isOwnOrigin(origin, req.headers.host, generation) ? "none" : "refused";
+}
+
+/**
+ * A browser page served from the gateway's own origin (same-origin requests carry Origin too).
+ * Comparing Origin with Host alone proves nothing against DNS rebinding, where both name the
+ * attacker's domain; so the host must also be one the gateway knows as its own: a loopback
+ * address or `localhost`, or the host of a configured public URL.
+ */
+function isOwnOrigin(origin: string, host: string | undefined, generation: Generation): boolean {
+  if (host === undefined || (origin !== `http://${host}` && origin !== `https://${host}`)) {
+    return false;
+  }
+  return generation.ownHosts.has(host.toLowerCase()) || isLoopbackHost(host);
+}
+
+function isLoopbackHost(host: string): boolean {
+  const name = host.startsWith("[")
+    ? host.slice(1, host.indexOf("]"))
+    : (host.split(":", 1)[0] ?? "");
+  return name === "localhost" || name === "::1" || (isIP(name) === 4 && name.startsWith("127."));
 }
 
 /**

@@ -52,6 +52,8 @@ export class Generation {
   /** The pseudo-route of paths no route has: 404, audited. */
   readonly unmatched: Route;
   readonly allowedOrigins: ReadonlySet<string>;
+  /** The `host[:port]` of every configured public URL: same-origin requests from there pass. */
+  readonly ownHosts: ReadonlySet<string>;
   readonly #trustedProxies: BlockList | undefined;
   readonly #components: UsagePool;
   /** The keys of the components this generation acquired, released when it closes. */
@@ -80,6 +82,11 @@ export class Generation {
     this.#components = parts.components;
     this.#held = parts.held;
     this.allowedOrigins = new Set(config.cors.allowed_origins);
+    this.ownHosts = new Set(
+      routeSpecs(config).flatMap(({ publicUrl }) =>
+        publicUrl === undefined ? [] : [new URL(publicUrl).host.toLowerCase()],
+      ),
+    );
     this.#trustedProxies = trustedProxies(config.trust_proxy);
   }
 

@@ -25,15 +25,7 @@ const KEY = "conformance-key-0123456789";
  * Scenarios that pass directly and fail through mcpgw, each with the one check that fails and
  * why. An entry that starts passing fails this test, so the list only shrinks.
  */
-const KNOWN_DIVERGENCES: Record<string, { check: string; reason: string }> = {
-  // The scenario POSTs with `Origin: http://127.0.0.1:<gateway port>`, the gateway's own
-  // origin; mcpgw refuses every Origin not in cors.allowed_origins (empty by default) with 403
-  // origin_not_allowed, its own included.
-  "dns-rebinding-protection": {
-    check: "localhost-host-valid-accepted",
-    reason: "403 origin_not_allowed for the gateway's own origin",
-  },
-};
+const KNOWN_DIVERGENCES: Record<string, { check: string; reason: string }> = {};
 
 interface Leg {
   direct: Map<string, ScenarioResult>;
@@ -106,7 +98,7 @@ it("authenticated every request the suite sent through mcpgw with the API key", 
   const audit = await daemon.auditLines();
   expect(audit.length).toBeGreaterThan(100);
   expect(audit.filter((line) => line.status === 401)).toEqual([]);
-  // The Origin check runs before authentication (see KNOWN_DIVERGENCES).
+  // The Origin check runs before authentication: the DNS-rebinding scenario's foreign host.
   const unauthenticated = audit.filter((line) => line.key_id !== "conformance");
   expect(new Set(unauthenticated.map((line) => line.error))).toEqual(
     new Set(["origin_not_allowed"]),
