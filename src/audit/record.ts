@@ -9,6 +9,10 @@ export interface AuditRecord {
   session_id: string | null;
   method: string | null;
   tool?: string | undefined;
+  /** `params.name` of a prompts/get. */
+  prompt?: string | undefined;
+  /** `params.uri` of a resources/read. */
+  resource?: string | undefined;
   request_id: JsonRpcId;
   /** The gateway's id of the request, also in log lines and on the span (http/request-id.ts). */
   gateway_request_id: string;
@@ -48,6 +52,8 @@ export function newAuditRecord(
     session_id: sessionId,
     method,
     tool: undefined,
+    prompt: undefined,
+    resource: undefined,
     request_id: null,
     gateway_request_id: gatewayRequestId,
     action: "deny",

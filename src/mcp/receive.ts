@@ -26,6 +26,11 @@ function peekAt(exchange: Exchange, body: Buffer): void {
     record.method = peek.method;
     record.request_id = peek.id;
     if (peek.tool !== undefined) record.tool = peek.tool;
+    else if (peek.name !== undefined) {
+      // What a 2026-07-28 request names in Mcp-Name, which validateEra holds to the body.
+      if (peek.method === "prompts/get") record.prompt = peek.name;
+      else if (peek.method === "resources/read") record.resource = peek.name;
+    }
   } catch (error) {
     exchange.parseError = error as JsonRpcParseError;
   }

@@ -405,6 +405,8 @@ export class RequestTrace {
     if (record.session_id !== null) attributes["mcp.session.id"] = record.session_id;
     if (record.request_id !== null) attributes["jsonrpc.request.id"] = String(record.request_id);
     if (record.tool !== undefined) attributes["gen_ai.tool.name"] = record.tool;
+    if (record.prompt !== undefined) attributes["gen_ai.prompt.name"] = record.prompt;
+    if (record.resource !== undefined) attributes["mcp.resource.uri"] = record.resource;
     if (record.oauth_client_id !== undefined)
       attributes["mcp.auth.oauth_client_id"] = record.oauth_client_id;
     if (record.key_id !== undefined) attributes["mcp.auth.key_id"] = record.key_id;

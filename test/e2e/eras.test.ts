@@ -147,6 +147,7 @@ describe("the 2026-07-28 client (SDK 2.4) with an API key", () => {
     const mine = all.filter((line) => line.key_id === "era-2026");
     expect(mine.some((line) => line.method === "initialize")).toBe(false);
     expect(mine.every((line) => line.session_id === null && line.status === 200)).toBe(true);
+    expect(new Set(mine.map((line) => line.protocol_version))).toEqual(new Set(["2026-07-28"]));
     expect(mine.map((line) => line.method)).toEqual(
       expect.arrayContaining(["server/discover", "tools/list", "tools/call"]),
     );
@@ -212,6 +213,7 @@ describe("the 2026-07-28 client with an OAuth access token", () => {
       status: 200,
       auth_type: "oauth",
       auth_result: "ok",
+      protocol_version: "2026-07-28",
     });
   });
 });

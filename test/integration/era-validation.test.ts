@@ -140,6 +140,36 @@ describe("a 2026-07-28 request", () => {
     });
   });
 
+  it("audits the prompt or resource its Mcp-Name names", async () => {
+    const envelope = { "io.modelcontextprotocol/protocolVersion": MODERN };
+    const read = {
+      jsonrpc: "2.0",
+      id: 12,
+      method: "resources/read",
+      params: { uri: "file:///etc/motd", _meta: envelope },
+    };
+    const readHeaders = {
+      "mcp-protocol-version": MODERN,
+      "mcp-method": "resources/read",
+      "mcp-name": "file:///etc/motd",
+    };
+    expect((await send(read, readHeaders)).status).toBe(200);
+    expect((await gw.auditRecords(1)).at(-1)).toMatchObject({ resource: "file:///etc/motd" });
+    const get = {
+      jsonrpc: "2.0",
+      id: 13,
+      method: "prompts/get",
+      params: { name: "greet", _meta: envelope },
+    };
+    const getHeaders = {
+      "mcp-protocol-version": MODERN,
+      "mcp-method": "prompts/get",
+      "mcp-name": "greet",
+    };
+    expect((await send(get, getHeaders)).status).toBe(200);
+    expect((await gw.auditRecords(1)).at(-1)).toMatchObject({ prompt: "greet" });
+  });
+
   it("accepts an Mcp-Name in the base64 form", async () => {
     const { body, headers } = modernCall("echo");
     const encoded = `=?base64?${Buffer.from("echo").toString("base64")}?=`;
