@@ -4,11 +4,11 @@
  * cached (keyed by a keyed hash of the token) until it expires: a repeated token costs a map
  * lookup, not a signature check.
  */
-import { type JWTPayload, errors as joseErrors, jwtVerify } from "jose";
+import { type JWTPayload, type JWTVerifyGetKey, errors as joseErrors, jwtVerify } from "jose";
 import type { OAuthConfig } from "../config/schema.js";
 import { setBounded } from "../lib/bounded-map.js";
 import type { AccessTokenVerifier } from "./authenticate.js";
-import { ASYMMETRIC_ALGORITHMS, type JwksCache, JwksUnavailableError } from "./jwks.js";
+import { ASYMMETRIC_ALGORITHMS, JwksUnavailableError } from "./jwks.js";
 import { AuthError, type AuthResult, type Principal } from "./principal.js";
 import { digestToken } from "./token-digest.js";
 
@@ -29,15 +29,20 @@ export interface AccessTokenOptions {
   now?: () => number;
 }
 
+/** Where the verification keys come from: a fetched JWKS, or the embedded server's own keys. */
+export interface KeySource {
+  readonly getKey: JWTVerifyGetKey;
+}
+
 export class OAuthVerifier implements AccessTokenVerifier {
-  readonly jwks: JwksCache;
+  readonly jwks: KeySource;
   readonly #config: Required<Pick<OAuthConfig, "issuer" | "audience">> & OAuthConfig;
   readonly #cache = new Map<string, CachedPrincipal>();
   readonly #maxCachedTokens: number;
   readonly #now: () => number;
   readonly #onLookup: AccessTokenOptions["onLookup"];
 
-  constructor(config: OAuthConfig, jwks: JwksCache, options: AccessTokenOptions = {}) {
+  constructor(config: OAuthConfig, jwks: KeySource, options: AccessTokenOptions = {}) {
     if (config.issuer === undefined || config.audience === undefined) {
       throw new Error("auth.oauth: issuer and audience are required");
     }

@@ -107,6 +107,10 @@ function parseConfigText(text: string, file: string, env: NodeJS.ProcessEnv): Lo
   // Relative paths in the config mean relative to the config file, wherever mcpgw was started.
   const folder = path.dirname(path.resolve(file));
   config.audit.path = path.resolve(folder, config.audit.path);
+  config.authorization_server.state_dir = path.resolve(
+    folder,
+    config.authorization_server.state_dir,
+  );
   for (const upstream of [config.upstream, ...config.routes.map((route) => route.upstream)]) {
     if (upstream?.cwd !== undefined) upstream.cwd = path.resolve(folder, upstream.cwd);
   }

@@ -275,6 +275,52 @@ const route = z.strictObject({
     .describe("Per-route OAuth resource server settings."),
 });
 
+const asUser = z.strictObject({
+  username: z
+    .string()
+    .regex(/^[A-Za-z0-9._@-]{1,128}$/, "must be 1-128 characters of A-Z a-z 0-9 . _ @ -")
+    .describe("The login name, and the tokens' `sub`."),
+  password_hash: argon2idHash.describe("argon2id hash of the password (`mcpgw hash-password`)."),
+  scopes: z
+    .array(scopeToken)
+    .default([])
+    .describe("Scopes this user may grant a client; a token gets the requested ones of these."),
+});
+
+const authorizationServer = z
+  .strictObject({
+    enabled: z
+      .boolean()
+      .default(false)
+      .describe(
+        "Run the gateway's own OAuth 2.1 authorization server (oidc-provider): MCP clients log in through the browser, with no external identity provider.",
+      ),
+    issuer: publicUrl
+      .optional()
+      .describe(
+        "Its issuer: the gateway's public origin, exactly as clients reach it. Default: the origin of auth.oauth.public_url.",
+      ),
+    state_dir: z
+      .string()
+      .min(1)
+      .default("mcpgw-state")
+      .describe(
+        "Where its signing and cookie keys are kept (created, mode 0700; files 0600), relative to the config file.",
+      ),
+    users: z.array(asUser).default([]).describe("Who may log in."),
+    scopes: z
+      .array(scopeToken)
+      .default([])
+      .describe(
+        "Scopes clients may ask for, besides every route's required_scopes and every user's scopes.",
+      ),
+    access_token_ttl: duration("1h").describe("Lifetime of access tokens (JWT, RFC 9068)."),
+    refresh_token_ttl: duration("30d").describe("Lifetime of refresh tokens (rotated on use)."),
+    code_ttl: duration("120s").describe("Lifetime of authorization codes (single use)."),
+  })
+  .prefault({})
+  .describe("The embedded OAuth 2.1 authorization server.");
+
 const sessionKey = z.string().superRefine((text, ctx) => {
   const parsed = parseSessionKey(text);
   if (typeof parsed === "string") ctx.addIssue({ code: "custom", message: parsed });
@@ -379,6 +425,7 @@ export const configSchema = z
       })
       .prefault({})
       .describe("Client authentication."),
+    authorization_server: restartOnly(authorizationServer),
     audit: z
       .strictObject({
         path: z
@@ -511,7 +558,12 @@ export const configSchema = z
   })
   .superRefine((config, ctx) => {
     const { oauth } = config.auth;
-    if (config.auth.enabled && config.auth.keys.length === 0 && !oauth.enabled) {
+    if (
+      config.auth.enabled &&
+      config.auth.keys.length === 0 &&
+      !oauth.enabled &&
+      !config.authorization_server.enabled
+    ) {
       ctx.addIssue({
         code: "custom",
         path: ["auth", "keys"],
@@ -538,6 +590,7 @@ export const configSchema = z
       }
     }
     checkRoutes(config, ctx);
+    checkAuthorizationServer(config, ctx);
     const seen = new Set<string>();
     config.auth.keys.forEach((key, index) => {
       if (seen.has(key.id)) {
@@ -550,6 +603,53 @@ export const configSchema = z
       seen.add(key.id);
     });
   });
+
+function checkAuthorizationServer(config: z.output<typeof configSchema>, ctx: z.RefinementCtx) {
+  const as = config.authorization_server;
+  if (!as.enabled) return;
+  if (as.issuer === undefined && config.auth.oauth.public_url === undefined) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["authorization_server", "issuer"],
+      message:
+        "the authorization server needs its issuer, the origin clients reach the gateway at: set authorization_server.issuer or auth.oauth.public_url",
+    });
+  }
+  if (as.issuer !== undefined && new URL(as.issuer).pathname !== "/") {
+    ctx.addIssue({
+      code: "custom",
+      path: ["authorization_server", "issuer"],
+      message: "must be an origin (scheme, host, port) without a path",
+    });
+  }
+  if (!config.auth.enabled) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["authorization_server", "enabled"],
+      message:
+        "the authorization server issues tokens the gateway verifies: it needs auth.enabled: true",
+    });
+  }
+  if (config.auth.oauth.enabled) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["auth", "oauth", "enabled"],
+      message:
+        "with authorization_server.enabled the gateway verifies its own tokens: leave auth.oauth.enabled false (an external authorization server and the embedded one are not combined yet)",
+    });
+  }
+  const seen = new Set<string>();
+  as.users.forEach((user, index) => {
+    if (seen.has(user.username)) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["authorization_server", "users", index, "username"],
+        message: `duplicate username "${user.username}"`,
+      });
+    }
+    seen.add(user.username);
+  });
+}
 
 /** Paths the gateway serves itself, which no route may take. */
 const RESERVED_PATHS = new Set(["/healthz", "/readyz", "/metrics"]);
@@ -568,7 +668,11 @@ function checkRoutes(config: ConfigShape, ctx: z.RefinementCtx): void {
     const owner = taken.get(path);
     if (owner !== undefined) {
       ctx.addIssue({ code: "custom", path: where, message: `${path} is already ${owner}` });
-    } else if (RESERVED_PATHS.has(path) || path.startsWith("/.well-known/")) {
+    } else if (
+      RESERVED_PATHS.has(path) ||
+      path.startsWith("/.well-known/") ||
+      path.startsWith("/oauth/")
+    ) {
       ctx.addIssue({
         code: "custom",
         path: where,

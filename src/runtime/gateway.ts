@@ -106,6 +106,11 @@ export class Gateway implements PipelineContext {
       this.#serveMetadata(generation, described, req, res);
       return;
     }
+    const authorizationServer = generation.authorizationServer;
+    if (authorizationServer?.handles(path)) {
+      authorizationServer.handle(req, res, path);
+      return;
+    }
     this.#exchange(generation, generation.unmatched, req, res);
   }
 

@@ -6,7 +6,7 @@
  */
 import { createHash } from "node:crypto";
 import { BlockList, isIP } from "node:net";
-import { OAuthVerifier } from "../auth/access-tokens.js";
+import { type KeySource, OAuthVerifier } from "../auth/access-tokens.js";
 import { KeyStore } from "../auth/api-keys.js";
 import {
   type AccessTokenVerifier,
@@ -15,6 +15,7 @@ import {
   unauthenticated,
 } from "../auth/authenticate.js";
 import { JwksCache } from "../auth/jwks.js";
+import { AuthorizationServer } from "../authorization-server/server.js";
 import { type Config, parseAddressRange } from "../config/schema.js";
 import type { Logger } from "../log.js";
 import { ToolHeaderCatalog } from "../mcp/param-headers.js";
@@ -26,6 +27,7 @@ import type { Upstream } from "../upstream/upstream.js";
 import {
   type Route,
   type RouteOAuth,
+  type RouteSpec,
   RouteTable,
   routeSpecs,
   suffixedMetadataPath,
@@ -49,6 +51,8 @@ export class Generation {
   readonly id: number;
   readonly config: Config;
   readonly routes: RouteTable;
+  /** The embedded authorization server, while `authorization_server.enabled`. */
+  readonly authorizationServer: AuthorizationServer | undefined;
   /** The pseudo-route of paths no route has: 404, audited. */
   readonly unmatched: Route;
   readonly allowedOrigins: ReadonlySet<string>;
@@ -65,11 +69,17 @@ export class Generation {
   private constructor(
     id: number,
     config: Config,
-    parts: { routes: RouteTable; components: UsagePool; held: readonly string[] },
+    parts: {
+      routes: RouteTable;
+      authorizationServer: AuthorizationServer | undefined;
+      components: UsagePool;
+      held: readonly string[];
+    },
   ) {
     this.id = id;
     this.config = config;
     this.routes = parts.routes;
+    this.authorizationServer = parts.authorizationServer;
     this.unmatched = {
       path: "unmatched",
       matched: false,
@@ -104,8 +114,9 @@ export class Generation {
       return component;
     };
     try {
-      const routes = await buildRoutes(id, config, deps, acquire);
-      return new Generation(id, config, { routes, components, held });
+      const authorizationServer = await buildAuthorizationServer(config, deps, acquire);
+      const routes = await buildRoutes(id, config, deps, acquire, authorizationServer);
+      return new Generation(id, config, { routes, authorizationServer, components, held });
     } catch (error) {
       await Promise.all(held.map((key) => components.release(key)));
       throw error;
@@ -171,18 +182,42 @@ export class Generation {
 
 type Acquire = <T extends Component>(key: string, make: () => T | Promise<T>) => Promise<T>;
 
+/** The embedded authorization server: one per issuer and settings, kept across reloads. */
+async function buildAuthorizationServer(
+  config: Config,
+  { log }: GenerationDeps,
+  acquire: Acquire,
+): Promise<AuthorizationServer | undefined> {
+  const settings = config.authorization_server;
+  if (!config.auth.enabled || !settings.enabled) return undefined;
+  const issuer = settings.issuer ?? new URL(config.auth.oauth.public_url as string).origin;
+  return acquire(`authorization-server ${issuer} ${JSON.stringify(settings)}`, () =>
+    AuthorizationServer.start(settings, issuer, log),
+  );
+}
+
 async function buildRoutes(
   id: number,
   config: Config,
   deps: GenerationDeps,
   acquire: Acquire,
+  authorizationServer: AuthorizationServer | undefined,
 ): Promise<RouteTable> {
   const specs = routeSpecs(config);
   const keys = buildKeyStore(id, config, deps);
-  const jwks =
-    config.auth.enabled && config.auth.oauth.enabled
+  // The keys tokens are verified with: the embedded server's own, or a fetched JWKS.
+  const jwks: KeySource | undefined =
+    authorizationServer ??
+    (config.auth.enabled && config.auth.oauth.enabled
       ? await acquireJwks(config, deps, acquire)
-      : undefined;
+      : undefined);
+  const issuer = authorizationServer?.issuer ?? (config.auth.oauth.issuer as string);
+  // With the embedded server, each route is a resource it issues tokens for, at its URL.
+  const resourceOf = (spec: RouteSpec) =>
+    spec.publicUrl ?? (authorizationServer ? `${issuer}${spec.path}` : undefined);
+  authorizationServer?.useResources(
+    specs.map((spec) => ({ indicator: resourceOf(spec) as string, scopes: spec.requiredScopes })),
+  );
   // One verifier per audience: routes that accept the same tokens share its cache.
   const verifiers = new Map<string, OAuthVerifier>();
   const sessionKey = config.sessions.key;
@@ -205,10 +240,12 @@ async function buildRoutes(
     );
     let oauth: RouteOAuth | undefined;
     if (jwks) {
-      const audience = spec.audience as string;
+      const audience = (
+        authorizationServer ? (spec.audience ?? resourceOf(spec)) : spec.audience
+      ) as string;
       let verifier = verifiers.get(audience);
       if (verifier === undefined) {
-        verifier = new OAuthVerifier({ ...config.auth.oauth, audience }, jwks, {
+        verifier = new OAuthVerifier({ ...config.auth.oauth, issuer, audience }, jwks, {
           ...(deps.metrics && {
             onLookup: (hit: boolean) => deps.metrics?.cacheLookup("access_token", hit),
           }),
@@ -217,9 +254,9 @@ async function buildRoutes(
       }
       oauth = {
         verifier,
-        issuer: config.auth.oauth.issuer as string,
+        issuer,
         requiredScopes: spec.requiredScopes,
-        publicUrl: spec.publicUrl,
+        publicUrl: resourceOf(spec),
         metadataPath: spec.primary
           ? config.auth.oauth.metadata_path
           : suffixedMetadataPath(spec.path),

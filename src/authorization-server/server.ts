@@ -1,0 +1,430 @@
+/**
+ * The embedded OAuth 2.1 authorization server: oidc-provider (OpenID certified) mounted under
+ * `/oauth/`, so MCP clients log in through the browser with no external identity provider.
+ * What the library does not do is here: the login and consent pages, users from the config,
+ * the RFC 8414 metadata document, and the tie to the gateway's routes (each route is a
+ * resource, RFC 8707, and the token's `aud`). The gateway verifies the tokens with the same
+ * keys, in process: no JWKS fetch.
+ */
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { verify } from "@node-rs/argon2";
+import { createLocalJWKSet, type JWK } from "jose";
+import type { Config } from "../config/schema.js";
+import type { Logger } from "../log.js";
+import { consentPage, errorPage, loginPage } from "./pages.js";
+import { type AuthorizationServerState, loadState, publicJwk } from "./state.js";
+
+export type AuthorizationServerConfig = Config["authorization_server"];
+type Users = ReadonlyMap<string, AuthorizationServerConfig["users"][number]>;
+/** The routes it issues tokens for; replaced by each generation (useResources). */
+interface Resources {
+  byIndicator: ReadonlyMap<string, Resource>;
+  default: string | undefined;
+}
+
+/** A resource the server issues tokens for: an MCP route, by its public URL. */
+export interface Resource {
+  indicator: string;
+  scopes: readonly string[];
+}
+
+/** Endpoints under this prefix belong to the authorization server. */
+const PREFIX = "/oauth/";
+const INTERACTION = "/oauth/interaction/";
+/** Failed logins per username and address within the window, before logins are refused. */
+const LOGIN_ATTEMPTS = 5;
+const LOGIN_WINDOW_MS = 15 * 60_000;
+const MAX_FORM_BYTES = 16 * 1024;
+
+export class AuthorizationServer {
+  readonly issuer: string;
+  /** Resolves the key of a token this server signed (jose's key resolver). */
+  readonly getKey: ReturnType<typeof createLocalJWKSet>;
+  readonly #provider: OidcProvider;
+  readonly #users: Users;
+  readonly #log: Logger;
+  readonly #resources: Resources;
+  readonly #failures = new Map<string, { count: number; since: number }>();
+
+  private constructor(
+    issuer: string,
+    provider: OidcProvider,
+    state: AuthorizationServerState,
+    parts: { users: Users; resources: Resources },
+    log: Logger,
+  ) {
+    this.issuer = issuer;
+    this.#provider = provider;
+    this.#users = parts.users;
+    this.#resources = parts.resources;
+    this.#log = log;
+    this.getKey = createLocalJWKSet({ keys: state.signingKeys.map(publicJwk) });
+  }
+
+  static async start(
+    config: AuthorizationServerConfig,
+    issuer: string,
+    log: Logger,
+  ): Promise<AuthorizationServer> {
+    const state = await loadState(config.state_dir);
+    const { default: Provider, errors } = await importOidcProvider();
+    const users: Users = new Map(config.users.map((user) => [user.username, user]));
+    const resources: Resources = { byIndicator: new Map(), default: undefined };
+    const provider = new Provider(issuer, {
+      adapter: memoryAdapter(),
+      jwks: { keys: state.signingKeys },
+      cookies: { keys: state.cookieKeys },
+      routes: {
+        authorization: "/oauth/authorize",
+        token: "/oauth/token",
+        registration: "/oauth/register",
+        revocation: "/oauth/revoke",
+        jwks: "/oauth/jwks",
+        end_session: "/oauth/logout",
+        userinfo: "/oauth/userinfo",
+        introspection: "/oauth/introspect",
+        pushed_authorization_request: "/oauth/par",
+        code_verification: "/oauth/device",
+        device_authorization: "/oauth/device/auth",
+        backchannel_authentication: "/oauth/backchannel",
+        challenge: "/oauth/challenge",
+        credential: "/oauth/credential",
+      },
+      scopes: ["openid", "offline_access", ...allScopes(config)],
+      claims: { openid: ["sub"] },
+      clientDefaults: {
+        grant_types: ["authorization_code", "refresh_token"],
+        response_types: ["code"],
+        token_endpoint_auth_method: "none",
+        id_token_signed_response_alg: "ES256",
+      },
+      findAccount: (_ctx: unknown, id: string) =>
+        users.has(id) ? { accountId: id, claims: () => ({ sub: id }) } : undefined,
+      interactions: {
+        url: (_ctx: unknown, interaction: { uid: string }) => `${INTERACTION}${interaction.uid}`,
+      },
+      features: {
+        devInteractions: { enabled: false },
+        registration: { enabled: true },
+        revocation: { enabled: true },
+        resourceIndicators: {
+          enabled: true,
+          defaultResource: () => resources.default,
+          useGrantedResource: () => true,
+          getResourceServerInfo: (_ctx: unknown, indicator: string) => {
+            const resource = resources.byIndicator.get(indicator);
+            if (resource === undefined) {
+              throw new errors.InvalidTarget(`${indicator} is not an MCP endpoint of this gateway`);
+            }
+            return {
+              scope: allScopes(config).join(" "),
+              audience: indicator,
+              accessTokenTTL: Math.round(config.access_token_ttl / 1000),
+              accessTokenFormat: "jwt",
+              jwt: { sign: { alg: "ES256" } },
+            };
+          },
+        },
+      },
+      pkce: { required: () => true },
+      // The MCP SDKs do not ask for offline_access; a client allowed to refresh gets a token.
+      issueRefreshToken: (_ctx: unknown, client: { grantTypeAllowed(type: string): boolean }) =>
+        client.grantTypeAllowed("refresh_token"),
+      ttl: {
+        AccessToken: Math.round(config.access_token_ttl / 1000),
+        AuthorizationCode: Math.round(config.code_ttl / 1000),
+        RefreshToken: Math.round(config.refresh_token_ttl / 1000),
+        Grant: Math.round(config.refresh_token_ttl / 1000),
+        Interaction: 3600,
+        Session: 14 * 24 * 3600,
+      },
+      renderError: (
+        ctx: { type: string; body: string },
+        out: { error: string; error_description?: string },
+      ) => {
+        ctx.type = "html";
+        ctx.body = errorPage("Sign-in failed", out.error_description ?? out.error);
+      },
+    });
+    provider.on("server_error", (_ctx: unknown, error: Error) =>
+      log.error({ err: error }, "authorization server: internal error"),
+    );
+    return new AuthorizationServer(issuer, provider, state, { users, resources }, log);
+  }
+
+  /** The routes whose tokens it issues; the first is the default `resource`. */
+  useResources(resources: readonly Resource[]): void {
+    this.#resources.byIndicator = new Map(
+      resources.map((resource) => [resource.indicator, resource]),
+    );
+    this.#resources.default = resources[0]?.indicator;
+  }
+
+  /** Whether `path` is one of its endpoints or metadata documents. */
+  handles(path: string): boolean {
+    return (
+      path.startsWith(PREFIX) ||
+      path === "/.well-known/openid-configuration" ||
+      path === "/.well-known/oauth-authorization-server"
+    );
+  }
+
+  handle(req: IncomingMessage, res: ServerResponse, path: string): void {
+    if (path.startsWith(INTERACTION)) {
+      this.#interaction(req, res, path.slice(INTERACTION.length)).catch((error: unknown) => {
+        this.#log.error({ err: error }, "authorization server: interaction failed");
+        if (!res.headersSent) html(res, 500, errorPage("Error", "Something went wrong."));
+      });
+      return;
+    }
+    // RFC 8414: the same metadata as OpenID discovery, at the OAuth well-known path.
+    if (path === "/.well-known/oauth-authorization-server") {
+      req.url = "/.well-known/openid-configuration";
+    }
+    this.#provider.callback()(req, res);
+  }
+
+  close(): void {}
+
+  /** The login, then the consent, of one authorization request (`uid`). */
+  async #interaction(req: IncomingMessage, res: ServerResponse, uid: string): Promise<void> {
+    let details: InteractionDetails;
+    try {
+      // Checks the interaction cookie: a form posted from another site has none (CSRF).
+      details = await this.#provider.interactionDetails(req, res);
+    } catch {
+      html(res, 400, errorPage("Session expired", "This sign-in page has expired."));
+      return;
+    }
+    if (details.uid !== uid) {
+      html(res, 400, errorPage("Session expired", "This sign-in page has expired."));
+      return;
+    }
+    const client = await this.#provider.Client.find(details.params.client_id);
+    const clientName = client?.clientName ?? details.params.client_id;
+    const action = `${INTERACTION}${uid}`;
+    if (details.prompt.name === "login") {
+      if (req.method !== "POST") {
+        html(res, 200, loginPage({ action, clientName }));
+        return;
+      }
+      const form = await readForm(req);
+      const username = form.get("username") ?? "";
+      const refused = this.#throttled(username, req.socket.remoteAddress);
+      if (refused) {
+        html(res, 429, loginPage({ action, clientName, username, error: refused }));
+        return;
+      }
+      const user = this.#users.get(username);
+      const ok = user ? await verify(user.password_hash, form.get("password") ?? "") : false;
+      if (!user || !ok) {
+        this.#failed(username, req.socket.remoteAddress);
+        this.#log.info({ username, remote_addr: req.socket.remoteAddress }, "login failed");
+        html(
+          res,
+          401,
+          loginPage({ action, clientName, username, error: "Wrong username or password." }),
+        );
+        return;
+      }
+      this.#failures.delete(`${username}\0${req.socket.remoteAddress}`);
+      await this.#provider.interactionFinished(req, res, { login: { accountId: username } });
+      return;
+    }
+    // Consent: the scopes asked for that this user may grant, on the resources asked for.
+    const username = details.session?.accountId ?? "";
+    const user = this.#users.get(username);
+    const requested = missingScopes(details);
+    const allowed = new Set(user?.scopes ?? []);
+    const granted = [...new Set(requested.filter((scope) => allowed.has(scope)))];
+    const resources = Object.keys(details.prompt.details.missingResourceScopes ?? {});
+    if (req.method !== "POST") {
+      html(res, 200, consentPage({ action, clientName, username, scopes: granted, resources }));
+      return;
+    }
+    const form = await readForm(req);
+    if (form.get("decision") !== "allow") {
+      await this.#provider.interactionFinished(req, res, {
+        error: "access_denied",
+        error_description: "the user denied access",
+      });
+      return;
+    }
+    const grant = details.grantId
+      ? await this.#provider.Grant.find(details.grantId)
+      : new this.#provider.Grant({ accountId: username, clientId: details.params.client_id });
+    const oidc = details.prompt.details.missingOIDCScope;
+    if (oidc) grant.addOIDCScope(oidc.join(" "));
+    for (const [indicator, scopes] of Object.entries(
+      details.prompt.details.missingResourceScopes ?? {},
+    )) {
+      grant.addResourceScope(indicator, scopes.filter((scope) => allowed.has(scope)).join(" "));
+    }
+    const grantId = await grant.save();
+    await this.#provider.interactionFinished(req, res, { consent: { grantId } });
+  }
+
+  /** Why a login is refused now, or undefined. */
+  #throttled(username: string, address: string | undefined): string | undefined {
+    const entry = this.#failures.get(`${username}\0${address}`);
+    if (!entry || Date.now() - entry.since > LOGIN_WINDOW_MS) return undefined;
+    if (entry.count < LOGIN_ATTEMPTS) return undefined;
+    return "Too many failed sign-ins. Wait 15 minutes, then try again.";
+  }
+
+  #failed(username: string, address: string | undefined): void {
+    const key = `${username}\0${address}`;
+    const entry = this.#failures.get(key);
+    if (!entry || Date.now() - entry.since > LOGIN_WINDOW_MS) {
+      if (this.#failures.size > 10_000) this.#failures.clear();
+      this.#failures.set(key, { count: 1, since: Date.now() });
+    } else {
+      entry.count++;
+    }
+  }
+}
+
+function allScopes(config: AuthorizationServerConfig): string[] {
+  return [...new Set([...config.scopes, ...config.users.flatMap((user) => user.scopes)])];
+}
+
+function missingScopes(details: InteractionDetails): string[] {
+  return Object.values(details.prompt.details.missingResourceScopes ?? {}).flat();
+}
+
+function html(res: ServerResponse, status: number, body: string): void {
+  res.writeHead(status, {
+    "content-type": "text/html; charset=utf-8",
+    "cache-control": "no-store",
+    "content-security-policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'",
+    "x-frame-options": "DENY",
+    "referrer-policy": "no-referrer",
+  });
+  res.end(body);
+}
+
+async function readForm(req: IncomingMessage): Promise<URLSearchParams> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length;
+    if (size > MAX_FORM_BYTES) throw new Error("form too large");
+    chunks.push(chunk as Buffer);
+  }
+  return new URLSearchParams(Buffer.concat(chunks).toString("utf8"));
+}
+
+interface InteractionDetails {
+  uid: string;
+  grantId?: string;
+  session?: { accountId?: string };
+  params: { client_id: string };
+  prompt: {
+    name: "login" | "consent";
+    details: {
+      missingOIDCScope?: string[];
+      missingResourceScopes?: Record<string, string[]>;
+    };
+  };
+}
+
+interface Grant {
+  addOIDCScope(scope: string): void;
+  addResourceScope(resource: string, scope: string): void;
+  save(): Promise<string>;
+}
+
+/** The part of oidc-provider's API used here; the package ships no type declarations. */
+interface OidcProvider {
+  callback(): (req: IncomingMessage, res: ServerResponse) => void;
+  on(event: string, listener: (...args: never[]) => void): void;
+  interactionDetails(req: IncomingMessage, res: ServerResponse): Promise<InteractionDetails>;
+  interactionFinished(
+    req: IncomingMessage,
+    res: ServerResponse,
+    result: Record<string, unknown>,
+  ): Promise<void>;
+  Client: { find(id: string): Promise<{ clientName?: string } | undefined> };
+  Grant: {
+    new (options: { accountId: string; clientId: string }): Grant;
+    find(id: string): Promise<Grant>;
+  };
+}
+
+interface OidcProviderModule {
+  default: new (issuer: string, configuration: object) => OidcProvider;
+  errors: { InvalidTarget: new (description?: string) => Error };
+}
+
+let oidcProvider: Promise<OidcProviderModule> | undefined;
+
+/**
+ * Imports oidc-provider once, when the server is enabled, without the "Unsupported runtime"
+ * warning it prints on Node 20 (it targets 22+; what is used here works on 20).
+ */
+function importOidcProvider(): Promise<OidcProviderModule> {
+  oidcProvider ??= (async () => {
+    const specifier: string = "oidc-provider";
+    const warn = console.warn;
+    console.warn = (...args: unknown[]) => {
+      if (!String(args[0]).includes("Unsupported runtime")) warn(...args);
+    };
+    try {
+      return (await import(specifier)) as OidcProviderModule;
+    } finally {
+      console.warn = warn;
+    }
+  })();
+  return oidcProvider;
+}
+
+/**
+ * Storage for oidc-provider's models in memory: clients registered, grants, codes and refresh
+ * tokens are lost on restart (access tokens are JWTs and stay valid). A persistent store is to
+ * follow; oidc-provider's own memory adapter warns on every start.
+ */
+function memoryAdapter() {
+  const store = new Map<string, Record<string, unknown> & { exp?: number }>();
+  return (model: string) => {
+    const key = (id: string) => `${model}:${id}`;
+    const findBy = (field: string, value: string) => {
+      for (const [k, payload] of store) {
+        if (k.startsWith(`${model}:`) && payload[field] === value) return payload;
+      }
+      return undefined;
+    };
+    return {
+      async upsert(id: string, payload: Record<string, unknown>, expiresIn?: number) {
+        const exp = expiresIn ? Math.floor(Date.now() / 1000) + expiresIn : undefined;
+        store.set(key(id), { ...payload, ...(exp && { exp }) });
+        // Expired entries go on writes, so the map does not grow with every code ever issued.
+        const now = Math.floor(Date.now() / 1000);
+        if (store.size % 256 === 0) {
+          for (const [k, entry] of store)
+            if (entry.exp !== undefined && entry.exp < now) store.delete(k);
+        }
+      },
+      async find(id: string) {
+        return store.get(key(id));
+      },
+      async findByUid(uid: string) {
+        return findBy("uid", uid);
+      },
+      async findByUserCode(userCode: string) {
+        return findBy("userCode", userCode);
+      },
+      async consume(id: string) {
+        const payload = store.get(key(id));
+        if (payload) payload.consumed = Math.floor(Date.now() / 1000);
+      },
+      async destroy(id: string) {
+        store.delete(key(id));
+      },
+      async revokeByGrantId(grantId: string) {
+        for (const [k, payload] of store) if (payload.grantId === grantId) store.delete(k);
+      },
+    };
+  };
+}
+
+export type { JWK };

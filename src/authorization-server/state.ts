@@ -1,0 +1,58 @@
+/**
+ * What the authorization server keeps across restarts: its ES256 signing key (the tokens it
+ * issued stay verifiable) and its cookie keys (a login in progress survives a restart). Made
+ * on first start in `state_dir` (mode 0700), one file (mode 0600), written atomically.
+ */
+import { randomBytes } from "node:crypto";
+import { chmod, mkdir, readFile, rename, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { exportJWK, generateKeyPair, type JWK } from "jose";
+
+export interface AuthorizationServerState {
+  /** Private signing keys, newest first; the JWKS publishes their public halves. */
+  signingKeys: JWK[];
+  cookieKeys: string[];
+}
+
+const FILE = "authorization-server.json";
+
+export async function loadState(stateDir: string): Promise<AuthorizationServerState> {
+  const file = path.join(stateDir, FILE);
+  const text = await readFile(file, "utf8").catch((error: NodeJS.ErrnoException) => {
+    if (error.code === "ENOENT") return undefined;
+    throw error;
+  });
+  if (text !== undefined) {
+    const state = JSON.parse(text) as AuthorizationServerState;
+    if (!Array.isArray(state.signingKeys) || state.signingKeys.length === 0) {
+      throw new Error(`${file}: no signing key; move the file away to make new keys`);
+    }
+    return state;
+  }
+  const state: AuthorizationServerState = {
+    signingKeys: [await newSigningKey()],
+    cookieKeys: [randomBytes(32).toString("base64url")],
+  };
+  await mkdir(stateDir, { recursive: true, mode: 0o700 });
+  const temporary = `${file}.${process.pid}.tmp`;
+  await writeFile(temporary, `${JSON.stringify(state, null, 2)}\n`, { mode: 0o600 });
+  await chmod(temporary, 0o600);
+  await rename(temporary, file);
+  return state;
+}
+
+async function newSigningKey(): Promise<JWK> {
+  const { privateKey } = await generateKeyPair("ES256", { extractable: true });
+  const jwk = await exportJWK(privateKey);
+  return {
+    ...jwk,
+    kid: `mcpgw-${new Date().toISOString().slice(0, 10)}-${randomBytes(4).toString("hex")}`,
+    alg: "ES256",
+    use: "sig",
+  };
+}
+
+/** The public half of a private JWK. */
+export function publicJwk({ d: _private, ...rest }: JWK): JWK {
+  return rest;
+}

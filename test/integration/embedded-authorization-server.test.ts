@@ -1,0 +1,240 @@
+/**
+ * The embedded authorization server, driven by the official SDK client headless: discovery
+ * from the 401, dynamic registration, authorize with PKCE, login and consent pages, code,
+ * token, the MCP call through the gateway, refresh, revocation.
+ */
+
+import type { OAuthClientProvider } from "@modelcontextprotocol/sdk/client/auth.js";
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
+import type {
+  OAuthClientInformationFull,
+  OAuthClientMetadata,
+  OAuthTokens,
+} from "@modelcontextprotocol/sdk/shared/auth.js";
+import { decodeJwt } from "jose";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type ExampleServer, startExampleServer } from "../../examples/mcp-server.js";
+import { unusedPortUrl } from "../helpers/fake-upstreams.js";
+import { startGateway, type TestGateway } from "../helpers/gateway.js";
+import { cheapHash } from "../helpers/keys.js";
+import { logInAndConsent } from "../helpers/login-driver.js";
+import { INITIALIZE, POST_HEADERS } from "../helpers/mcp-client.js";
+
+const PASSWORD = "correct horse battery staple";
+const REDIRECT = "http://127.0.0.1:53682/callback";
+
+let upstream: ExampleServer;
+let gw: TestGateway;
+let origin: string;
+
+beforeAll(async () => {
+  upstream = await startExampleServer();
+  const port = new URL(await unusedPortUrl()).port;
+  origin = `http://127.0.0.1:${port}`;
+  gw = await startGateway({
+    listen: `127.0.0.1:${port}`,
+    upstream: { url: upstream.url },
+    auth: { oauth: { required_scopes: ["mcp:read"] } },
+    authorization_server: {
+      enabled: true,
+      issuer: origin,
+      users: [
+        { username: "alice", password_hash: await cheapHash(PASSWORD), scopes: ["mcp:read"] },
+      ],
+    },
+  });
+});
+
+afterAll(async () => {
+  await gw?.stop();
+  await upstream?.close();
+});
+
+/** An MCP client application's OAuth state, with a user who logs in when sent to the AS. */
+class HeadlessClient implements OAuthClientProvider {
+  client: OAuthClientInformationFull | undefined;
+  saved: OAuthTokens | undefined;
+  verifier = "";
+  code: string | undefined;
+  pages: string[] = [];
+  get redirectUrl() {
+    return REDIRECT;
+  }
+  get clientMetadata(): OAuthClientMetadata {
+    return {
+      client_name: "Headless Test Client",
+      redirect_uris: [REDIRECT],
+      grant_types: ["authorization_code", "refresh_token"],
+      response_types: ["code"],
+      token_endpoint_auth_method: "none",
+    };
+  }
+  clientInformation() {
+    return this.client;
+  }
+  saveClientInformation(info: OAuthClientInformationFull) {
+    this.client = info;
+  }
+  tokens() {
+    return this.saved;
+  }
+  saveTokens(tokens: OAuthTokens) {
+    this.saved = tokens;
+  }
+  saveCodeVerifier(verifier: string) {
+    this.verifier = verifier;
+  }
+  codeVerifier() {
+    return this.verifier;
+  }
+  async redirectToAuthorization(url: URL) {
+    expect(url.searchParams.get("code_challenge_method")).toBe("S256");
+    const { redirect, pages } = await logInAndConsent(url, REDIRECT, {
+      username: "alice",
+      password: PASSWORD,
+    });
+    this.pages = pages;
+    expect(redirect.searchParams.get("iss")).toBe(origin);
+    this.code = redirect.searchParams.get("code") ?? undefined;
+  }
+}
+
+async function connect(provider: HeadlessClient) {
+  const transport = new StreamableHTTPClientTransport(new URL(`${origin}/mcp`), {
+    authProvider: provider,
+  });
+  const client = new Client({ name: "headless", version: "0" });
+  await client.connect(transport);
+  return { client, transport };
+}
+
+describe("the embedded authorization server", () => {
+  it("publishes RFC 8414 metadata, and the route's RFC 9728 document names it", async () => {
+    const metadata = (await (
+      await fetch(`${origin}/.well-known/oauth-authorization-server`)
+    ).json()) as Record<string, unknown>;
+    expect(metadata).toMatchObject({
+      issuer: origin,
+      authorization_endpoint: `${origin}/oauth/authorize`,
+      token_endpoint: `${origin}/oauth/token`,
+      registration_endpoint: `${origin}/oauth/register`,
+      code_challenge_methods_supported: ["S256"],
+      authorization_response_iss_parameter_supported: true,
+    });
+    expect(metadata.response_types_supported).toContain("code");
+    expect(metadata.revocation_endpoint).toBe(`${origin}/oauth/revoke`);
+    const resource = await (
+      await fetch(`${origin}/.well-known/oauth-protected-resource/mcp`)
+    ).json();
+    expect(resource).toMatchObject({
+      resource: `${origin}/mcp`,
+      authorization_servers: [origin],
+      scopes_supported: ["mcp:read"],
+    });
+  });
+
+  it("takes the SDK client from a 401 through registration, login, consent and token to a tool call", async () => {
+    const provider = new HeadlessClient();
+    await expect(connect(provider)).rejects.toThrow(/Unauthorized/);
+    expect(provider.pages).toEqual(["login", "consent"]);
+    expect(provider.client?.client_id).toBeTruthy();
+    // The SDK's first connect stops at the redirect; the application resumes with the code.
+    const transport = new StreamableHTTPClientTransport(new URL(`${origin}/mcp`), {
+      authProvider: provider,
+    });
+    await transport.finishAuth(provider.code as string);
+    const access = decodeJwt(provider.saved?.access_token as string);
+    expect(access).toMatchObject({ iss: origin, aud: `${origin}/mcp`, sub: "alice" });
+    expect(String(access.scope).split(" ")).toContain("mcp:read");
+    expect(provider.saved?.refresh_token).toBeTruthy();
+
+    const client = new Client({ name: "headless", version: "0" });
+    await client.connect(transport);
+    const { tools } = await client.listTools();
+    expect(tools.map((tool) => tool.name)).toContain("echo");
+    await client.close();
+    const record = (await gw.auditRecords(1)).find((line) => line.method === "tools/list");
+    expect(record).toMatchObject({ auth_type: "oauth", auth_result: "ok", sub: "alice" });
+  });
+
+  it("refreshes, rotating the refresh token, and refuses a revoked one", async () => {
+    const provider = new HeadlessClient();
+    await connect(provider).catch(() => undefined);
+    const transport = new StreamableHTTPClientTransport(new URL(`${origin}/mcp`), {
+      authProvider: provider,
+    });
+    await transport.finishAuth(provider.code as string);
+    const clientId = provider.client?.client_id as string;
+    const refresh = async (token: string) =>
+      fetch(`${origin}/oauth/token`, {
+        method: "POST",
+        body: new URLSearchParams({
+          grant_type: "refresh_token",
+          refresh_token: token,
+          client_id: clientId,
+        }),
+      });
+    const first = provider.saved?.refresh_token as string;
+    const rotated = await refresh(first);
+    expect(rotated.status).toBe(200);
+    const next = (await rotated.json()) as OAuthTokens;
+    expect(next.refresh_token).not.toBe(first);
+    expect(await initializeStatus(next.access_token)).toBe(200);
+
+    const revoked = await fetch(`${origin}/oauth/revoke`, {
+      method: "POST",
+      body: new URLSearchParams({ token: next.refresh_token as string, client_id: clientId }),
+    });
+    expect(revoked.status).toBe(200);
+    expect((await refresh(next.refresh_token as string)).status).toBe(400);
+  });
+
+  it("refuses an authorization request without PKCE, and a wrong password", async () => {
+    const registered = (await (
+      await fetch(`${origin}/oauth/register`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({
+          redirect_uris: [REDIRECT],
+          token_endpoint_auth_method: "none",
+          client_name: "no-pkce",
+        }),
+      })
+    ).json()) as { client_id: string };
+    const noPkce = new URL(`${origin}/oauth/authorize`);
+    noPkce.search = new URLSearchParams({
+      client_id: registered.client_id,
+      redirect_uri: REDIRECT,
+      response_type: "code",
+      state: "s1",
+      scope: "mcp:read",
+    }).toString();
+    const refused = await fetch(noPkce, { redirect: "manual" });
+    const location = new URL(refused.headers.get("location") ?? "", origin);
+    expect(location.searchParams.get("error")).toBe("invalid_request");
+    expect(location.searchParams.get("error_description")).toMatch(/PKCE/);
+
+    const wrong = new HeadlessClient();
+    wrong.redirectToAuthorization = async (url: URL) => {
+      await expect(
+        logInAndConsent(url, REDIRECT, { username: "alice", password: "wrong" }),
+      ).rejects.toThrow(/Wrong username or password/);
+    };
+    await expect(connect(wrong)).rejects.toThrow(/Unauthorized/);
+  });
+
+  it("answers a request without a token with a challenge pointing at the route's metadata", async () => {
+    expect(await initializeStatus(undefined)).toBe(401);
+  });
+});
+
+async function initializeStatus(token: string | undefined): Promise<number> {
+  const res = await fetch(`${origin}/mcp`, {
+    method: "POST",
+    headers: { ...POST_HEADERS, ...(token && { authorization: `Bearer ${token}` }) },
+    body: INITIALIZE,
+  });
+  await res.arrayBuffer();
+  return res.status;
+}
