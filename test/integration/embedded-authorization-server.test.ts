@@ -4,6 +4,7 @@
  * token, the MCP call through the gateway, refresh, revocation.
  */
 
+import { createHash, randomBytes } from "node:crypto";
 import type { OAuthClientProvider } from "@modelcontextprotocol/sdk/client/auth.js";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
@@ -224,10 +225,118 @@ describe("the embedded authorization server", () => {
     await expect(connect(wrong)).rejects.toThrow(/Unauthorized/);
   });
 
+  it("refuses a replayed code, a foreign resource, an unregistered redirect URI, and brute force", async () => {
+    const client = await register("negative");
+    // A code used twice: the second exchange is refused.
+    const { code, verifier } = await authorizeCode(client);
+    const exchange = () =>
+      fetch(`${origin}/oauth/token`, {
+        method: "POST",
+        body: new URLSearchParams({
+          grant_type: "authorization_code",
+          code,
+          code_verifier: verifier,
+          redirect_uri: REDIRECT,
+          client_id: client,
+        }),
+      });
+    const first = await exchange();
+    expect(first.status).toBe(200);
+    const tokens = (await first.json()) as OAuthTokens;
+    const replay = await exchange();
+    expect(replay.status).toBe(400);
+    expect(await replay.json()).toMatchObject({ error: "invalid_grant" });
+    // oidc-provider revokes what the code issued when it is replayed: the refresh token.
+    const refreshed = await fetch(`${origin}/oauth/token`, {
+      method: "POST",
+      body: new URLSearchParams({
+        grant_type: "refresh_token",
+        refresh_token: tokens.refresh_token as string,
+        client_id: client,
+      }),
+    });
+    expect(refreshed.status).toBe(400);
+
+    // A resource that is not one of the gateway's routes.
+    const foreign = await fetch(
+      authorizeUrl(client, { resource: "https://elsewhere.example/mcp" }),
+      { redirect: "manual" },
+    );
+    const refusal = new URL(foreign.headers.get("location") ?? "", origin);
+    expect(refusal.searchParams.get("error")).toBe("invalid_target");
+
+    // A redirect URI the client did not register is never redirected to.
+    const mismatch = await fetch(
+      authorizeUrl(client, { redirect_uri: "https://attacker.example/callback" }),
+      { redirect: "manual" },
+    );
+    expect(mismatch.status).toBe(400);
+    expect(mismatch.headers.get("location")).toBeNull();
+    expect(await mismatch.text()).toContain("redirect_uri");
+
+    // Five wrong passwords, then even the right one is refused for a while.
+    const url = authorizeUrl(client);
+    for (let attempt = 0; attempt < 5; attempt++) {
+      await expect(
+        logInAndConsent(url, REDIRECT, { username: "bob", password: "guess" }),
+      ).rejects.toMatchObject({ status: 401 });
+    }
+    await expect(
+      logInAndConsent(url, REDIRECT, { username: "bob", password: "guess" }),
+    ).rejects.toMatchObject({ status: 429, message: expect.stringMatching(/Too many/) });
+  });
+
   it("answers a request without a token with a challenge pointing at the route's metadata", async () => {
     expect(await initializeStatus(undefined)).toBe(401);
   });
 });
+
+async function register(name: string): Promise<string> {
+  const res = await fetch(`${origin}/oauth/register`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({
+      redirect_uris: [REDIRECT],
+      token_endpoint_auth_method: "none",
+      client_name: name,
+      scope: "mcp:read",
+    }),
+  });
+  expect(res.status).toBe(201);
+  return ((await res.json()) as { client_id: string }).client_id;
+}
+
+let pkce = { verifier: "", challenge: "" };
+
+/** An authorization URL with PKCE S256 and state, `overrides` replacing its parameters. */
+function authorizeUrl(clientId: string, overrides: Record<string, string> = {}): URL {
+  const verifier = randomBytes(32).toString("base64url");
+  pkce = { verifier, challenge: createHash("sha256").update(verifier).digest("base64url") };
+  const url = new URL(`${origin}/oauth/authorize`);
+  url.search = new URLSearchParams({
+    client_id: clientId,
+    redirect_uri: REDIRECT,
+    response_type: "code",
+    scope: "mcp:read",
+    state: randomBytes(8).toString("hex"),
+    code_challenge: pkce.challenge,
+    code_challenge_method: "S256",
+    resource: `${origin}/mcp`,
+    ...overrides,
+  }).toString();
+  return url;
+}
+
+async function authorizeCode(clientId: string): Promise<{ code: string; verifier: string }> {
+  const url = authorizeUrl(clientId);
+  const { verifier } = pkce;
+  const { redirect } = await logInAndConsent(url, REDIRECT, {
+    username: "alice",
+    password: PASSWORD,
+  });
+  expect(redirect.searchParams.get("state")).toBe(url.searchParams.get("state"));
+  return { code: redirect.searchParams.get("code") as string, verifier };
+}
 
 async function initializeStatus(token: string | undefined): Promise<number> {
   const res = await fetch(`${origin}/mcp`, {
