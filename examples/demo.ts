@@ -15,8 +15,9 @@ const UPSTREAM_PORT = 3001;
 const GATEWAY_URL = "http://127.0.0.1:8080/mcp";
 // The second route of examples/demo.yaml: server-everything over stdio.
 const STDIO_ROUTE_URL = "http://127.0.0.1:8080/everything/mcp";
-// Published in the README and hashed in examples/demo.yaml: it protects nothing.
+// Published in the README and hashed in examples/demo.yaml: they protect nothing.
 const DEMO_API_KEY = "mcpgw-demo-key-do-not-use-in-production";
+const DEMO_PASSWORD = "mcpgw-demo-password-do-not-use-in-production";
 const FORWARDED_SIGNALS = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
 
 // Compiled to dist/examples/demo.js, so the repository root is two levels up.
@@ -44,6 +45,11 @@ a session statelessly; MCP clients such as the SDK or MCP Inspector initialize a
 
 The stdio route needs a session, as MCP clients make one: e.g. MCP Inspector on
 ${STDIO_ROUTE_URL} with the header Authorization: Bearer ${DEMO_API_KEY}
+
+Or log in through the browser, as OAuth MCP clients do: point MCP Inspector (or mcp-remote)
+at ${GATEWAY_URL} without a header; it finds the gateway's authorization server from the
+401, opens its login page: user demo, password ${DEMO_PASSWORD}
+(DEMO ONLY, published like the key).
 
 Without the key, or with a wrong one, the gateway answers 401 with a WWW-Authenticate challenge.
 Every request is written to ./audit.jsonl: tail -f audit.jsonl | jq

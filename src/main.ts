@@ -16,6 +16,8 @@ Usage:
   mcpgw [run] [--config FILE]       run the gateway in the foreground
   mcpgw check-config [--config FILE] validate the config without listening (exit 0 ok, 78 invalid)
   mcpgw hash-key                     read a key on stdin, print its argon2id hash
+  mcpgw hash-password                read a password on stdin, print its argon2id hash
+                                     (authorization_server.users[].password_hash)
   mcpgw gen-key [--id NAME]          print a new random key and its auth.keys entry
   mcpgw gen-key --session            print a new sessions.key (32 random bytes, base64)
   mcpgw health [--url URL]           exit 0 when a running gateway's /readyz answers 200
@@ -30,7 +32,7 @@ file only; SIGTERM/SIGINT drain and exit.
 /** Set once `run` has returned: the daemon has stopped and flushed what it had. */
 let daemonStopped = false;
 
-const COMMANDS = new Set(["run", "check-config", "hash-key", "gen-key", "health"]);
+const COMMANDS = new Set(["run", "check-config", "hash-key", "hash-password", "gen-key", "health"]);
 
 async function main(argv: string[]): Promise<number> {
   let parsed: ReturnType<typeof parse>;
@@ -65,6 +67,8 @@ async function main(argv: string[]): Promise<number> {
       return checkConfig(configFile, process.stdout, process.stderr);
     case "hash-key":
       return hashKey(process.stdin, process.stdout, process.stderr);
+    case "hash-password":
+      return hashKey(process.stdin, process.stdout, process.stderr, "password");
     case "gen-key":
       if (values.session) return genSessionKey(process.stdout);
       return genKey(values.id ?? "new-key", process.stdout);

@@ -65,8 +65,9 @@ export class AuthorizationServer {
     config: AuthorizationServerConfig,
     issuer: string,
     log: Logger,
+    options: { persist?: boolean } = {},
   ): Promise<AuthorizationServer> {
-    const state = await loadState(config.state_dir);
+    const state = await loadState(config.state_dir, options);
     const { default: Provider, errors } = await importOidcProvider();
     const users: Users = new Map(config.users.map((user) => [user.username, user]));
     const resources: Resources = { byIndicator: new Map(), default: undefined };

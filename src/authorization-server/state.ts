@@ -16,7 +16,14 @@ export interface AuthorizationServerState {
 
 const FILE = "authorization-server.json";
 
-export async function loadState(stateDir: string): Promise<AuthorizationServerState> {
+/**
+ * The state in `stateDir`, made there on first use. With `persist: false` (check-config, which
+ * creates no files) a missing state is made in memory only.
+ */
+export async function loadState(
+  stateDir: string,
+  { persist = true }: { persist?: boolean } = {},
+): Promise<AuthorizationServerState> {
   const file = path.join(stateDir, FILE);
   const text = await readFile(file, "utf8").catch((error: NodeJS.ErrnoException) => {
     if (error.code === "ENOENT") return undefined;
@@ -33,6 +40,7 @@ export async function loadState(stateDir: string): Promise<AuthorizationServerSt
     signingKeys: [await newSigningKey()],
     cookieKeys: [randomBytes(32).toString("base64url")],
   };
+  if (!persist) return state;
   await mkdir(stateDir, { recursive: true, mode: 0o700 });
   const temporary = `${file}.${process.pid}.tmp`;
   await writeFile(temporary, `${JSON.stringify(state, null, 2)}\n`, { mode: 0o600 });

@@ -28,6 +28,9 @@ export async function checkConfig(
     await generation.close();
     out.write(`${configFile}: ok\n`);
     for (const spec of routeSpecs(config)) out.write(`  route ${spec.path} -> ${describe(spec)}\n`);
+    if (generation.authorizationServer) {
+      out.write(`  authorization server ${generation.authorizationServer.issuer}/oauth/\n`);
+    }
     return EXIT.ok;
   } catch (error) {
     if (error instanceof ConfigError) {

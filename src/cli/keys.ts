@@ -3,11 +3,15 @@ import { hashApiKey } from "../auth/api-keys.js";
 import { KEY_ID } from "../config/schema.js";
 import { EXIT } from "../errors.js";
 
-/** `mcpgw hash-key`: one key on stdin (a trailing newline is not part of it) -> argon2id hash. */
+/**
+ * `mcpgw hash-key` (and `hash-password`, for the authorization server's users): one secret on
+ * stdin (a trailing newline is not part of it) -> its argon2id hash.
+ */
 export async function hashKey(
   input: NodeJS.ReadableStream,
   out: NodeJS.WritableStream,
   err: NodeJS.WritableStream,
+  what: "key" | "password" = "key",
 ): Promise<number> {
   const chunks: Buffer[] = [];
   for await (const chunk of input) chunks.push(Buffer.from(chunk));
@@ -15,7 +19,10 @@ export async function hashKey(
     .toString("utf8")
     .replace(/\r?\n$/, "");
   if (key === "") {
-    err.write('hash-key: no key on stdin (usage: printf %s "$KEY" | mcpgw hash-key)\n');
+    const variable = what === "key" ? "KEY" : "PASSWORD";
+    err.write(
+      `hash-${what}: no ${what} on stdin (usage: printf %s "$${variable}" | mcpgw hash-${what})\n`,
+    );
     return EXIT.usage;
   }
   out.write(`${await hashApiKey(key)}\n`);

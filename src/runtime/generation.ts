@@ -185,14 +185,15 @@ type Acquire = <T extends Component>(key: string, make: () => T | Promise<T>) =>
 /** The embedded authorization server: one per issuer and settings, kept across reloads. */
 async function buildAuthorizationServer(
   config: Config,
-  { log }: GenerationDeps,
+  { log, prime = true }: GenerationDeps,
   acquire: Acquire,
 ): Promise<AuthorizationServer | undefined> {
   const settings = config.authorization_server;
   if (!config.auth.enabled || !settings.enabled) return undefined;
   const issuer = settings.issuer ?? new URL(config.auth.oauth.public_url as string).origin;
   return acquire(`authorization-server ${issuer} ${JSON.stringify(settings)}`, () =>
-    AuthorizationServer.start(settings, issuer, log),
+    // check-config (prime: false) creates no files: keys it would make stay in memory.
+    AuthorizationServer.start(settings, issuer, log, { persist: prime }),
   );
 }
 

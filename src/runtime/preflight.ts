@@ -9,7 +9,12 @@
 import { constants } from "node:fs";
 import { access, stat } from "node:fs/promises";
 import path from "node:path";
-import { DEMO_API_KEY, isDemoKeyHash } from "../auth/demo-key.js";
+import {
+  DEMO_API_KEY,
+  DEMO_PASSWORD,
+  isDemoKeyHash,
+  isDemoPasswordHash,
+} from "../auth/demo-key.js";
 import { currentUser, type LoadedConfig } from "../config/load.js";
 import type { UpstreamConfig } from "../config/schema.js";
 import { ConfigError } from "../errors.js";
@@ -20,6 +25,8 @@ export async function preflight(loaded: LoadedConfig): Promise<void> {
     await Promise.all([
       auditPathProblem(loaded),
       demoKeyProblems(loaded),
+      demoUserProblems(loaded),
+      stateDirProblem(loaded),
       stdioCommandProblems(loaded),
     ])
   ).flat();
@@ -157,4 +164,48 @@ async function findExecutable(
     }
   }
   return undefined;
+}
+
+/** The demo user of `npm start`'s authorization server: refused outside a demo, as the key. */
+async function demoUserProblems(loaded: LoadedConfig): Promise<string[]> {
+  const { authorization_server: server, auth } = loaded.config;
+  if (!server.enabled || auth.allow_demo_key) return [];
+  const verdicts = await Promise.all(
+    server.users.map((user) => isDemoPasswordHash(user.password_hash)),
+  );
+  return server.users.flatMap((user, index) =>
+    verdicts[index]
+      ? [
+          loaded.problem(
+            ["authorization_server", "users", index, "password_hash"],
+            `user "${user.username}" has the published demo password (${DEMO_PASSWORD}): set a real one with \`mcpgw hash-password\` (auth.allow_demo_key: true is for demos only)`,
+          ),
+        ]
+      : [],
+  );
+}
+
+/** The authorization server keeps its keys in `state_dir`: it must be there or creatable. */
+async function stateDirProblem(loaded: LoadedConfig): Promise<string[]> {
+  const { authorization_server: server } = loaded.config;
+  if (!server.enabled) return [];
+  const dir = server.state_dir;
+  const found = await stat(dir).catch(() => undefined);
+  const target = found ? dir : path.dirname(dir);
+  const writable = await access(target, constants.W_OK | constants.X_OK).then(
+    () => true,
+    () => false,
+  );
+  if (found && !found.isDirectory()) {
+    return [loaded.problem(["authorization_server", "state_dir"], `${dir} is not a directory`)];
+  }
+  if (writable) return [];
+  return [
+    loaded.problem(
+      ["authorization_server", "state_dir"],
+      found
+        ? `${dir} is not writable by the user running mcpgw (${currentUser()})`
+        : `cannot create ${dir}: ${target} is missing or not writable by the user running mcpgw (${currentUser()})`,
+    ),
+  ];
 }

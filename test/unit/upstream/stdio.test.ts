@@ -220,10 +220,10 @@ describe("StdioUpstream", () => {
   });
 
   it("ends an idle session and its child", async () => {
-    const { url, upstream } = await start({ idleTimeoutMs: 300 });
+    const { url, upstream } = await start({ idleTimeoutMs: 1_500 });
     const { client } = await connect(url);
     const pid = await pidOf(client);
-    await vi.waitFor(() => expect(upstream.sessions).toBe(0), { timeout: 5_000 });
+    await vi.waitFor(() => expect(upstream.sessions).toBe(0), { timeout: 8_000 });
     await expectGone(pid);
     await expect(client.listTools()).rejects.toMatchObject({ code: 404 });
   });
