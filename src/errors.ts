@@ -127,6 +127,8 @@ export const AUTH_RESULTS: Readonly<Record<Exclude<AuthResult, "ok">, AuthResult
   unknown_key: INVALID_TOKEN,
   // A key bound to other routes: like a token for another audience.
   wrong_route: INVALID_TOKEN,
+  // Revoked at the embedded authorization server (the token, or its grant).
+  revoked: INVALID_TOKEN,
   insufficient_scope: { status: 403, oauthError: "insufficient_scope" },
   // The JWKS cannot be fetched: the token may be good, and a 401 would send the client through
   // its authorization server for nothing.

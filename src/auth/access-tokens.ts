@@ -17,6 +17,8 @@ const ACCEPTED_TYPES = new Set(["jwt", "at+jwt", "application/at+jwt"]);
 
 interface CachedPrincipal {
   principal: Principal;
+  /** The token's `jti`, asked of `KeySource.isRevoked` on every use. */
+  jti: string | undefined;
   /** Until when (ms since epoch) the verification holds: the token's exp plus leeway. */
   validUntil: number;
 }
@@ -32,6 +34,11 @@ export interface AccessTokenOptions {
 /** Where the verification keys come from: a fetched JWKS, or the embedded server's own keys. */
 export interface KeySource {
   readonly getKey: JWTVerifyGetKey;
+  /**
+   * The embedded authorization server's word on a token it issued: revoked (itself, or its
+   * grant through its refresh token) since. Asked on every use, cached verifications too.
+   */
+  isRevoked?(jti: string): boolean;
 }
 
 export class OAuthVerifier implements AccessTokenVerifier {
@@ -59,7 +66,12 @@ export class OAuthVerifier implements AccessTokenVerifier {
     const fresh = cached !== undefined && cached.validUntil > this.#now();
     this.#onLookup?.(fresh);
     if (cached) {
-      if (fresh) return cached.principal;
+      if (fresh) {
+        if (cached.jti !== undefined && this.jwks.isRevoked?.(cached.jti)) {
+          throw revoked(cached.principal);
+        }
+        return cached.principal;
+      }
       this.#cache.delete(digest);
     }
     return this.#verify(token, digest);
@@ -94,15 +106,22 @@ export class OAuthVerifier implements AccessTokenVerifier {
       });
     }
 
+    const jti = typeof payload.jti === "string" ? payload.jti : undefined;
     // Whether the token's scopes are enough is the authorization step's question (required-scopes.ts).
     const principal = principalOf(payload);
-    this.#remember(digest, principal, (payload.exp as number) * 1000 + leeway);
+    if (jti !== undefined && this.jwks.isRevoked?.(jti)) throw revoked(principal);
+    this.#remember(digest, { principal, jti, validUntil: (payload.exp as number) * 1000 + leeway });
     return principal;
   }
 
-  #remember(digest: string, principal: Principal, validUntil: number): void {
-    setBounded(this.#cache, digest, { principal, validUntil }, this.#maxCachedTokens);
+  #remember(digest: string, entry: CachedPrincipal): void {
+    setBounded(this.#cache, digest, entry, this.#maxCachedTokens);
   }
+}
+
+/** A revoked token names its holder in the audit line, as a token lacking a scope does. */
+function revoked(principal: Principal): AuthError {
+  return new AuthError("revoked", "the token has been revoked", { authType: "oauth", principal });
 }
 
 function principalOf(payload: JWTPayload): Principal {

@@ -17,6 +17,7 @@ export type AuthResult =
   | "insufficient_scope"
   | "unknown_key"
   | "wrong_route"
+  | "revoked"
   | "jwks_unavailable";
 
 export interface Principal {

@@ -8,7 +8,7 @@
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { verify } from "@node-rs/argon2";
-import { createLocalJWKSet, type JWK } from "jose";
+import { createLocalJWKSet, type JWK, jwtVerify } from "jose";
 import type { Config } from "../config/schema.js";
 import type { Logger } from "../log.js";
 import { consentPage, errorPage, loginPage } from "./pages.js";
@@ -41,24 +41,73 @@ export class AuthorizationServer {
   /** Resolves the key of a token this server signed (jose's key resolver). */
   readonly getKey: ReturnType<typeof createLocalJWKSet>;
   readonly #provider: OidcProvider;
+  /** oidc-provider's request handler (Koa composes it once). */
+  readonly #handler: (req: IncomingMessage, res: ServerResponse) => void;
   readonly #users: Users;
   readonly #log: Logger;
   readonly #resources: Resources;
   readonly #failures = new Map<string, { count: number; since: number }>();
+  /** Revoked access tokens (their `jti`), until they expire (ms since epoch). */
+  readonly #revoked = new Map<string, number>();
+  /** The access tokens each grant issued, so that revoking the grant revokes them. */
+  readonly #issuedByGrant = new Map<string, Map<string, number>>();
+  #issuedSinceSweep = 0;
+  readonly #accessTokenTtl: number;
 
   private constructor(
     issuer: string,
     provider: OidcProvider,
     state: AuthorizationServerState,
-    parts: { users: Users; resources: Resources },
+    parts: { users: Users; resources: Resources; accessTokenTtl: number },
     log: Logger,
   ) {
+    this.#accessTokenTtl = parts.accessTokenTtl;
     this.issuer = issuer;
     this.#provider = provider;
+    this.#handler = provider.callback();
     this.#users = parts.users;
     this.#resources = parts.resources;
     this.#log = log;
     this.getKey = createLocalJWKSet({ keys: state.signingKeys.map(publicJwk) });
+    // JWT access tokens are not stored by oidc-provider: the gateway keeps what it needs to
+    // refuse them once their grant is revoked (refresh token revoked, code replayed).
+    provider.on("access_token.issued", (token: IssuedToken) => this.#issued(token));
+    provider.on("grant.revoked", (_ctx: unknown, grantId: string) => this.#revokeGrant(grantId));
+  }
+
+  /** Whether the access token `jti` has been revoked (asked by the verifier on every use). */
+  isRevoked(jti: string): boolean {
+    return this.#revoked.has(jti);
+  }
+
+  #issued({ jti, grantId, exp }: IssuedToken): void {
+    if (grantId === undefined) return;
+    // A JWT access token's model has no `exp` yet when it is issued: its lifetime is ours.
+    const until = exp === undefined ? Date.now() + this.#accessTokenTtl : exp * 1000;
+    let tokens = this.#issuedByGrant.get(grantId);
+    if (tokens === undefined) {
+      tokens = new Map();
+      this.#issuedByGrant.set(grantId, tokens);
+    }
+    tokens.set(jti, until);
+    if (++this.#issuedSinceSweep >= 1024) this.#sweep();
+  }
+
+  #revokeGrant(grantId: string): void {
+    for (const [jti, until] of this.#issuedByGrant.get(grantId) ?? [])
+      this.#revoked.set(jti, until);
+    this.#issuedByGrant.delete(grantId);
+  }
+
+  /** Forgets what has expired: an expired token is refused without the lists. */
+  #sweep(): void {
+    this.#issuedSinceSweep = 0;
+    const now = Date.now();
+    for (const [jti, until] of this.#revoked) if (until < now) this.#revoked.delete(jti);
+    for (const [grantId, tokens] of this.#issuedByGrant) {
+      for (const [jti, until] of tokens) if (until < now) tokens.delete(jti);
+      if (tokens.size === 0) this.#issuedByGrant.delete(grantId);
+    }
   }
 
   static async start(
@@ -150,7 +199,13 @@ export class AuthorizationServer {
     provider.on("server_error", (_ctx: unknown, error: Error) =>
       log.error({ err: error }, "authorization server: internal error"),
     );
-    return new AuthorizationServer(issuer, provider, state, { users, resources }, log);
+    return new AuthorizationServer(
+      issuer,
+      provider,
+      state,
+      { users, resources, accessTokenTtl: config.access_token_ttl },
+      log,
+    );
   }
 
   /** The routes whose tokens it issues; the first is the default `resource`. */
@@ -171,6 +226,13 @@ export class AuthorizationServer {
   }
 
   handle(req: IncomingMessage, res: ServerResponse, path: string): void {
+    if (path === "/oauth/revoke" && req.method === "POST") {
+      this.#revoke(req, res).catch((error: unknown) => {
+        this.#log.error({ err: error }, "authorization server: revocation failed");
+        if (!res.headersSent) res.writeHead(500).end();
+      });
+      return;
+    }
     if (path.startsWith(INTERACTION)) {
       this.#interaction(req, res, path.slice(INTERACTION.length)).catch((error: unknown) => {
         this.#log.error({ err: error }, "authorization server: interaction failed");
@@ -182,10 +244,37 @@ export class AuthorizationServer {
     if (path === "/.well-known/oauth-authorization-server") {
       req.url = "/.well-known/openid-configuration";
     }
-    this.#provider.callback()(req, res);
+    this.#handler(req, res);
   }
 
   close(): void {}
+
+  /**
+   * RFC 7009 revocation. oidc-provider answers `unsupported_token_type` for the JWT access
+   * tokens it does not store; those the gateway revokes itself (the jti is refused from then
+   * on), after checking the token is its own and the caller's. Every other token goes on to
+   * oidc-provider, with the form already read.
+   */
+  async #revoke(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const form = await readForm(req);
+    const token = form.get("token") ?? "";
+    if (token.split(".").length === 3) {
+      const payload = await jwtVerify(token, this.getKey, { issuer: this.issuer }).then(
+        (verified) => verified.payload,
+        () => undefined,
+      );
+      const caller = form.get("client_id");
+      if (payload?.jti && payload.exp && (caller === undefined || caller === payload.client_id)) {
+        this.#revoked.set(payload.jti, payload.exp * 1000);
+        this.#log.info({ client_id: payload.client_id, sub: payload.sub }, "access token revoked");
+      }
+      // RFC 7009 §2.2: 200 whether or not the token was valid.
+      res.writeHead(200, { "cache-control": "no-store", "content-length": 0 }).end();
+      return;
+    }
+    (req as IncomingMessage & { body?: unknown }).body = Object.fromEntries(form);
+    this.#handler(req, res);
+  }
 
   /** The login, then the consent, of one authorization request (`uid`). */
   async #interaction(req: IncomingMessage, res: ServerResponse, uid: string): Promise<void> {
@@ -313,6 +402,12 @@ async function readForm(req: IncomingMessage): Promise<URLSearchParams> {
     chunks.push(chunk as Buffer);
   }
   return new URLSearchParams(Buffer.concat(chunks).toString("utf8"));
+}
+
+interface IssuedToken {
+  jti: string;
+  grantId?: string;
+  exp?: number;
 }
 
 interface InteractionDetails {

@@ -578,7 +578,8 @@ export const configSchema = z
         message: "auth.oauth.enabled: true requires auth.enabled: true",
       });
     }
-    if (oauth.enabled) {
+    // With the embedded authorization server, the issuer and keys are its own.
+    if (oauth.enabled && !config.authorization_server.enabled) {
       for (const key of ["issuer", "audience", "jwks_url"] as const) {
         if (oauth[key] === undefined) {
           ctx.addIssue({
@@ -630,13 +631,14 @@ function checkAuthorizationServer(config: z.output<typeof configSchema>, ctx: z.
         "the authorization server issues tokens the gateway verifies: it needs auth.enabled: true",
     });
   }
-  if (config.auth.oauth.enabled) {
-    ctx.addIssue({
-      code: "custom",
-      path: ["auth", "oauth", "enabled"],
-      message:
-        "with authorization_server.enabled the gateway verifies its own tokens: leave auth.oauth.enabled false (an external authorization server and the embedded one are not combined yet)",
-    });
+  for (const key of ["issuer", "jwks_url"] as const) {
+    if (config.auth.oauth.enabled && config.auth.oauth[key] !== undefined) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["auth", "oauth", key],
+        message: `with authorization_server.enabled the gateway trusts its own issuer and keys: leave auth.oauth.${key} unset (an external authorization server and the embedded one are not combined yet)`,
+      });
+    }
   }
   const seen = new Set<string>();
   as.users.forEach((user, index) => {

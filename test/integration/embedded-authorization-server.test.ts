@@ -189,6 +189,56 @@ describe("the embedded authorization server", () => {
     });
     expect(revoked.status).toBe(200);
     expect((await refresh(next.refresh_token as string)).status).toBe(400);
+    // Revoking the refresh token revokes its grant: the access tokens it issued are refused
+    // at once, though they have not expired, also the ones the gateway had verified before.
+    expect(await initializeStatus(next.access_token)).toBe(401);
+    expect(await initializeStatus(provider.saved?.access_token)).toBe(401);
+    const record = (await gw.auditRecords(1)).at(-1);
+    expect(record).toMatchObject({ auth_result: "revoked", status: 401, sub: "alice" });
+  });
+
+  it("revokes a JWT access token at the revocation endpoint (RFC 7009)", async () => {
+    const client = await register("revoker");
+    const { code, verifier } = await authorizeCode(client);
+    const tokens = (await (
+      await fetch(`${origin}/oauth/token`, {
+        method: "POST",
+        body: new URLSearchParams({
+          grant_type: "authorization_code",
+          code,
+          code_verifier: verifier,
+          redirect_uri: REDIRECT,
+          client_id: client,
+        }),
+      })
+    ).json()) as OAuthTokens;
+    expect(await initializeStatus(tokens.access_token)).toBe(200);
+    const revoked = await fetch(`${origin}/oauth/revoke`, {
+      method: "POST",
+      body: new URLSearchParams({ token: tokens.access_token, client_id: client }),
+    });
+    expect(revoked.status).toBe(200);
+    expect(await initializeStatus(tokens.access_token)).toBe(401);
+    // Another client cannot revoke it: the request is answered 200 and changes nothing.
+    const other = await authorizeCode(client);
+    const second = (await (
+      await fetch(`${origin}/oauth/token`, {
+        method: "POST",
+        body: new URLSearchParams({
+          grant_type: "authorization_code",
+          code: other.code,
+          code_verifier: other.verifier,
+          redirect_uri: REDIRECT,
+          client_id: client,
+        }),
+      })
+    ).json()) as OAuthTokens;
+    const foreign = await fetch(`${origin}/oauth/revoke`, {
+      method: "POST",
+      body: new URLSearchParams({ token: second.access_token, client_id: "someone-else" }),
+    });
+    expect(foreign.status).toBe(200);
+    expect(await initializeStatus(second.access_token)).toBe(200);
   });
 
   it("refuses an authorization request without PKCE, and a wrong password", async () => {

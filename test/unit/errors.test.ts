@@ -40,7 +40,7 @@ describe("the error registry", () => {
       const error = new AuthError(result, "why");
       expect(error.status, result).toBe(AUTH_RESULTS[result].status);
     }
-    expect(results.filter((result) => AUTH_RESULTS[result].status === 401)).toHaveLength(10);
+    expect(results.filter((result) => AUTH_RESULTS[result].status === 401)).toHaveLength(11);
     expect(new AuthError("missing", "x").oauthError).toBeUndefined();
     expect(new AuthError("wrong_route", "x")).toMatchObject({
       status: 401,
