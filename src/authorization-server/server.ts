@@ -13,6 +13,7 @@ import type { Config } from "../config/schema.js";
 import type { Logger } from "../log.js";
 import { consentPage, errorPage, loginPage } from "./pages.js";
 import { type AuthorizationServerState, loadState, publicJwk } from "./state.js";
+import { openStore, type Store, type StoreType } from "./store.js";
 
 export type AuthorizationServerConfig = Config["authorization_server"];
 type Users = ReadonlyMap<string, AuthorizationServerConfig["users"][number]>;
@@ -47,21 +48,21 @@ export class AuthorizationServer {
   readonly #log: Logger;
   readonly #resources: Resources;
   readonly #failures = new Map<string, { count: number; since: number }>();
-  /** Revoked access tokens (their `jti`), until they expire (ms since epoch). */
-  readonly #revoked = new Map<string, number>();
-  /** The access tokens each grant issued, so that revoking the grant revokes them. */
-  readonly #issuedByGrant = new Map<string, Map<string, number>>();
-  #issuedSinceSweep = 0;
+  readonly #store: Store;
+  /** Revoked access tokens (their `jti`), until they expire (ms since epoch): read per request. */
+  readonly #revoked: Map<string, number>;
   readonly #accessTokenTtl: number;
 
   private constructor(
     issuer: string,
     provider: OidcProvider,
     state: AuthorizationServerState,
-    parts: { users: Users; resources: Resources; accessTokenTtl: number },
+    parts: { users: Users; resources: Resources; accessTokenTtl: number; store: Store },
     log: Logger,
   ) {
     this.#accessTokenTtl = parts.accessTokenTtl;
+    this.#store = parts.store;
+    this.#revoked = parts.store.revokedTokens();
     this.issuer = issuer;
     this.#provider = provider;
     this.#handler = provider.callback();
@@ -84,29 +85,21 @@ export class AuthorizationServer {
     if (grantId === undefined) return;
     // A JWT access token's model has no `exp` yet when it is issued: its lifetime is ours.
     const until = exp === undefined ? Date.now() + this.#accessTokenTtl : exp * 1000;
-    let tokens = this.#issuedByGrant.get(grantId);
-    if (tokens === undefined) {
-      tokens = new Map();
-      this.#issuedByGrant.set(grantId, tokens);
-    }
-    tokens.set(jti, until);
-    if (++this.#issuedSinceSweep >= 1024) this.#sweep();
+    this.#store.issued(jti, grantId, until);
   }
 
   #revokeGrant(grantId: string): void {
-    for (const [jti, until] of this.#issuedByGrant.get(grantId) ?? [])
-      this.#revoked.set(jti, until);
-    this.#issuedByGrant.delete(grantId);
+    for (const [jti, until] of this.#store.tokensOfGrant(grantId)) this.#revokeToken(jti, until);
+    this.#store.forgetGrant(grantId);
   }
 
-  /** Forgets what has expired: an expired token is refused without the lists. */
-  #sweep(): void {
-    this.#issuedSinceSweep = 0;
-    const now = Date.now();
-    for (const [jti, until] of this.#revoked) if (until < now) this.#revoked.delete(jti);
-    for (const [grantId, tokens] of this.#issuedByGrant) {
-      for (const [jti, until] of tokens) if (until < now) tokens.delete(jti);
-      if (tokens.size === 0) this.#issuedByGrant.delete(grantId);
+  #revokeToken(jti: string, until: number): void {
+    this.#revoked.set(jti, until);
+    this.#store.saveRevoked(jti, until);
+    // An expired token is refused without the list: what has expired goes.
+    if (this.#revoked.size % 256 === 0) {
+      const now = Date.now();
+      for (const [id, end] of this.#revoked) if (end < now) this.#revoked.delete(id);
     }
   }
 
@@ -114,14 +107,16 @@ export class AuthorizationServer {
     config: AuthorizationServerConfig,
     issuer: string,
     log: Logger,
-    options: { persist?: boolean } = {},
+    options: { persist?: boolean; store: StoreType },
   ): Promise<AuthorizationServer> {
     const state = await loadState(config.state_dir, options);
+    // check-config (persist: false) opens no file: a store in memory is enough to check.
+    const store = openStore(options.persist === false ? "memory" : options.store, config.state_dir);
     const { default: Provider, errors } = await importOidcProvider();
     const users: Users = new Map(config.users.map((user) => [user.username, user]));
     const resources: Resources = { byIndicator: new Map(), default: undefined };
     const provider = new Provider(issuer, {
-      adapter: memoryAdapter(),
+      adapter: (model: string) => store.adapter(model),
       jwks: { keys: state.signingKeys },
       cookies: { keys: state.cookieKeys },
       routes: {
@@ -203,7 +198,7 @@ export class AuthorizationServer {
       issuer,
       provider,
       state,
-      { users, resources, accessTokenTtl: config.access_token_ttl },
+      { users, resources, accessTokenTtl: config.access_token_ttl, store },
       log,
     );
   }
@@ -247,7 +242,9 @@ export class AuthorizationServer {
     this.#handler(req, res);
   }
 
-  close(): void {}
+  close(): void {
+    this.#store.close();
+  }
 
   /**
    * RFC 7009 revocation. oidc-provider answers `unsupported_token_type` for the JWT access
@@ -265,7 +262,7 @@ export class AuthorizationServer {
       );
       const caller = form.get("client_id");
       if (payload?.jti && payload.exp && (caller === undefined || caller === payload.client_id)) {
-        this.#revoked.set(payload.jti, payload.exp * 1000);
+        this.#revokeToken(payload.jti, payload.exp * 1000);
         this.#log.info({ client_id: payload.client_id, sub: payload.sub }, "access token revoked");
       }
       // RFC 7009 §2.2: 200 whether or not the token was valid.
@@ -472,55 +469,6 @@ function importOidcProvider(): Promise<OidcProviderModule> {
     }
   })();
   return oidcProvider;
-}
-
-/**
- * Storage for oidc-provider's models in memory: clients registered, grants, codes and refresh
- * tokens are lost on restart (access tokens are JWTs and stay valid). A persistent store is to
- * follow; oidc-provider's own memory adapter warns on every start.
- */
-function memoryAdapter() {
-  const store = new Map<string, Record<string, unknown> & { exp?: number }>();
-  return (model: string) => {
-    const key = (id: string) => `${model}:${id}`;
-    const findBy = (field: string, value: string) => {
-      for (const [k, payload] of store) {
-        if (k.startsWith(`${model}:`) && payload[field] === value) return payload;
-      }
-      return undefined;
-    };
-    return {
-      async upsert(id: string, payload: Record<string, unknown>, expiresIn?: number) {
-        const exp = expiresIn ? Math.floor(Date.now() / 1000) + expiresIn : undefined;
-        store.set(key(id), { ...payload, ...(exp && { exp }) });
-        // Expired entries go on writes, so the map does not grow with every code ever issued.
-        const now = Math.floor(Date.now() / 1000);
-        if (store.size % 256 === 0) {
-          for (const [k, entry] of store)
-            if (entry.exp !== undefined && entry.exp < now) store.delete(k);
-        }
-      },
-      async find(id: string) {
-        return store.get(key(id));
-      },
-      async findByUid(uid: string) {
-        return findBy("uid", uid);
-      },
-      async findByUserCode(userCode: string) {
-        return findBy("userCode", userCode);
-      },
-      async consume(id: string) {
-        const payload = store.get(key(id));
-        if (payload) payload.consumed = Math.floor(Date.now() / 1000);
-      },
-      async destroy(id: string) {
-        store.delete(key(id));
-      },
-      async revokeByGrantId(grantId: string) {
-        for (const [k, payload] of store) if (payload.grantId === grantId) store.delete(k);
-      },
-    };
-  };
 }
 
 export type { JWK };

@@ -307,6 +307,18 @@ const authorizationServer = z
       .describe(
         "Where its signing and cookie keys are kept (created, mode 0700; files 0600), relative to the config file.",
       ),
+    store: z
+      .strictObject({
+        type: z
+          .enum(["sqlite", "memory"])
+          .describe(
+            "sqlite: one file in state_dir (Node 22.5+), nothing lost on restart; memory: registered clients, grants and refresh tokens are lost on restart.",
+          ),
+      })
+      .optional()
+      .describe(
+        "Where clients, grants, codes and refresh tokens are kept. Default: sqlite, or memory (with a warning) on a Node without node:sqlite.",
+      ),
     users: z.array(asUser).default([]).describe("Who may log in."),
     scopes: z
       .array(scopeToken)

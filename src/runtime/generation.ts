@@ -16,6 +16,7 @@ import {
 } from "../auth/authenticate.js";
 import { JwksCache } from "../auth/jwks.js";
 import { AuthorizationServer } from "../authorization-server/server.js";
+import { type StoreType, sqliteAvailable } from "../authorization-server/store.js";
 import { type Config, parseAddressRange } from "../config/schema.js";
 import type { Logger } from "../log.js";
 import { ToolHeaderCatalog } from "../mcp/param-headers.js";
@@ -193,7 +194,10 @@ async function buildAuthorizationServer(
   const issuer = settings.issuer ?? new URL(config.auth.oauth.public_url as string).origin;
   return acquire(`authorization-server ${issuer} ${JSON.stringify(settings)}`, () =>
     // check-config (prime: false) creates no files: keys it would make stay in memory.
-    AuthorizationServer.start(settings, issuer, log, { persist: prime }),
+    AuthorizationServer.start(settings, issuer, log, {
+      persist: prime,
+      store: storeTypeOf(settings, log),
+    }),
   );
 }
 
@@ -330,6 +334,20 @@ async function acquireJwks(
     }
     return cache;
   });
+}
+
+/**
+ * The store the config asks for; unset, SQLite where this Node has it, else memory, said once.
+ * (An explicit sqlite on a Node without it is refused by preflight.)
+ */
+function storeTypeOf(settings: Config["authorization_server"], log: Logger): StoreType {
+  if (settings.store !== undefined) return settings.store.type;
+  if (sqliteAvailable()) return "sqlite";
+  log.warn(
+    { node: process.version },
+    "authorization_server: this Node has no node:sqlite (22.5+): clients, grants and refresh tokens are kept in memory and lost on restart",
+  );
+  return "memory";
 }
 
 /** Seals pool session ids while `sessions.key` is unset: sessions last as long as the process. */

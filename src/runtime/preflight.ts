@@ -15,6 +15,7 @@ import {
   isDemoKeyHash,
   isDemoPasswordHash,
 } from "../auth/demo-key.js";
+import { sqliteAvailable } from "../authorization-server/store.js";
 import { currentUser, type LoadedConfig } from "../config/load.js";
 import type { UpstreamConfig } from "../config/schema.js";
 import { ConfigError } from "../errors.js";
@@ -189,6 +190,14 @@ async function demoUserProblems(loaded: LoadedConfig): Promise<string[]> {
 async function stateDirProblem(loaded: LoadedConfig): Promise<string[]> {
   const { authorization_server: server } = loaded.config;
   if (!server.enabled) return [];
+  if (server.store?.type === "sqlite" && !sqliteAvailable()) {
+    return [
+      loaded.problem(
+        ["authorization_server", "store", "type"],
+        `sqlite needs node:sqlite, which Node ${process.version} lacks: run on Node 24 LTS (or 22.5+), or set store: {type: memory}`,
+      ),
+    ];
+  }
   const dir = server.state_dir;
   const found = await stat(dir).catch(() => undefined);
   const target = found ? dir : path.dirname(dir);

@@ -5,6 +5,9 @@
  */
 
 import { createHash, randomBytes } from "node:crypto";
+import { mkdtemp, stat, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
 import type { OAuthClientProvider } from "@modelcontextprotocol/sdk/client/auth.js";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
@@ -16,6 +19,10 @@ import type {
 import { decodeJwt } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type ExampleServer, startExampleServer } from "../../examples/mcp-server.js";
+import { sqliteAvailable } from "../../src/authorization-server/store.js";
+import { loadConfigFile } from "../../src/config/load.js";
+import { ConfigError } from "../../src/errors.js";
+import { preflight } from "../../src/runtime/preflight.js";
 import { unusedPortUrl } from "../helpers/fake-upstreams.js";
 import { startGateway, type TestGateway } from "../helpers/gateway.js";
 import { cheapHash } from "../helpers/keys.js";
@@ -396,4 +403,98 @@ async function initializeStatus(token: string | undefined): Promise<number> {
   });
   await res.arrayBuffer();
   return res.status;
+}
+
+describe("the authorization server's store", () => {
+  const sqlite = sqliteAvailable();
+
+  /** A gateway on `port` whose authorization server keeps its state in `stateDir`. */
+  async function gatewayOn(port: string, stateDir: string, store?: { type: string }) {
+    return startGateway({
+      listen: `127.0.0.1:${port}`,
+      upstream: { url: upstream.url },
+      authorization_server: {
+        enabled: true,
+        issuer: `http://127.0.0.1:${port}`,
+        state_dir: stateDir,
+        ...(store && { store }),
+        users: [
+          { username: "alice", password_hash: await cheapHash(PASSWORD), scopes: ["mcp:read"] },
+        ],
+      },
+    });
+  }
+
+  it(
+    sqlite
+      ? "keeps registered clients, grants and revocations across a restart (sqlite, the default)"
+      : "keeps its state in memory on a Node without node:sqlite, and says so",
+    async () => {
+      const port = new URL(await unusedPortUrl()).port;
+      const stateDir = await mkdtemp(path.join(tmpdir(), "mcpgw-as-state-"));
+      const first = await gatewayOn(port, stateDir);
+      const here = `http://127.0.0.1:${port}`;
+      const res = await fetch(`${here}/oauth/register`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ redirect_uris: [REDIRECT], token_endpoint_auth_method: "none" }),
+      });
+      const { client_id: clientId } = (await res.json()) as { client_id: string };
+      await first.stop();
+      const second = await gatewayOn(port, stateDir);
+      const found = await fetch(
+        `${here}/oauth/authorize?${new URLSearchParams({
+          client_id: clientId,
+          redirect_uri: REDIRECT,
+          response_type: "code",
+          code_challenge: "x".repeat(43),
+          code_challenge_method: "S256",
+          state: "s",
+        })}`,
+        { redirect: "manual" },
+      );
+      await found.arrayBuffer();
+      const location = found.headers.get("location") ?? "";
+      if (sqlite) {
+        // The client is known after the restart: the user is sent to the login page.
+        expect(location).toMatch(/^\/oauth\/interaction\//);
+        expect((await stat(path.join(stateDir, "authorization-server.db"))).isFile()).toBe(true);
+      } else {
+        // Unknown after the restart: refused without a redirect.
+        expect(found.status).toBe(400);
+        expect(first.logs.some((line) => line.msg.includes("no node:sqlite"))).toBe(true);
+      }
+      await second.stop();
+    },
+  );
+
+  it("refuses store sqlite where this Node has no node:sqlite, and accepts memory", async () => {
+    const file = path.join(await mkdtemp(path.join(tmpdir(), "mcpgw-as-check-")), "mcpgw.yaml");
+    const config = (type: string) =>
+      [
+        "listen: 127.0.0.1:8080",
+        `upstream: {url: "${upstream.url}"}`,
+        "audit: {path: audit.jsonl}",
+        "authorization_server:",
+        "  enabled: true",
+        '  issuer: "http://127.0.0.1:8080"',
+        `  store: {type: ${type}}`,
+      ].join("\n");
+    await writeFile(file, config("sqlite"));
+    const problems = await preflightProblems(file);
+    if (sqlite) expect(problems).toEqual([]);
+    else expect(problems.join("\n")).toMatch(/store\.type: sqlite needs node:sqlite/);
+    await writeFile(file, config("memory"));
+    expect(await preflightProblems(file)).toEqual([]);
+  });
+});
+
+async function preflightProblems(file: string): Promise<readonly string[]> {
+  try {
+    await preflight(await loadConfigFile(file));
+    return [];
+  } catch (error) {
+    if (error instanceof ConfigError) return error.problems;
+    throw error;
+  }
 }
