@@ -6,6 +6,7 @@ import { parseArgs } from "node:util";
 import { checkConfig } from "./cli/check-config.js";
 import { DEFAULT_HEALTH_URL, health } from "./cli/health.js";
 import { genKey, genSessionKey, hashKey, isKeyId, KEY_ID_RULE } from "./cli/keys.js";
+import { rotateKey } from "./cli/rotate-key.js";
 import { run } from "./cli/run.js";
 import { EXIT } from "./errors.js";
 import { version } from "./version.js";
@@ -20,6 +21,9 @@ Usage:
                                      (authorization_server.users[].password_hash)
   mcpgw gen-key [--id NAME]          print a new random key and its auth.keys entry
   mcpgw gen-key --session            print a new sessions.key (32 random bytes, base64)
+  mcpgw rotate-signing-key [--config FILE]
+                                     a new signing key for the authorization server (the
+                                     previous one kept until its tokens expire); restart after
   mcpgw health [--url URL]           exit 0 when a running gateway's /readyz answers 200
                                      (default ${DEFAULT_HEALTH_URL})
   mcpgw --version | --help
@@ -32,7 +36,15 @@ file only; SIGTERM/SIGINT drain and exit.
 /** Set once `run` has returned: the daemon has stopped and flushed what it had. */
 let daemonStopped = false;
 
-const COMMANDS = new Set(["run", "check-config", "hash-key", "hash-password", "gen-key", "health"]);
+const COMMANDS = new Set([
+  "run",
+  "check-config",
+  "hash-key",
+  "hash-password",
+  "gen-key",
+  "health",
+  "rotate-signing-key",
+]);
 
 async function main(argv: string[]): Promise<number> {
   let parsed: ReturnType<typeof parse>;
@@ -74,6 +86,8 @@ async function main(argv: string[]): Promise<number> {
       return genKey(values.id ?? "new-key", process.stdout);
     case "health":
       return health(values.url ?? DEFAULT_HEALTH_URL, process.stdout, process.stderr);
+    case "rotate-signing-key":
+      return rotateKey(configFile, process.stdout, process.stderr);
     default: {
       const code = await run(configFile);
       daemonStopped = true;

@@ -29,6 +29,13 @@ export interface Resource {
   scopes: readonly string[];
 }
 
+/**
+ * The scope of access to the gateway's MCP routes at all: granted to every user who signs in,
+ * and what a client gets when it asks for no scope (RFC 6749 §3.3 lets the server use a
+ * default; oidc-provider issues no token without some scope granted).
+ */
+export const BASE_SCOPE = "mcp";
+
 /** Endpoints under this prefix belong to the authorization server. */
 const PREFIX = "/oauth/";
 const INTERACTION = "/oauth/interaction/";
@@ -228,6 +235,7 @@ export class AuthorizationServer {
       });
       return;
     }
+    if (path === "/oauth/authorize" && req.method === "GET") withDefaultScope(req);
     if (path.startsWith(INTERACTION)) {
       this.#interaction(req, res, path.slice(INTERACTION.length)).catch((error: unknown) => {
         this.#log.error({ err: error }, "authorization server: interaction failed");
@@ -322,7 +330,7 @@ export class AuthorizationServer {
     const username = details.session?.accountId ?? "";
     const user = this.#users.get(username);
     const requested = missingScopes(details);
-    const allowed = new Set(user?.scopes ?? []);
+    const allowed = new Set([BASE_SCOPE, ...(user?.scopes ?? [])]);
     const granted = [...new Set(requested.filter((scope) => allowed.has(scope)))];
     const resources = Object.keys(details.prompt.details.missingResourceScopes ?? {});
     if (req.method !== "POST") {
@@ -372,7 +380,17 @@ export class AuthorizationServer {
 }
 
 function allScopes(config: AuthorizationServerConfig): string[] {
-  return [...new Set([...config.scopes, ...config.users.flatMap((user) => user.scopes)])];
+  return [
+    ...new Set([BASE_SCOPE, ...config.scopes, ...config.users.flatMap((user) => user.scopes)]),
+  ];
+}
+
+/** An authorization request that names no scope asks for the base scope. */
+function withDefaultScope(req: IncomingMessage): void {
+  const url = new URL(req.url ?? "/", "http://authorize");
+  if ((url.searchParams.get("scope") ?? "").trim() !== "") return;
+  url.searchParams.set("scope", BASE_SCOPE);
+  req.url = `${url.pathname}${url.search}`;
 }
 
 function missingScopes(details: InteractionDetails): string[] {

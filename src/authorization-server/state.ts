@@ -41,12 +41,29 @@ export async function loadState(
     cookieKeys: [randomBytes(32).toString("base64url")],
   };
   if (!persist) return state;
+  await writeState(stateDir, state);
+  return state;
+}
+
+/**
+ * `mcpgw rotate-signing-key`: a new signing key first, the previous one kept behind it (tokens
+ * it signed stay valid until they expire), older ones dropped. Returns the new key's id.
+ */
+export async function rotateSigningKey(stateDir: string): Promise<{ kid: string; kept: string[] }> {
+  const state = await loadState(stateDir);
+  const fresh = await newSigningKey();
+  const kept = state.signingKeys.slice(0, 1);
+  await writeState(stateDir, { ...state, signingKeys: [fresh, ...kept] });
+  return { kid: fresh.kid as string, kept: kept.map((key) => key.kid as string) };
+}
+
+async function writeState(stateDir: string, state: AuthorizationServerState): Promise<void> {
+  const file = path.join(stateDir, FILE);
   await mkdir(stateDir, { recursive: true, mode: 0o700 });
   const temporary = `${file}.${process.pid}.tmp`;
   await writeFile(temporary, `${JSON.stringify(state, null, 2)}\n`, { mode: 0o600 });
   await chmod(temporary, 0o600);
   await rename(temporary, file);
-  return state;
 }
 
 async function newSigningKey(): Promise<JWK> {
