@@ -6,6 +6,7 @@
  * resource, RFC 8707, and the token's `aud`). The gateway verifies the tokens with the same
  * keys, in process: no JWKS fetch.
  */
+import { createHash, randomBytes } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { verify } from "@node-rs/argon2";
 import { createLocalJWKSet, type JWK, jwtVerify } from "jose";
@@ -17,6 +18,8 @@ import { openStore, type Store, type StoreType } from "./store.js";
 
 export type AuthorizationServerConfig = Config["authorization_server"];
 type Users = ReadonlyMap<string, AuthorizationServerConfig["users"][number]>;
+type StaticClient = AuthorizationServerConfig["clients"][number] & { internalSecret: string };
+type Clients = ReadonlyMap<string, StaticClient>;
 /** The routes it issues tokens for; replaced by each generation (useResources). */
 interface Resources {
   byIndicator: ReadonlyMap<string, Resource>;
@@ -56,6 +59,9 @@ export class AuthorizationServer {
   readonly #resources: Resources;
   readonly #failures = new Map<string, { count: number; since: number }>();
   readonly #store: Store;
+  readonly #clients: Clients;
+  /** Client secrets that verified, by their digest: argon2 runs once per secret. */
+  readonly #verifiedSecrets = new Map<string, string>();
   /** Revoked access tokens (their `jti`), until they expire (ms since epoch): read per request. */
   readonly #revoked: Map<string, number>;
   readonly #accessTokenTtl: number;
@@ -64,9 +70,16 @@ export class AuthorizationServer {
     issuer: string,
     provider: OidcProvider,
     state: AuthorizationServerState,
-    parts: { users: Users; resources: Resources; accessTokenTtl: number; store: Store },
+    parts: {
+      users: Users;
+      resources: Resources;
+      accessTokenTtl: number;
+      store: Store;
+      clients: Clients;
+    },
     log: Logger,
   ) {
+    this.#clients = parts.clients;
     this.#accessTokenTtl = parts.accessTokenTtl;
     this.#store = parts.store;
     this.#revoked = parts.store.revokedTokens();
@@ -121,9 +134,26 @@ export class AuthorizationServer {
     const store = openStore(options.persist === false ? "memory" : options.store, config.state_dir);
     const { default: Provider, errors } = await importOidcProvider();
     const users: Users = new Map(config.users.map((user) => [user.username, user]));
+    // oidc-provider compares client secrets in the clear; the config holds argon2id hashes. So
+    // each pre-registered client gets a random secret of this process's own, which the token
+    // endpoint puts in place of the presented one once that verifies against the hash.
+    const clients: Clients = new Map(
+      config.clients.map((client) => [
+        client.client_id,
+        { ...client, internalSecret: randomBytes(32).toString("base64url") },
+      ]),
+    );
     const resources: Resources = { byIndicator: new Map(), default: undefined };
     const provider = new Provider(issuer, {
       adapter: (model: string) => store.adapter(model),
+      clients: [...clients.values()].map((client) => ({
+        client_id: client.client_id,
+        client_secret: client.internalSecret,
+        grant_types: client.grant_types,
+        response_types: [],
+        redirect_uris: [],
+        token_endpoint_auth_method: "client_secret_basic",
+      })),
       jwks: { keys: state.signingKeys },
       cookies: { keys: state.cookieKeys },
       routes: {
@@ -157,19 +187,26 @@ export class AuthorizationServer {
       },
       features: {
         devInteractions: { enabled: false },
+        clientCredentials: { enabled: true },
         registration: { enabled: true },
         revocation: { enabled: true },
         resourceIndicators: {
           enabled: true,
           defaultResource: () => resources.default,
           useGrantedResource: () => true,
-          getResourceServerInfo: (_ctx: unknown, indicator: string) => {
+          getResourceServerInfo: (
+            _ctx: unknown,
+            indicator: string,
+            client: { clientId: string },
+          ) => {
             const resource = resources.byIndicator.get(indicator);
             if (resource === undefined) {
               throw new errors.InvalidTarget(`${indicator} is not an MCP endpoint of this gateway`);
             }
+            // A pre-registered client gets at most its own scopes; others what the user grants.
+            const own = clients.get(client.clientId);
             return {
-              scope: allScopes(config).join(" "),
+              scope: (own ? [BASE_SCOPE, ...own.scopes] : allScopes(config)).join(" "),
               audience: indicator,
               accessTokenTTL: Math.round(config.access_token_ttl / 1000),
               accessTokenFormat: "jwt",
@@ -198,6 +235,10 @@ export class AuthorizationServer {
         ctx.body = errorPage("Sign-in failed", out.error_description ?? out.error);
       },
     });
+    // Refused token requests, with oidc-provider's reason (the response only says invalid_client).
+    provider.on("grant.error", (_ctx: unknown, error: Error & { error_detail?: string }) =>
+      log.info({ error: error.message, detail: error.error_detail }, "token request refused"),
+    );
     provider.on("server_error", (_ctx: unknown, error: Error) =>
       log.error({ err: error }, "authorization server: internal error"),
     );
@@ -205,7 +246,7 @@ export class AuthorizationServer {
       issuer,
       provider,
       state,
-      { users, resources, accessTokenTtl: config.access_token_ttl, store },
+      { users, resources, accessTokenTtl: config.access_token_ttl, store, clients },
       log,
     );
   }
@@ -228,6 +269,13 @@ export class AuthorizationServer {
   }
 
   handle(req: IncomingMessage, res: ServerResponse, path: string): void {
+    if (path === "/oauth/token" && req.method === "POST" && this.#clients.size > 0) {
+      this.#token(req, res).catch((error: unknown) => {
+        this.#log.error({ err: error }, "authorization server: token request failed");
+        if (!res.headersSent) res.writeHead(500).end();
+      });
+      return;
+    }
     if (path === "/oauth/revoke" && req.method === "POST") {
       this.#revoke(req, res).catch((error: unknown) => {
         this.#log.error({ err: error }, "authorization server: revocation failed");
@@ -252,6 +300,51 @@ export class AuthorizationServer {
 
   close(): void {
     this.#store.close();
+  }
+
+  /**
+   * The token endpoint, for a pre-registered client: its secret is verified against the
+   * config's hash here, then replaced by the secret oidc-provider knows it by. Requests of
+   * other clients pass as they came.
+   */
+  async #token(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const form = await readForm(req);
+    const presented = clientCredentialsOf(req, form);
+    const client = presented && this.#clients.get(presented.id);
+    if (presented && client) {
+      if (!(await this.#verifySecret(client, presented.secret))) {
+        this.#log.info({ client_id: presented.id }, "client authentication failed");
+        res.writeHead(401, {
+          "content-type": "application/json",
+          "cache-control": "no-store",
+          "www-authenticate": 'Basic realm="mcpgw"',
+        });
+        res.end(
+          JSON.stringify({
+            error: "invalid_client",
+            error_description: "client authentication failed",
+          }),
+        );
+        return;
+      }
+      form.delete("client_id");
+      form.delete("client_secret");
+      const basic = `${encodeURIComponent(client.client_id)}:${encodeURIComponent(client.internalSecret)}`;
+      req.headers.authorization = `Basic ${Buffer.from(basic).toString("base64")}`;
+    }
+    (req as IncomingMessage & { body?: unknown }).body = Object.fromEntries(form);
+    this.#handler(req, res);
+  }
+
+  async #verifySecret(client: StaticClient, secret: string): Promise<boolean> {
+    const digest = createHash("sha256").update(`${client.client_id}\0${secret}`).digest("base64");
+    if (this.#verifiedSecrets.get(digest) === client.client_secret_hash) return true;
+    const ok = await verify(client.client_secret_hash, secret).catch(() => false);
+    if (ok) {
+      if (this.#verifiedSecrets.size >= 1_000) this.#verifiedSecrets.clear();
+      this.#verifiedSecrets.set(digest, client.client_secret_hash);
+    }
+    return ok;
   }
 
   /**
@@ -381,7 +474,12 @@ export class AuthorizationServer {
 
 function allScopes(config: AuthorizationServerConfig): string[] {
   return [
-    ...new Set([BASE_SCOPE, ...config.scopes, ...config.users.flatMap((user) => user.scopes)]),
+    ...new Set([
+      BASE_SCOPE,
+      ...config.scopes,
+      ...config.users.flatMap((user) => user.scopes),
+      ...config.clients.flatMap((client) => client.scopes),
+    ]),
   ];
 }
 
@@ -395,6 +493,30 @@ function withDefaultScope(req: IncomingMessage): void {
 
 function missingScopes(details: InteractionDetails): string[] {
   return Object.values(details.prompt.details.missingResourceScopes ?? {}).flat();
+}
+
+/** RFC 6749 §2.3.1: the client's id and secret, from HTTP Basic or the form. */
+function clientCredentialsOf(
+  req: IncomingMessage,
+  form: URLSearchParams,
+): { id: string; secret: string } | undefined {
+  const header = req.headers.authorization;
+  if (header?.startsWith("Basic ")) {
+    const decoded = Buffer.from(header.slice(6), "base64").toString("utf8");
+    const at = decoded.indexOf(":");
+    if (at === -1) return undefined;
+    try {
+      return {
+        id: decodeURIComponent(decoded.slice(0, at)),
+        secret: decodeURIComponent(decoded.slice(at + 1)),
+      };
+    } catch {
+      return undefined;
+    }
+  }
+  const id = form.get("client_id");
+  const secret = form.get("client_secret");
+  return id !== null && secret !== null ? { id, secret } : undefined;
 }
 
 function html(res: ServerResponse, status: number, body: string): void {

@@ -287,6 +287,21 @@ const asUser = z.strictObject({
     .describe("Scopes this user may grant a client; a token gets the requested ones of these."),
 });
 
+const asClient = z.strictObject({
+  client_id: z
+    .string()
+    .regex(/^[A-Za-z0-9._:@-]{1,128}$/, "must be 1-128 characters of A-Z a-z 0-9 . _ : @ -")
+    .describe("The client's id, the tokens' `sub` and `client_id`."),
+  client_secret_hash: argon2idHash.describe(
+    "argon2id hash of the client secret (`mcpgw gen-key` makes a secret and its hash).",
+  ),
+  grant_types: z
+    .array(z.enum(["client_credentials"]))
+    .default(["client_credentials"])
+    .describe("What the client may do: client_credentials (machine to machine)."),
+  scopes: z.array(scopeToken).default([]).describe("Scopes the client may be granted."),
+});
+
 const authorizationServer = z
   .strictObject({
     enabled: z
@@ -320,6 +335,10 @@ const authorizationServer = z
         "Where clients, grants, codes and refresh tokens are kept. Default: sqlite, or memory (with a warning) on a Node without node:sqlite.",
       ),
     users: z.array(asUser).default([]).describe("Who may log in."),
+    clients: z
+      .array(asClient)
+      .default([])
+      .describe("Pre-registered confidential clients (machine to machine, client_credentials)."),
     scopes: z
       .array(scopeToken)
       .default([])

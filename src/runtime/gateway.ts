@@ -10,7 +10,7 @@ import { diffConfig } from "../config/diff.js";
 import { type LoadedConfig, loadConfigFile } from "../config/load.js";
 import type { Config } from "../config/schema.js";
 import { ConfigError, type GatewayError } from "../errors.js";
-import { admitOrigin, answerPreflight, checkOrigin } from "../http/cors.js";
+import { admitOrigin, allowOrigin, answerPreflight, checkOrigin } from "../http/cors.js";
 import { handleMcpRequest, holdOpenStream } from "../http/mcp-endpoint.js";
 import { metadataUrl, resourceUrl, sendResourceMetadata } from "../http/protected-resource.js";
 import { errorBody, sendGatewayError, sendJson } from "../http/responses.js";
@@ -108,6 +108,14 @@ export class Gateway implements PipelineContext {
     }
     const authorizationServer = generation.authorizationServer;
     if (authorizationServer?.handles(path)) {
+      // Browser-based MCP clients register and fetch tokens cross-origin: the same
+      // cors.allowed_origins as the MCP routes (oidc-provider's own CORS covers some endpoints).
+      const origin = checkOrigin(req, generation);
+      if (req.method === "OPTIONS" && req.headers.origin !== undefined) {
+        answerPreflight(req, res, origin, "GET, POST");
+        return;
+      }
+      if (origin === "allowed") allowOrigin(req, res);
       authorizationServer.handle(req, res, path);
       return;
     }

@@ -30,6 +30,7 @@ import { logInAndConsent } from "../helpers/login-driver.js";
 import { INITIALIZE, POST_HEADERS } from "../helpers/mcp-client.js";
 
 const PASSWORD = "correct horse battery staple";
+const CI_SECRET = "ci-bot-secret-0123456789";
 const REDIRECT = "http://127.0.0.1:53682/callback";
 
 let upstream: ExampleServer;
@@ -44,11 +45,19 @@ beforeAll(async () => {
     listen: `127.0.0.1:${port}`,
     upstream: { url: upstream.url },
     auth: { oauth: { required_scopes: ["mcp:read"] } },
+    cors: { allowed_origins: ["http://localhost:6274"] },
     authorization_server: {
       enabled: true,
       issuer: origin,
       users: [
         { username: "alice", password_hash: await cheapHash(PASSWORD), scopes: ["mcp:read"] },
+      ],
+      clients: [
+        {
+          client_id: "ci-bot",
+          client_secret_hash: await cheapHash(CI_SECRET),
+          scopes: ["mcp:read"],
+        },
       ],
     },
   });
@@ -341,6 +350,72 @@ describe("the embedded authorization server", () => {
     await expect(
       logInAndConsent(url, REDIRECT, { username: "bob", password: "guess" }),
     ).rejects.toMatchObject({ status: 429, message: expect.stringMatching(/Too many/) });
+  });
+
+  it("issues a pre-registered client a token with client_credentials, its secret checked against the hash", async () => {
+    const token = (secret: string, how: "basic" | "post") =>
+      fetch(`${origin}/oauth/token`, {
+        method: "POST",
+        headers:
+          how === "basic"
+            ? { authorization: `Basic ${Buffer.from(`ci-bot:${secret}`).toString("base64")}` }
+            : {},
+        body: new URLSearchParams({
+          grant_type: "client_credentials",
+          scope: "mcp:read mcp:write",
+          resource: `${origin}/mcp`,
+          ...(how === "post" && { client_id: "ci-bot", client_secret: secret }),
+        }),
+      });
+    for (const how of ["basic", "post"] as const) {
+      const res = await token(CI_SECRET, how);
+      expect({
+        how,
+        status: res.status,
+        body:
+          res.status === 200
+            ? ""
+            : JSON.stringify(gw.logs.filter((l) => l.msg === "token request refused").at(-1)),
+      }).toEqual({
+        how,
+        status: 200,
+        body: "",
+      });
+      const { access_token: accessToken } = (await res.json()) as OAuthTokens;
+      // mcp:write is not the client's: it gets the part of the request it may have.
+      expect(decodeJwt(accessToken)).toMatchObject({
+        sub: "ci-bot",
+        client_id: "ci-bot",
+        scope: "mcp:read",
+      });
+      expect(await initializeStatus(accessToken)).toBe(200);
+    }
+    const wrong = await token("not-the-secret", "basic");
+    expect(wrong.status).toBe(401);
+    expect(await wrong.json()).toMatchObject({ error: "invalid_client" });
+  });
+
+  it("lets an allowed browser origin register a client (CORS), and no other", async () => {
+    const preflight = (from: string) =>
+      fetch(`${origin}/oauth/register`, {
+        method: "OPTIONS",
+        headers: {
+          origin: from,
+          "access-control-request-method": "POST",
+          "access-control-request-headers": "content-type",
+        },
+      });
+    const allowed = await preflight("http://localhost:6274");
+    expect(allowed.status).toBe(204);
+    expect(allowed.headers.get("access-control-allow-origin")).toBe("http://localhost:6274");
+    expect((await preflight("https://attacker.example")).status).toBe(403);
+    const registered = await fetch(`${origin}/oauth/register`, {
+      method: "POST",
+      headers: { origin: "http://localhost:6274", "content-type": "application/json" },
+      body: JSON.stringify({ redirect_uris: [REDIRECT], token_endpoint_auth_method: "none" }),
+    });
+    expect(registered.status).toBe(201);
+    expect(registered.headers.get("access-control-allow-origin")).toBe("http://localhost:6274");
   });
 
   it("answers a request without a token with a challenge pointing at the route's metadata", async () => {
