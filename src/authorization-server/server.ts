@@ -188,6 +188,13 @@ export class AuthorizationServer {
       features: {
         devInteractions: { enabled: false },
         clientCredentials: { enabled: true },
+        // An https:// client_id names its metadata document, fetched (at most 2.5 s, cached as
+        // its Cache-Control says, from public addresses only unless allowed: oidc-provider's
+        // fetch refuses special-use addresses).
+        clientIdMetadataDocument: {
+          enabled: config.client_id_metadata_documents.enabled,
+          ack: "draft-02",
+        },
         registration: { enabled: true },
         revocation: { enabled: true },
         resourceIndicators: {
@@ -216,6 +223,13 @@ export class AuthorizationServer {
         },
       },
       pkce: { required: () => true },
+      ...(config.client_id_metadata_documents.allow_private_addresses && {
+        // Without oidc-provider's dispatcher, which refuses special-use addresses.
+        fetch: (
+          url: string,
+          { dispatcher: _ssrfGuard, ...options }: RequestInit & { dispatcher?: unknown },
+        ) => fetch(url, options),
+      }),
       // The MCP SDKs do not ask for offline_access; a client allowed to refresh gets a token.
       issueRefreshToken: (_ctx: unknown, client: { grantTypeAllowed(type: string): boolean }) =>
         client.grantTypeAllowed("refresh_token"),

@@ -339,6 +339,23 @@ const authorizationServer = z
       .array(asClient)
       .default([])
       .describe("Pre-registered confidential clients (machine to machine, client_credentials)."),
+    client_id_metadata_documents: z
+      .strictObject({
+        enabled: z
+          .boolean()
+          .default(true)
+          .describe(
+            "Accept an https:// URL as client_id, its Client ID Metadata Document fetched (the MCP 2026-07-28 way to identify clients).",
+          ),
+        allow_private_addresses: z
+          .boolean()
+          .default(false)
+          .describe(
+            "Fetch documents from loopback, private and link-local addresses too (refused by default: SSRF).",
+          ),
+      })
+      .prefault({})
+      .describe("Client ID Metadata Documents (CIMD)."),
     scopes: z
       .array(scopeToken)
       .default([])

@@ -3,11 +3,16 @@
  * across a restart, and `mcpgw rotate-signing-key` makes it sign with a new key while the
  * tokens of the previous one stay valid.
  */
+import { execFile } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
-import { stat } from "node:fs/promises";
+import { mkdtemp, readFile, stat } from "node:fs/promises";
+import { createServer as createHttpsServer } from "node:https";
+import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
 import path from "node:path";
+import { promisify } from "node:util";
 import { decodeProtectedHeader } from "jose";
-import { afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { type ExampleServer, startExampleServer } from "../../examples/mcp-server.js";
 import { runBin, spawnBin } from "../helpers/bin.js";
 import { killDaemons, startDaemon, track } from "../helpers/daemon.js";
@@ -17,6 +22,7 @@ import { logInAndConsent } from "../helpers/login-driver.js";
 import { INITIALIZE, POST_HEADERS } from "../helpers/mcp-client.js";
 
 const PASSWORD = "rotate-suite-password";
+const execFileAsync = promisify(execFile);
 const REDIRECT = "http://127.0.0.1:53683/callback";
 
 let upstream: ExampleServer;
@@ -117,5 +123,140 @@ describe("mcpgw rotate-signing-key", () => {
       keys: { kid: string }[];
     };
     expect(jwks.keys.map((key) => key.kid)).toEqual([newKid, oldKid]);
+  });
+});
+
+describe("Client ID Metadata Documents", () => {
+  /** An HTTPS server on loopback, with a certificate of its own, serving one client's document. */
+  async function documentServer() {
+    const dir = await mkdtemp(path.join(tmpdir(), "mcpgw-cimd-"));
+    const key = path.join(dir, "key.pem");
+    const cert = path.join(dir, "cert.pem");
+    await execFileAsync("openssl", [
+      "req",
+      "-x509",
+      "-newkey",
+      "ec",
+      "-pkeyopt",
+      "ec_paramgen_curve:prime256v1",
+      "-nodes",
+      "-keyout",
+      key,
+      "-out",
+      cert,
+      "-days",
+      "1",
+      "-subj",
+      "/CN=127.0.0.1",
+      "-addext",
+      "subjectAltName=IP:127.0.0.1",
+    ]);
+    let fetched = 0;
+    const server = createHttpsServer(
+      { key: await readFile(key), cert: await readFile(cert) },
+      (_req, res) => {
+        fetched++;
+        res.writeHead(200, { "content-type": "application/json", "cache-control": "max-age=60" });
+        res.end(JSON.stringify(document));
+      },
+    );
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const clientId = `https://127.0.0.1:${(server.address() as AddressInfo).port}/client.json`;
+    const document = {
+      client_id: clientId,
+      client_name: "CIMD Test Client",
+      redirect_uris: [REDIRECT],
+      grant_types: ["authorization_code"],
+      response_types: ["code"],
+      token_endpoint_auth_method: "none",
+    };
+    return { clientId, cert, fetched: () => fetched, close: () => server.close() };
+  }
+
+  async function gateway(allowPrivate: boolean, cert: string) {
+    const port = new URL(await unusedPortUrl()).port;
+    const origin = `http://127.0.0.1:${port}`;
+    const daemon = await startDaemon(
+      upstream.url,
+      {
+        listen: `127.0.0.1:${port}`,
+        authorization_server: {
+          enabled: true,
+          issuer: origin,
+          users: [{ username: "alice", password_hash: hash, scopes: [] }],
+          client_id_metadata_documents: { allow_private_addresses: allowPrivate },
+        },
+      },
+      { NODE_EXTRA_CA_CERTS: cert },
+    );
+    return { origin, daemon };
+  }
+
+  function authorizeUrl(origin: string, clientId: string, verifier: string): URL {
+    const url = new URL(`${origin}/oauth/authorize`);
+    url.search = new URLSearchParams({
+      client_id: clientId,
+      redirect_uri: REDIRECT,
+      response_type: "code",
+      state: "cimd",
+      code_challenge: createHash("sha256").update(verifier).digest("base64url"),
+      code_challenge_method: "S256",
+    }).toString();
+    return url;
+  }
+
+  it("takes an https client_id to its document, advertised in the metadata, and issues the client a token", async () => {
+    const documents = await documentServer();
+    try {
+      const { origin, daemon } = await gateway(true, documents.cert);
+      const metadata = (await (
+        await fetch(`${origin}/.well-known/oauth-authorization-server`)
+      ).json()) as Record<string, unknown>;
+      expect(metadata.client_id_metadata_document_supported).toBe(true);
+      const verifier = randomBytes(32).toString("base64url");
+      const { redirect, pages } = await logInAndConsent(
+        authorizeUrl(origin, documents.clientId, verifier),
+        REDIRECT,
+        { username: "alice", password: PASSWORD },
+      );
+      expect(pages).toEqual(["login", "consent"]);
+      const token = await fetch(`${origin}/oauth/token`, {
+        method: "POST",
+        body: new URLSearchParams({
+          grant_type: "authorization_code",
+          code: redirect.searchParams.get("code") as string,
+          code_verifier: verifier,
+          redirect_uri: REDIRECT,
+          client_id: documents.clientId,
+        }),
+      });
+      expect(token.status).toBe(200);
+      const { access_token: accessToken } = (await token.json()) as { access_token: string };
+      expect(await status(origin, accessToken)).toBe(200);
+      await vi.waitFor(async () => {
+        const lines = await daemon.auditLines();
+        expect(lines.at(-1)).toMatchObject({ oauth_client_id: documents.clientId, sub: "alice" });
+      });
+      expect(documents.fetched()).toBeGreaterThan(0);
+    } finally {
+      documents.close();
+    }
+  });
+
+  it("refuses to fetch a document from a loopback address unless the config allows it (SSRF)", async () => {
+    const documents = await documentServer();
+    try {
+      const { origin } = await gateway(false, documents.cert);
+      const res = await fetch(
+        authorizeUrl(origin, documents.clientId, randomBytes(32).toString("base64url")),
+        { redirect: "manual" },
+      );
+      expect(res.status).toBe(400);
+      expect(res.headers.get("location")).toBeNull();
+      expect(await res.text()).toMatch(/client_id metadata document fetch failed/);
+      expect(documents.fetched()).toBe(0);
+    } finally {
+      documents.close();
+    }
   });
 });
