@@ -194,6 +194,8 @@ export class AuthorizationServer {
         clientIdMetadataDocument: {
           enabled: config.client_id_metadata_documents.enabled,
           ack: "draft-02",
+          allowClient: (_ctx: unknown, client: { redirectUris?: string[] }) =>
+            (client.redirectUris ?? []).every(isAcceptableRedirectUri),
         },
         registration: { enabled: true },
         revocation: { enabled: true },
@@ -290,6 +292,13 @@ export class AuthorizationServer {
       });
       return;
     }
+    if (path === "/oauth/register" && req.method === "POST") {
+      this.#register(req, res).catch((error: unknown) => {
+        this.#log.error({ err: error }, "authorization server: registration failed");
+        if (!res.headersSent) res.writeHead(500).end();
+      });
+      return;
+    }
     if (path === "/oauth/revoke" && req.method === "POST") {
       this.#revoke(req, res).catch((error: unknown) => {
         this.#log.error({ err: error }, "authorization server: revocation failed");
@@ -314,6 +323,34 @@ export class AuthorizationServer {
 
   close(): void {
     this.#store.close();
+  }
+
+  /**
+   * RFC 7591 registration, with one rule oidc-provider does not have: every redirect URI is
+   * https, or http on a loopback address (RFC 8252 §7.3), whatever the application type.
+   */
+  async #register(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const text = (await readBody(req)).toString("utf8");
+    let metadata: { redirect_uris?: unknown };
+    try {
+      metadata = JSON.parse(text);
+    } catch {
+      metadata = {};
+    }
+    const uris = Array.isArray(metadata.redirect_uris) ? metadata.redirect_uris : [];
+    const refused = uris.find((uri) => typeof uri !== "string" || !isAcceptableRedirectUri(uri));
+    if (refused !== undefined) {
+      res.writeHead(400, { "content-type": "application/json", "cache-control": "no-store" });
+      res.end(
+        JSON.stringify({
+          error: "invalid_redirect_uri",
+          error_description: `redirect URI ${String(refused)} is neither https nor http on a loopback address`,
+        }),
+      );
+      return;
+    }
+    (req as IncomingMessage & { body?: unknown }).body = metadata;
+    this.#handler(req, res);
   }
 
   /**
@@ -545,14 +582,33 @@ function html(res: ServerResponse, status: number, body: string): void {
 }
 
 async function readForm(req: IncomingMessage): Promise<URLSearchParams> {
+  return new URLSearchParams((await readBody(req)).toString("utf8"));
+}
+
+async function readBody(req: IncomingMessage): Promise<Buffer> {
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of req) {
     size += (chunk as Buffer).length;
-    if (size > MAX_FORM_BYTES) throw new Error("form too large");
+    if (size > MAX_FORM_BYTES) throw new Error("request body too large");
     chunks.push(chunk as Buffer);
   }
-  return new URLSearchParams(Buffer.concat(chunks).toString("utf8"));
+  return Buffer.concat(chunks);
+}
+
+/** https://..., or http:// on 127.0.0.0/8, [::1] or localhost (any port, RFC 8252 §7.3). */
+export function isAcceptableRedirectUri(uri: string): boolean {
+  let url: URL;
+  try {
+    url = new URL(uri);
+  } catch {
+    return false;
+  }
+  if (url.hash !== "") return false;
+  if (url.protocol === "https:") return true;
+  if (url.protocol !== "http:") return false;
+  const host = url.hostname;
+  return host === "localhost" || host === "[::1]" || /^127(\.\d{1,3}){3}$/.test(host);
 }
 
 interface IssuedToken {
