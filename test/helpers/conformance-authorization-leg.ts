@@ -42,11 +42,6 @@ export async function runAuthorizationLeg(
     resource: string;
     callbackPort: number;
     user: { username: string; password: string };
-    /**
-     * A scope the browser adds to the CLI's authorization URL, which has none: to check the rest
-     * of the grant while a request without `scope` is refused.
-     */
-    addScope?: string;
   },
 ): Promise<AuthorizationLeg> {
   const output = await mkdtemp(path.join(tmpdir(), "mcpgw-conformance-as-"));
@@ -78,9 +73,7 @@ export async function runAuthorizationLeg(
     // The authorization URL; the CLI's callback server may start listening just after it.
     if (line.startsWith(`${options.issuer}/oauth/authorize?`) && login === undefined) {
       login = (async () => {
-        const url = new URL(line);
-        if (options.addScope !== undefined) url.searchParams.set("scope", options.addScope);
-        const { redirect } = await logInAndConsent(url, redirectUri, options.user);
+        const { redirect } = await logInAndConsent(new URL(line), redirectUri, options.user);
         await callbackReady;
         const delivered = await fetch(redirect);
         await delivered.arrayBuffer();
