@@ -27,14 +27,7 @@ const SCOPE = "mcp:read";
  * Checks that do not pass, by `<scenario>/<check id>`, with the status and message they have and
  * why. An entry whose check starts passing fails this test, so the list only shrinks.
  */
-const KNOWN_FAILURES: Record<string, { status: string; message: RegExp; reason: string }> = {
-  "authorization-server-metadata-endpoint/authorization-server-metadata-cimd": {
-    status: "WARNING",
-    message: /does not include "client_id_metadata_document_supported"/,
-    reason:
-      "No Client ID Metadata Document support (SHOULD since 2025-11-25): clients register with DCR.",
-  },
-};
+const KNOWN_FAILURES: Record<string, { status: string; message: RegExp; reason: string }> = {};
 
 let upstream: ExampleServer;
 let gw: TestGateway;

@@ -5,8 +5,7 @@
  * alone and reaches the consent page, which names the client, the scope and the MCP endpoint.
  *
  * The redirect back to the client after Allow or Deny, the code exchange and the tools/list with
- * the token are in authorization-browser-redirect.failing.ts, out of the suite while the pages'
- * `form-action 'self'` CSP makes Chromium block that redirect (that file says how).
+ * the token are in authorization-browser-redirect.test.ts.
  *
  * `MCPGW_UPDATE_SCREENSHOTS=1` writes the login and consent pages to
  * docs/images/authorization-{login,consent}.png (800x600). Otherwise the screenshots are only

@@ -395,6 +395,30 @@ describe("the embedded authorization server", () => {
     expect(await wrong.json()).toMatchObject({ error: "invalid_client" });
   });
 
+  it("registers only https redirect URIs, or http ones on a loopback address", async () => {
+    const status = async (uri: string, type = "web") => {
+      const res = await fetch(`${origin}/oauth/register`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({
+          redirect_uris: [uri],
+          application_type: type,
+          token_endpoint_auth_method: "none",
+        }),
+      });
+      const body = (await res.json()) as { error?: string };
+      return res.status === 201 ? 201 : `${res.status} ${body.error}`;
+    };
+    expect(await status("https://app.example/callback")).toBe(201);
+    expect(await status("http://localhost:3000/callback")).toBe(201);
+    expect(await status("http://127.0.0.1:8976/oauth/callback", "native")).toBe(201);
+    expect(await status("http://app.example/callback")).toBe("400 invalid_redirect_uri");
+    expect(await status("cursor://anysphere.cursor-retrieval/oauth/callback", "native")).toBe(
+      "400 invalid_redirect_uri",
+    );
+    expect(await status("https://app.example/callback#fragment")).toBe("400 invalid_redirect_uri");
+  });
+
   it("lets an allowed browser origin register a client (CORS), and no other", async () => {
     const preflight = (from: string) =>
       fetch(`${origin}/oauth/register`, {

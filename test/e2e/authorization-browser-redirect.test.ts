@@ -1,20 +1,9 @@
 /**
- * Out of the suite (no `.test.ts`) until it passes: in Chromium, the redirect from the consent
- * form back to the client's redirect URI, then the code exchange and a tools/list with the token.
- *
- * It fails today. The login and consent pages are served with
- * `Content-Security-Policy: ... form-action 'self'`, and CSP Level 3 applies `form-action` to
- * every redirect that follows a form submission: the POST of Allow (or Deny) answers 303 to
- * `/oauth/authorize/<uid>`, which answers 303 to the client's redirect URI on another origin
- * (a loopback port, a custom scheme), and Chromium aborts that navigation (net::ERR_ABORTED,
- * console: `Sending form data to '<issuer>/oauth/interaction/<uid>' violates the following
- * Content Security Policy directive: "form-action 'self'"`). The user stays on the consent page;
- * the client never gets its code. The headless driver of test/helpers/login-driver.ts follows
- * redirects without CSP, so the integration tests do not see it. With CSP bypassed in the
- * browser context (`bypassCSP: true`) both tests pass.
- *
- * Run it: `cp test/e2e/authorization-browser-redirect.failing.ts test/e2e/x.test.ts &&
- * npx vitest run test/e2e/x.test.ts`; rename it to `.test.ts` once it passes.
+ * In Chromium, the redirect from the consent form back to the client's redirect URI, then the
+ * code exchange and a tools/list with the token; and Deny. The pages once sent
+ * `form-action 'self'`, which browsers apply to the redirects after a form post too: the
+ * redirect to the client (another origin) was blocked, which the headless driver of
+ * test/helpers/login-driver.ts, following redirects without CSP, could not see.
  */
 import type { Browser } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
