@@ -12,6 +12,7 @@ import { verify } from "@node-rs/argon2";
 import { createLocalJWKSet, type JWK, jwtVerify } from "jose";
 import type { Config } from "../config/schema.js";
 import type { Logger } from "../log.js";
+import { LoginError, OidcLogin } from "./oidc-login.js";
 import { consentPage, errorPage, loginPage } from "./pages.js";
 import { type AuthorizationServerState, loadState, publicJwk } from "./state.js";
 import { openStore, type Store, type StoreType } from "./store.js";
@@ -42,6 +43,8 @@ export const BASE_SCOPE = "mcp";
 /** Endpoints under this prefix belong to the authorization server. */
 const PREFIX = "/oauth/";
 const INTERACTION = "/oauth/interaction/";
+/** Where the OpenID Connect provider sends users back (`login: {type: oidc}`). */
+const LOGIN_CALLBACK = "/oauth/login/callback";
 /** Failed logins per username and address within the window, before logins are refused. */
 const LOGIN_ATTEMPTS = 5;
 const LOGIN_WINDOW_MS = 15 * 60_000;
@@ -59,6 +62,8 @@ export class AuthorizationServer {
   readonly #resources: Resources;
   readonly #failures = new Map<string, { count: number; since: number }>();
   readonly #store: Store;
+  /** Set with `login: {type: oidc}`. */
+  readonly #oidc: OidcLogin | undefined;
   readonly #clients: Clients;
   /** Client secrets that verified, by their digest: argon2 runs once per secret. */
   readonly #verifiedSecrets = new Map<string, string>();
@@ -76,10 +81,15 @@ export class AuthorizationServer {
       accessTokenTtl: number;
       store: Store;
       clients: Clients;
+      login: AuthorizationServerConfig["login"];
     },
     log: Logger,
   ) {
     this.#clients = parts.clients;
+    this.#oidc =
+      parts.login.type === "oidc"
+        ? new OidcLogin(parts.login, `${issuer}${LOGIN_CALLBACK}`)
+        : undefined;
     this.#accessTokenTtl = parts.accessTokenTtl;
     this.#store = parts.store;
     this.#revoked = parts.store.revokedTokens();
@@ -180,8 +190,11 @@ export class AuthorizationServer {
         token_endpoint_auth_method: "none",
         id_token_signed_response_alg: "ES256",
       },
+      // A user of the OpenID Connect provider was vouched for by it when the grant was made.
       findAccount: (_ctx: unknown, id: string) =>
-        users.has(id) ? { accountId: id, claims: () => ({ sub: id }) } : undefined,
+        users.has(id) || config.login.type === "oidc"
+          ? { accountId: id, claims: () => ({ sub: id }) }
+          : undefined,
       interactions: {
         url: (_ctx: unknown, interaction: { uid: string }) => `${INTERACTION}${interaction.uid}`,
       },
@@ -262,7 +275,14 @@ export class AuthorizationServer {
       issuer,
       provider,
       state,
-      { users, resources, accessTokenTtl: config.access_token_ttl, store, clients },
+      {
+        users,
+        resources,
+        accessTokenTtl: config.access_token_ttl,
+        store,
+        clients,
+        login: config.login,
+      },
       log,
     );
   }
@@ -307,6 +327,10 @@ export class AuthorizationServer {
       return;
     }
     if (path === "/oauth/authorize" && req.method === "GET") withDefaultScope(req);
+    if (path === LOGIN_CALLBACK && this.#oidc) {
+      void this.#oidcCallback(req, res, this.#oidc);
+      return;
+    }
     if (path.startsWith(INTERACTION)) {
       this.#interaction(req, res, path.slice(INTERACTION.length)).catch((error: unknown) => {
         this.#log.error({ err: error }, "authorization server: interaction failed");
@@ -442,6 +466,10 @@ export class AuthorizationServer {
     const client = await this.#provider.Client.find(details.params.client_id);
     const clientName = client?.clientName ?? details.params.client_id;
     const action = `${INTERACTION}${uid}`;
+    if (details.prompt.name === "login" && this.#oidc) {
+      await this.#oidcLogin(req, res, uid, this.#oidc);
+      return;
+    }
     if (details.prompt.name === "login") {
       if (req.method !== "POST") {
         html(res, 200, loginPage({ action, clientName }));
@@ -474,7 +502,7 @@ export class AuthorizationServer {
     const username = details.session?.accountId ?? "";
     const user = this.#users.get(username);
     const requested = missingScopes(details);
-    const allowed = new Set([BASE_SCOPE, ...(user?.scopes ?? [])]);
+    const allowed = new Set([BASE_SCOPE, ...(this.#oidc?.scopes ?? user?.scopes ?? [])]);
     const granted = [...new Set(requested.filter((scope) => allowed.has(scope)))];
     const resources = Object.keys(details.prompt.details.missingResourceScopes ?? {});
     if (req.method !== "POST") {
@@ -503,6 +531,49 @@ export class AuthorizationServer {
     await this.#provider.interactionFinished(req, res, { consent: { grantId } });
   }
 
+  /**
+   * The login step through the OpenID Connect provider: off to it, and back with the ticket
+   * the callback made, which names the user.
+   */
+  async #oidcLogin(req: IncomingMessage, res: ServerResponse, uid: string, oidc: OidcLogin) {
+    const ticket = new URL(req.url ?? "/", "http://interaction").searchParams.get("ticket");
+    if (ticket === null) {
+      res.writeHead(303, {
+        location: await oidc.authorizationUrl(uid),
+        "cache-control": "no-store",
+      });
+      res.end();
+      return;
+    }
+    const accountId = oidc.take(ticket, uid);
+    if (accountId === undefined) {
+      html(res, 400, errorPage("Sign-in failed", "This sign-in has expired; start again."));
+      return;
+    }
+    this.#log.info({ username: accountId }, "login through the OpenID Connect provider");
+    await this.#provider.interactionFinished(req, res, { login: { accountId } });
+  }
+
+  /** The OpenID Connect provider's redirect back: on to the interaction it belongs to. */
+  async #oidcCallback(req: IncomingMessage, res: ServerResponse, oidc: OidcLogin): Promise<void> {
+    try {
+      const query = new URL(req.url ?? "/", "http://callback").searchParams;
+      const { uid, ticket } = await oidc.callback(query);
+      res.writeHead(303, {
+        location: `${INTERACTION}${uid}?ticket=${encodeURIComponent(ticket)}`,
+        "cache-control": "no-store",
+      });
+      res.end();
+    } catch (error) {
+      const message =
+        error instanceof LoginError ? error.message : "The sign-in could not be completed.";
+      if (!(error instanceof LoginError)) {
+        this.#log.error({ err: error }, "authorization server: OpenID Connect sign-in failed");
+      }
+      html(res, 400, errorPage("Sign-in failed", message));
+    }
+  }
+
   /** Why a login is refused now, or undefined. */
   #throttled(username: string, address: string | undefined): string | undefined {
     const entry = this.#failures.get(`${username}\0${address}`);
@@ -527,6 +598,7 @@ function allScopes(config: AuthorizationServerConfig): string[] {
   return [
     ...new Set([
       BASE_SCOPE,
+      ...(config.login.type === "oidc" ? config.login.scopes : []),
       ...config.scopes,
       ...config.users.flatMap((user) => user.scopes),
       ...config.clients.flatMap((client) => client.scopes),

@@ -334,6 +334,34 @@ const authorizationServer = z
       .describe(
         "Where clients, grants, codes and refresh tokens are kept. Default: sqlite, or memory (with a warning) on a Node without node:sqlite.",
       ),
+    login: z
+      .discriminatedUnion("type", [
+        z.strictObject({ type: z.literal("local") }),
+        z.strictObject({
+          type: z.literal("oidc"),
+          issuer: httpUrl.describe("The OpenID Connect provider users sign in at."),
+          client_id: z.string().min(1).describe("The gateway's client id there."),
+          client_secret: z
+            .string()
+            .min(1)
+            .describe("Its client secret there (use ${ENV_VAR}, never the value itself)."),
+          scopes: z
+            .array(scopeToken)
+            .default([])
+            .describe("Scopes every user signed in through the provider may grant."),
+          username_claim: z
+            .string()
+            .min(1)
+            .default("sub")
+            .describe(
+              "The ID token claim that names the user (`sub`, `email`, ...): the tokens' `sub`.",
+            ),
+        }),
+      ])
+      .default({ type: "local" })
+      .describe(
+        "How users sign in: local (the users below, with passwords) or oidc (delegated to your OpenID Connect provider; its redirect URI is <issuer>/oauth/login/callback).",
+      ),
     users: z.array(asUser).default([]).describe("Who may log in."),
     clients: z
       .array(asClient)

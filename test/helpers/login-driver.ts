@@ -18,11 +18,23 @@ export async function logInAndConsent(
   credentials: { username: string; password: string },
   decision: "allow" | "deny" = "allow",
 ): Promise<LoginOutcome> {
-  const jar = new Map<string, string>();
+  // Cookies by host, as a browser keeps them (not by port): an identity provider on another
+  // host keeps its own.
+  const jars = new Map<string, Map<string, string>>();
+  const jarOf = (url: string) => {
+    const host = new URL(url).hostname;
+    let jar = jars.get(host);
+    if (jar === undefined) {
+      jar = new Map();
+      jars.set(host, jar);
+    }
+    return jar;
+  };
   const pages: string[] = [];
   let next = authorizationUrl.href;
   let form: URLSearchParams | undefined;
   for (let step = 0; step < 20; step++) {
+    const jar = jarOf(next);
     const res = await fetch(next, {
       method: form ? "POST" : "GET",
       redirect: "manual",

@@ -28,6 +28,7 @@ import { startGateway, type TestGateway } from "../helpers/gateway.js";
 import { cheapHash } from "../helpers/keys.js";
 import { logInAndConsent } from "../helpers/login-driver.js";
 import { INITIALIZE, POST_HEADERS } from "../helpers/mcp-client.js";
+import { startIdentityProvider } from "../helpers/oidc-identity-provider.js";
 
 const PASSWORD = "correct horse battery staple";
 const CI_SECRET = "ci-bot-secret-0123456789";
@@ -597,3 +598,83 @@ async function preflightProblems(file: string): Promise<readonly string[]> {
     throw error;
   }
 }
+
+describe("sign-in delegated to an OpenID Connect provider", () => {
+  it("sends the user to the provider, and issues the MCP client a token for who it says", async () => {
+    const port = new URL(await unusedPortUrl()).port;
+    const here = `http://127.0.0.1:${port}`;
+    const idp = await startIdentityProvider({
+      clientId: "mcpgw",
+      clientSecret: "idp-secret-0123456789",
+      redirectUri: `${here}/oauth/login/callback`,
+      user: "bob",
+    });
+    const delegated = await startGateway({
+      listen: `127.0.0.1:${port}`,
+      upstream: { url: upstream.url },
+      authorization_server: {
+        enabled: true,
+        issuer: here,
+        store: { type: "memory" },
+        login: {
+          type: "oidc",
+          issuer: idp.issuer,
+          client_id: "mcpgw",
+          client_secret: "idp-secret-0123456789",
+          scopes: ["mcp:read"],
+          username_claim: "email",
+        },
+      },
+    });
+    try {
+      const registered = await fetch(`${here}/oauth/register`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ redirect_uris: [REDIRECT], token_endpoint_auth_method: "none" }),
+      });
+      const { client_id: clientId } = (await registered.json()) as { client_id: string };
+      const verifier = randomBytes(32).toString("base64url");
+      const url = new URL(`${here}/oauth/authorize`);
+      url.search = new URLSearchParams({
+        client_id: clientId,
+        redirect_uri: REDIRECT,
+        response_type: "code",
+        scope: "mcp:read",
+        state: "sso",
+        code_challenge: createHash("sha256").update(verifier).digest("base64url"),
+        code_challenge_method: "S256",
+      }).toString();
+      // No password: the provider signs bob in; the gateway's consent page follows.
+      const { redirect, pages } = await logInAndConsent(url, REDIRECT, {
+        username: "unused",
+        password: "unused",
+      });
+      expect(pages).toEqual(["consent"]);
+      expect(idp.authorizations).toHaveLength(1);
+      const sent = idp.authorizations[0] as URL;
+      expect(sent.searchParams.get("code_challenge_method")).toBe("S256");
+      expect(sent.searchParams.get("redirect_uri")).toBe(`${here}/oauth/login/callback`);
+      const token = await fetch(`${here}/oauth/token`, {
+        method: "POST",
+        body: new URLSearchParams({
+          grant_type: "authorization_code",
+          code: redirect.searchParams.get("code") as string,
+          code_verifier: verifier,
+          redirect_uri: REDIRECT,
+          client_id: clientId,
+        }),
+      });
+      expect(token.status).toBe(200);
+      const { access_token: accessToken } = (await token.json()) as OAuthTokens;
+      expect(decodeJwt(accessToken)).toMatchObject({ sub: "bob@example.com", scope: "mcp:read" });
+
+      // A callback that did not start here is refused with a page, not a sign-in.
+      const forged = await fetch(`${here}/oauth/login/callback?code=x&state=forged`);
+      expect(forged.status).toBe(400);
+      expect(await forged.text()).toContain("was not started here");
+    } finally {
+      await delegated.stop();
+      await idp.close();
+    }
+  });
+});

@@ -1,0 +1,170 @@
+/**
+ * Sign-in delegated to the company's OpenID Connect provider (`login: {type: oidc}`): the
+ * login step of an authorization request sends the browser to the provider (authorization
+ * code, PKCE S256, state and nonce), the provider sends it back to `/oauth/login/callback`, and
+ * the verified ID token names the user. The gateway is the provider's client; what the user
+ * may grant the MCP client is then decided on the gateway's consent page as for local users.
+ */
+import { createHash, randomBytes } from "node:crypto";
+import { createRemoteJWKSet, type JWTVerifyGetKey, jwtVerify } from "jose";
+import type { Config } from "../config/schema.js";
+
+export type OidcLoginConfig = Extract<Config["authorization_server"]["login"], { type: "oidc" }>;
+
+interface ProviderMetadata {
+  issuer: string;
+  authorization_endpoint: string;
+  token_endpoint: string;
+  jwks_uri: string;
+}
+
+/** A sign-in in progress at the provider, by its `state`. */
+interface Pending {
+  uid: string;
+  verifier: string;
+  nonce: string;
+  since: number;
+}
+
+/** How long a user has at the provider, and to come back with the ticket. */
+const PENDING_MS = 10 * 60_000;
+const MAX_PENDING = 10_000;
+
+export class OidcLogin {
+  readonly #config: OidcLoginConfig;
+  readonly #callbackUrl: string;
+  #metadata: Promise<{ metadata: ProviderMetadata; keys: JWTVerifyGetKey }> | undefined;
+  readonly #pending = new Map<string, Pending>();
+  /** Sign-ins the provider confirmed, until the interaction collects them. */
+  readonly #tickets = new Map<string, { uid: string; accountId: string; since: number }>();
+
+  constructor(config: OidcLoginConfig, callbackUrl: string) {
+    this.#config = config;
+    this.#callbackUrl = callbackUrl;
+  }
+
+  get scopes(): readonly string[] {
+    return this.#config.scopes;
+  }
+
+  /** Where to send the browser to sign in, for the authorization request `uid`. */
+  async authorizationUrl(uid: string): Promise<string> {
+    const { metadata } = await this.#discover();
+    const state = randomBytes(24).toString("base64url");
+    const verifier = randomBytes(32).toString("base64url");
+    const nonce = randomBytes(16).toString("base64url");
+    expire(this.#pending);
+    if (this.#pending.size >= MAX_PENDING) throw new Error("too many sign-ins in progress");
+    this.#pending.set(state, { uid, verifier, nonce, since: Date.now() });
+    const url = new URL(metadata.authorization_endpoint);
+    url.search = new URLSearchParams({
+      response_type: "code",
+      client_id: this.#config.client_id,
+      redirect_uri: this.#callbackUrl,
+      scope: "openid email profile",
+      state,
+      nonce,
+      code_challenge: createHash("sha256").update(verifier).digest("base64url"),
+      code_challenge_method: "S256",
+    }).toString();
+    return url.href;
+  }
+
+  /**
+   * The provider's redirect back: the code exchanged, the ID token verified. Returns the
+   * authorization request it belongs to and a one-time ticket for its interaction page.
+   */
+  async callback(query: URLSearchParams): Promise<{ uid: string; ticket: string }> {
+    const state = query.get("state") ?? "";
+    const pending = this.#pending.get(state);
+    this.#pending.delete(state);
+    if (pending === undefined || Date.now() - pending.since > PENDING_MS) {
+      throw new LoginError("This sign-in has expired or was not started here.");
+    }
+    const error = query.get("error");
+    if (error !== null) {
+      throw new LoginError(
+        `The sign-in provider refused: ${query.get("error_description") ?? error}.`,
+      );
+    }
+    const { metadata, keys } = await this.#discover();
+    const response = await fetch(metadata.token_endpoint, {
+      method: "POST",
+      headers: {
+        authorization: `Basic ${Buffer.from(
+          `${encodeURIComponent(this.#config.client_id)}:${encodeURIComponent(this.#config.client_secret)}`,
+        ).toString("base64")}`,
+      },
+      body: new URLSearchParams({
+        grant_type: "authorization_code",
+        code: query.get("code") ?? "",
+        redirect_uri: this.#callbackUrl,
+        code_verifier: pending.verifier,
+      }),
+      signal: AbortSignal.timeout(10_000),
+    });
+    const tokens = (await response.json().catch(() => ({}))) as { id_token?: string };
+    if (!response.ok || typeof tokens.id_token !== "string") {
+      throw new LoginError("The sign-in provider did not confirm the sign-in.");
+    }
+    const { payload } = await jwtVerify(tokens.id_token, keys, {
+      issuer: metadata.issuer,
+      audience: this.#config.client_id,
+    }).catch(() => {
+      throw new LoginError("The sign-in provider's answer could not be verified.");
+    });
+    if (payload.nonce !== pending.nonce) {
+      throw new LoginError("The sign-in provider's answer is not for this sign-in.");
+    }
+    const name = payload[this.#config.username_claim];
+    if (typeof name !== "string" || name === "") {
+      throw new LoginError(
+        `The sign-in provider did not say who you are (${this.#config.username_claim}).`,
+      );
+    }
+    const ticket = randomBytes(24).toString("base64url");
+    expire(this.#tickets);
+    this.#tickets.set(ticket, { uid: pending.uid, accountId: name, since: Date.now() });
+    return { uid: pending.uid, ticket };
+  }
+
+  /** The user a ticket confirmed, once, for the authorization request it was made for. */
+  take(ticket: string, uid: string): string | undefined {
+    const entry = this.#tickets.get(ticket);
+    this.#tickets.delete(ticket);
+    if (entry === undefined || entry.uid !== uid || Date.now() - entry.since > PENDING_MS) {
+      return undefined;
+    }
+    return entry.accountId;
+  }
+
+  #discover() {
+    this.#metadata ??= (async () => {
+      const base = this.#config.issuer.replace(/\/$/, "");
+      const response = await fetch(`${base}/.well-known/openid-configuration`, {
+        signal: AbortSignal.timeout(10_000),
+      });
+      if (!response.ok) throw new Error(`OIDC discovery at ${base}: HTTP ${response.status}`);
+      const metadata = (await response.json()) as ProviderMetadata;
+      return { metadata, keys: createRemoteJWKSet(new URL(metadata.jwks_uri)) };
+    })();
+    // A failed discovery is tried again by the next sign-in.
+    this.#metadata.catch(() => {
+      this.#metadata = undefined;
+    });
+    return this.#metadata;
+  }
+}
+
+/** A sign-in that cannot go on: its message is shown to the user. */
+export class LoginError extends Error {
+  override readonly name = "LoginError";
+}
+
+function expire(entries: Map<string, { since: number }>): void {
+  const now = Date.now();
+  for (const [key, entry] of entries) {
+    if (now - entry.since <= PENDING_MS) break;
+    entries.delete(key);
+  }
+}
