@@ -199,6 +199,8 @@ describe("the embedded authorization server", () => {
     const next = (await rotated.json()) as OAuthTokens;
     expect(next.refresh_token).not.toBe(first);
     expect(await initializeStatus(next.access_token)).toBe(200);
+    // The rotated-out refresh token is spent: presented again, it is refused.
+    expect((await refresh(first)).status).toBe(400);
 
     const revoked = await fetch(`${origin}/oauth/revoke`, {
       method: "POST",
@@ -340,6 +342,46 @@ describe("the embedded authorization server", () => {
     expect(mismatch.status).toBe(400);
     expect(mismatch.headers.get("location")).toBeNull();
     expect(await mismatch.text()).toContain("redirect_uri");
+
+    // PKCE: the plain method is refused; a code with the wrong verifier does not exchange.
+    const plain = await fetch(
+      authorizeUrl(client, { code_challenge_method: "plain", code_challenge: "x".repeat(43) }),
+      { redirect: "manual" },
+    );
+    expect(new URL(plain.headers.get("location") ?? "", origin).searchParams.get("error")).toBe(
+      "invalid_request",
+    );
+    const other = await authorizeCode(client);
+    const wrongVerifier = await fetch(`${origin}/oauth/token`, {
+      method: "POST",
+      body: new URLSearchParams({
+        grant_type: "authorization_code",
+        code: other.code,
+        code_verifier: randomBytes(32).toString("base64url"),
+        redirect_uri: REDIRECT,
+        client_id: client,
+      }),
+    });
+    expect(wrongVerifier.status).toBe(400);
+    expect(await wrongVerifier.json()).toMatchObject({ error: "invalid_grant" });
+
+    // A client nobody registered gets an error page, not a redirect.
+    const unknown = await fetch(authorizeUrl("nobody-registered-this"), { redirect: "manual" });
+    expect(unknown.status).toBe(400);
+    expect(unknown.headers.get("location")).toBeNull();
+
+    // CSRF: the consent form posted without the browser's interaction cookie does nothing.
+    const started = await fetch(authorizeUrl(client), { redirect: "manual" });
+    const interaction = started.headers.get("location") as string;
+    expect(interaction).toMatch(/^\/oauth\/interaction\//);
+    const forged = await fetch(new URL(interaction, origin), {
+      method: "POST",
+      headers: { "content-type": "application/x-www-form-urlencoded" },
+      body: "decision=allow",
+      redirect: "manual",
+    });
+    expect(forged.status).toBe(400);
+    expect(forged.headers.get("location")).toBeNull();
 
     // Five wrong passwords, then even the right one is refused for a while.
     const url = authorizeUrl(client);
