@@ -13,6 +13,7 @@ import { createLocalJWKSet, type JWK, jwtVerify } from "jose";
 import type { Config } from "../config/schema.js";
 import type { Logger } from "../log.js";
 import { LoginError, OidcLogin } from "./oidc-login.js";
+import { importOidcProvider } from "./oidc-provider-module.js";
 import { consentPage, errorPage, loginPage } from "./pages.js";
 import { type AuthorizationServerState, loadState, publicJwk } from "./state.js";
 import { openStore, type Store, type StoreType } from "./store.js";
@@ -142,7 +143,7 @@ export class AuthorizationServer {
     const state = await loadState(config.state_dir, options);
     // check-config (persist: false) opens no file: a store in memory is enough to check.
     const store = openStore(options.persist === false ? "memory" : options.store, config.state_dir);
-    const { default: Provider, errors } = await importOidcProvider();
+    const { default: Provider, errors } = await importOidcProvider<OidcProviderModule>();
     const users: Users = new Map(config.users.map((user) => [user.username, user]));
     // oidc-provider compares client secrets in the clear; the config holds argon2id hashes. So
     // each pre-registered client gets a random secret of this process's own, which the token
@@ -732,28 +733,6 @@ interface OidcProvider {
 interface OidcProviderModule {
   default: new (issuer: string, configuration: object) => OidcProvider;
   errors: { InvalidTarget: new (description?: string) => Error };
-}
-
-let oidcProvider: Promise<OidcProviderModule> | undefined;
-
-/**
- * Imports oidc-provider once, when the server is enabled, without the "Unsupported runtime"
- * warning it prints on Node 20 (it targets 22+; what is used here works on 20).
- */
-function importOidcProvider(): Promise<OidcProviderModule> {
-  oidcProvider ??= (async () => {
-    const specifier: string = "oidc-provider";
-    const warn = console.warn;
-    console.warn = (...args: unknown[]) => {
-      if (!String(args[0]).includes("Unsupported runtime")) warn(...args);
-    };
-    try {
-      return (await import(specifier)) as OidcProviderModule;
-    } finally {
-      console.warn = warn;
-    }
-  })();
-  return oidcProvider;
 }
 
 export type { JWK };

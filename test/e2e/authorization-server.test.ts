@@ -20,6 +20,7 @@ import { unusedPortUrl } from "../helpers/fake-upstreams.js";
 import { cheapHash } from "../helpers/keys.js";
 import { logInAndConsent } from "../helpers/login-driver.js";
 import { INITIALIZE, POST_HEADERS } from "../helpers/mcp-client.js";
+import { authorizationRequest, exchangeCode, registerPublicClient } from "../helpers/oauth-flow.js";
 
 const PASSWORD = "rotate-suite-password";
 const execFileAsync = promisify(execFile);
@@ -37,36 +38,23 @@ afterEach(() => killDaemons());
 
 /** Registers a client, logs alice in, and exchanges the code: an access token. */
 async function accessToken(origin: string): Promise<string> {
-  const registered = await fetch(`${origin}/oauth/register`, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify({ redirect_uris: [REDIRECT], token_endpoint_auth_method: "none" }),
-  });
-  const { client_id: clientId } = (await registered.json()) as { client_id: string };
-  const verifier = randomBytes(32).toString("base64url");
-  const url = new URL(`${origin}/oauth/authorize`);
-  url.search = new URLSearchParams({
-    client_id: clientId,
-    redirect_uri: REDIRECT,
-    response_type: "code",
-    state: "rotate",
-    code_challenge: createHash("sha256").update(verifier).digest("base64url"),
-    code_challenge_method: "S256",
+  const clientId = await registerPublicClient(origin, "rotate", REDIRECT);
+  const request = authorizationRequest({
+    issuer: origin,
+    clientId,
+    redirectUri: REDIRECT,
+    scope: "mcp",
     resource: `${origin}/mcp`,
-  }).toString();
-  const { redirect } = await logInAndConsent(url, REDIRECT, {
+  });
+  const { redirect } = await logInAndConsent(new URL(request.url), REDIRECT, {
     username: "alice",
     password: PASSWORD,
   });
-  const token = await fetch(`${origin}/oauth/token`, {
-    method: "POST",
-    body: new URLSearchParams({
-      grant_type: "authorization_code",
-      code: redirect.searchParams.get("code") as string,
-      code_verifier: verifier,
-      redirect_uri: REDIRECT,
-      client_id: clientId,
-    }),
+  const token = await exchangeCode(origin, {
+    clientId,
+    code: redirect.searchParams.get("code") as string,
+    verifier: request.verifier,
+    redirectUri: REDIRECT,
   });
   expect({ status: token.status, body: token.status === 200 ? "" : await token.text() }).toEqual({
     status: 200,
@@ -220,15 +208,11 @@ describe("Client ID Metadata Documents", () => {
         { username: "alice", password: PASSWORD },
       );
       expect(pages).toEqual(["login", "consent"]);
-      const token = await fetch(`${origin}/oauth/token`, {
-        method: "POST",
-        body: new URLSearchParams({
-          grant_type: "authorization_code",
-          code: redirect.searchParams.get("code") as string,
-          code_verifier: verifier,
-          redirect_uri: REDIRECT,
-          client_id: documents.clientId,
-        }),
+      const token = await exchangeCode(origin, {
+        clientId: documents.clientId,
+        code: redirect.searchParams.get("code") as string,
+        verifier,
+        redirectUri: REDIRECT,
       });
       expect(token.status).toBe(200);
       const { access_token: accessToken } = (await token.json()) as { access_token: string };

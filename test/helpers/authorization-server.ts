@@ -13,6 +13,7 @@
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { exportJWK, generateKeyPair } from "jose";
+import { importOidcProvider } from "../../src/authorization-server/oidc-provider-module.js";
 
 export interface TestClient {
   client_id: string;
@@ -73,7 +74,7 @@ export async function startAuthorizationServer(opts: {
   clients: TestClient[];
   resources: TestResource[];
 }): Promise<TestAuthorizationServer> {
-  const { default: Provider, errors } = await importOidcProvider();
+  const { default: Provider, errors } = await importOidcProvider<OidcProviderModule>();
 
   const resources = new Map<string, TestResource>();
   const addResource = (resource: TestResource) => {
@@ -199,32 +200,6 @@ interface OidcProviderModule {
     configuration: object,
   ) => { callback(): (req: IncomingMessage, res: ServerResponse) => void };
   errors: { InvalidTarget: new (description?: string) => Error };
-}
-
-let oidcProvider: Promise<OidcProviderModule> | undefined;
-
-/**
- * Imports oidc-provider once, without the "Unsupported runtime" warning it prints while being
- * evaluated on Node 20 (it targets 22+; the parts used here work on 20).
- *
- * The specifier is a `string` variable because a literal would make TypeScript look for the
- * declarations the package does not have, and an ambient declaration would have to live outside
- * this file.
- */
-function importOidcProvider(): Promise<OidcProviderModule> {
-  oidcProvider ??= (async () => {
-    const specifier: string = "oidc-provider";
-    const warn = console.warn;
-    console.warn = (...args: unknown[]) => {
-      if (!String(args[0]).includes("oidc-provider WARNING: Unsupported runtime")) warn(...args);
-    };
-    try {
-      return (await import(specifier)) as OidcProviderModule;
-    } finally {
-      console.warn = warn;
-    }
-  })();
-  return oidcProvider;
 }
 
 /**

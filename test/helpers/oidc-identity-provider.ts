@@ -7,6 +7,7 @@
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { exportJWK, generateKeyPair } from "jose";
+import { importOidcProvider } from "../../src/authorization-server/oidc-provider-module.js";
 
 export interface IdentityProvider {
   issuer: string;
@@ -39,10 +40,9 @@ export async function startIdentityProvider(options: {
   /** Who signs in: the ID token's `sub`; `email` is `<sub>@example.com`. */
   user: string;
 }): Promise<IdentityProvider> {
-  const specifier: string = "oidc-provider";
-  const { default: OidcProvider } = (await import(specifier)) as {
+  const { default: OidcProvider } = await importOidcProvider<{
     default: new (issuer: string, configuration: object) => Provider;
-  };
+  }>();
   const { privateKey } = await generateKeyPair("ES256", { extractable: true });
   const server = createServer();
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));

@@ -28,6 +28,7 @@ import { startGateway, type TestGateway } from "../helpers/gateway.js";
 import { cheapHash } from "../helpers/keys.js";
 import { logInAndConsent } from "../helpers/login-driver.js";
 import { INITIALIZE, POST_HEADERS } from "../helpers/mcp-client.js";
+import { exchangeCode } from "../helpers/oauth-flow.js";
 import { startIdentityProvider } from "../helpers/oidc-identity-provider.js";
 
 const PASSWORD = "correct horse battery staple";
@@ -241,15 +242,11 @@ describe("the embedded authorization server", () => {
     // Another client cannot revoke it: the request is answered 200 and changes nothing.
     const other = await authorizeCode(client);
     const second = (await (
-      await fetch(`${origin}/oauth/token`, {
-        method: "POST",
-        body: new URLSearchParams({
-          grant_type: "authorization_code",
-          code: other.code,
-          code_verifier: other.verifier,
-          redirect_uri: REDIRECT,
-          client_id: client,
-        }),
+      await exchangeCode(origin, {
+        clientId: client,
+        code: other.code,
+        verifier: other.verifier,
+        redirectUri: REDIRECT,
       })
     ).json()) as OAuthTokens;
     const foreign = await fetch(`${origin}/oauth/revoke`, {
@@ -352,15 +349,11 @@ describe("the embedded authorization server", () => {
       "invalid_request",
     );
     const other = await authorizeCode(client);
-    const wrongVerifier = await fetch(`${origin}/oauth/token`, {
-      method: "POST",
-      body: new URLSearchParams({
-        grant_type: "authorization_code",
-        code: other.code,
-        code_verifier: randomBytes(32).toString("base64url"),
-        redirect_uri: REDIRECT,
-        client_id: client,
-      }),
+    const wrongVerifier = await exchangeCode(origin, {
+      clientId: client,
+      code: other.code,
+      verifier: randomBytes(32).toString("base64url"),
+      redirectUri: REDIRECT,
     });
     expect(wrongVerifier.status).toBe(400);
     expect(await wrongVerifier.json()).toMatchObject({ error: "invalid_grant" });
@@ -696,15 +689,11 @@ describe("sign-in delegated to an OpenID Connect provider", () => {
       const sent = idp.authorizations[0] as URL;
       expect(sent.searchParams.get("code_challenge_method")).toBe("S256");
       expect(sent.searchParams.get("redirect_uri")).toBe(`${here}/oauth/login/callback`);
-      const token = await fetch(`${here}/oauth/token`, {
-        method: "POST",
-        body: new URLSearchParams({
-          grant_type: "authorization_code",
-          code: redirect.searchParams.get("code") as string,
-          code_verifier: verifier,
-          redirect_uri: REDIRECT,
-          client_id: clientId,
-        }),
+      const token = await exchangeCode(here, {
+        clientId: clientId,
+        code: redirect.searchParams.get("code") as string,
+        verifier: verifier,
+        redirectUri: REDIRECT,
       });
       expect(token.status).toBe(200);
       const { access_token: accessToken } = (await token.json()) as OAuthTokens;
