@@ -17,7 +17,7 @@ import type {
   OAuthTokens,
 } from "@modelcontextprotocol/sdk/shared/auth.js";
 import { decodeJwt } from "jose";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { type ExampleServer, startExampleServer } from "../../examples/mcp-server.js";
 import { sqliteAvailable } from "../../src/authorization-server/store.js";
 import { loadConfigFile } from "../../src/config/load.js";
@@ -633,6 +633,39 @@ async function preflightProblems(file: string): Promise<readonly string[]> {
     throw error;
   }
 }
+
+describe("authorization codes", () => {
+  it("expire after code_ttl: a code exchanged later is refused", async () => {
+    const client = await register("late");
+    const { code, verifier } = await authorizeCode(client);
+    // The gateway runs in this process: its clock (Date, as oidc-provider reads it) moves on
+    // past the code's 120 s, its timers stay real.
+    vi.useFakeTimers({ toFake: ["Date"], now: Date.now() + 121_000 });
+    try {
+      const late = await exchangeCode(origin, {
+        clientId: client,
+        code,
+        verifier,
+        redirectUri: REDIRECT,
+      });
+      expect(late.status).toBe(400);
+      expect(await late.json()).toMatchObject({ error: "invalid_grant" });
+      // The store no longer holds an expired code (oidc-provider would say "is expired").
+      const refusal = gw.logs.filter((line) => line.msg === "token request refused").at(-1);
+      expect(refusal?.detail).toMatch(/authorization code (is expired|not found)/);
+    } finally {
+      vi.useRealTimers();
+    }
+    const fresh = await authorizeCode(client);
+    const inTime = await exchangeCode(origin, {
+      clientId: client,
+      code: fresh.code,
+      verifier: fresh.verifier,
+      redirectUri: REDIRECT,
+    });
+    expect(inTime.status).toBe(200);
+  });
+});
 
 describe("sign-in delegated to an OpenID Connect provider", () => {
   it("sends the user to the provider, and issues the MCP client a token for who it says", async () => {
