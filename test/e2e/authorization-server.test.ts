@@ -11,6 +11,10 @@ import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
+import type { OAuthClientProvider } from "@modelcontextprotocol/sdk/client/auth.js";
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
+import type { OAuthTokens } from "@modelcontextprotocol/sdk/shared/auth.js";
 import { decodeProtectedHeader } from "jose";
 import { afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { type ExampleServer, startExampleServer } from "../../examples/mcp-server.js";
@@ -222,6 +226,62 @@ describe("Client ID Metadata Documents", () => {
         expect(lines.at(-1)).toMatchObject({ oauth_client_id: documents.clientId, sub: "alice" });
       });
       expect(documents.fetched()).toBeGreaterThan(0);
+    } finally {
+      documents.close();
+    }
+  });
+
+  it("serves the official SDK client that names itself by its document instead of registering", async () => {
+    const documents = await documentServer();
+    try {
+      const { origin, daemon } = await gateway(true, documents.cert);
+      let code: string | undefined;
+      let verifier = "";
+      let saved: OAuthTokens | undefined;
+      let info: { client_id: string } | undefined;
+      const provider: OAuthClientProvider = {
+        clientMetadataUrl: documents.clientId,
+        redirectUrl: REDIRECT,
+        clientMetadata: { redirect_uris: [REDIRECT], client_name: "CIMD Test Client" },
+        clientInformation: () => info,
+        saveClientInformation: (saved) => {
+          info = saved;
+        },
+        tokens: () => saved,
+        saveTokens: (tokens) => {
+          saved = tokens;
+        },
+        saveCodeVerifier: (value) => {
+          verifier = value;
+        },
+        codeVerifier: () => verifier,
+        redirectToAuthorization: async (url) => {
+          expect(url.searchParams.get("client_id")).toBe(documents.clientId);
+          const { redirect } = await logInAndConsent(url, REDIRECT, {
+            username: "alice",
+            password: PASSWORD,
+          });
+          code = redirect.searchParams.get("code") ?? undefined;
+        },
+      };
+      const endpoint = new URL(`${origin}/mcp`);
+      await expect(
+        new Client({ name: "cimd", version: "0" }).connect(
+          new StreamableHTTPClientTransport(endpoint, { authProvider: provider }),
+        ),
+      ).rejects.toThrow(/Unauthorized/);
+      const transport = new StreamableHTTPClientTransport(endpoint, { authProvider: provider });
+      // Its client_id is its document's URL: nothing was registered.
+      expect(info?.client_id).toBe(documents.clientId);
+      await transport.finishAuth(code as string);
+      const client = new Client({ name: "cimd", version: "0" });
+      await client.connect(transport);
+      expect((await client.listTools()).tools.length).toBeGreaterThan(0);
+      await client.close();
+      await vi.waitFor(async () => {
+        const lines = await daemon.auditLines();
+        expect(lines.at(-1)).toMatchObject({ oauth_client_id: documents.clientId });
+      });
     } finally {
       documents.close();
     }
