@@ -453,6 +453,28 @@ describe("the embedded authorization server", () => {
       "400 invalid_redirect_uri",
     );
     expect(await status("https://app.example/callback#fragment")).toBe("400 invalid_redirect_uri");
+
+    // RFC 8252 §7.3: a native client's loopback redirect URI matches on any port.
+    const res = await fetch(`${origin}/oauth/register`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({
+        redirect_uris: ["http://127.0.0.1/callback"],
+        application_type: "native",
+        token_endpoint_auth_method: "none",
+      }),
+    });
+    const { client_id: nativeClient } = (await res.json()) as { client_id: string };
+    const anyPort = await fetch(
+      authorizeUrl(nativeClient, { redirect_uri: "http://127.0.0.1:49152/callback" }),
+      { redirect: "manual" },
+    );
+    expect(anyPort.headers.get("location")).toMatch(/^\/oauth\/interaction\//);
+    const otherPath = await fetch(
+      authorizeUrl(nativeClient, { redirect_uri: "http://127.0.0.1:49152/elsewhere" }),
+      { redirect: "manual" },
+    );
+    expect(otherPath.status).toBe(400);
   });
 
   it("lets an allowed browser origin register a client (CORS), and no other", async () => {
