@@ -7,6 +7,7 @@
  */
 import type { AuthResult } from "./auth/principal.js";
 import {
+  JSONRPC_FORBIDDEN,
   JSONRPC_HEADER_MISMATCH,
   JSONRPC_INVALID_PARAMS,
   JSONRPC_PARSE_ERROR,
@@ -29,6 +30,7 @@ export type GatewayErrorCode =
   | "upstream_busy"
   | "session_not_found"
   | "route_removed"
+  | "policy_denied"
   | "audit_unavailable"
   | "shutting_down"
   | "server_error";
@@ -96,6 +98,8 @@ export const ERRORS: Readonly<Record<GatewayErrorCode, ErrorSpec>> = {
   },
   // A stream whose route a reload removed, or whose upstream it replaced: closed.
   route_removed: { status: 404, audited: true },
+  // Refused by a policy rule (audit: action deny and the rule).
+  policy_denied: { status: 403, audited: false, jsonRpc: { code: JSONRPC_FORBIDDEN } },
   audit_unavailable: { status: 503, audited: true },
   shutting_down: { status: 503, audited: true },
   server_error: { status: 500, audited: true },

@@ -4,6 +4,7 @@
 import "./inspector-signal.js";
 import { parseArgs } from "node:util";
 import { checkConfig } from "./cli/check-config.js";
+import { explain } from "./cli/explain.js";
 import { DEFAULT_HEALTH_URL, health } from "./cli/health.js";
 import { genKey, genSessionKey, hashKey, isKeyId, KEY_ID_RULE } from "./cli/keys.js";
 import { rotateKey } from "./cli/rotate-key.js";
@@ -24,6 +25,9 @@ Usage:
   mcpgw rotate-signing-key [--config FILE]
                                      a new signing key for the authorization server (the
                                      previous one kept until its tokens expire); restart after
+  mcpgw explain [--config FILE] --method M [--tool T | --prompt P | --resource R]
+                [--route PATH] [--key-id ID | --oauth-client-id ID] [--sub S] [--scope S]...
+                                     which policy rule decides such a request, and why
   mcpgw health [--url URL]           exit 0 when a running gateway's /readyz answers 200
                                      (default ${DEFAULT_HEALTH_URL})
   mcpgw --version | --help
@@ -44,6 +48,7 @@ const COMMANDS = new Set([
   "gen-key",
   "health",
   "rotate-signing-key",
+  "explain",
 ]);
 
 async function main(argv: string[]): Promise<number> {
@@ -88,6 +93,23 @@ async function main(argv: string[]): Promise<number> {
       return health(values.url ?? DEFAULT_HEALTH_URL, process.stdout, process.stderr);
     case "rotate-signing-key":
       return rotateKey(configFile, process.stdout, process.stderr);
+    case "explain":
+      return explain(
+        configFile,
+        {
+          route: values.route,
+          method: values.method,
+          tool: values.tool,
+          prompt: values.prompt,
+          resource: values.resource,
+          keyId: values["key-id"],
+          oauthClientId: values["oauth-client-id"],
+          sub: values.sub,
+          scopes: values.scope ?? [],
+        },
+        process.stdout,
+        process.stderr,
+      );
     default: {
       const code = await run(configFile);
       daemonStopped = true;
@@ -110,6 +132,15 @@ function parse(argv: string[]) {
       id: { type: "string" },
       url: { type: "string" },
       session: { type: "boolean" },
+      route: { type: "string" },
+      method: { type: "string" },
+      tool: { type: "string" },
+      prompt: { type: "string" },
+      resource: { type: "string" },
+      "key-id": { type: "string" },
+      "oauth-client-id": { type: "string" },
+      sub: { type: "string" },
+      scope: { type: "string", multiple: true },
       help: { type: "boolean", short: "h" },
       version: { type: "boolean", short: "v" },
     },

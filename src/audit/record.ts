@@ -17,6 +17,8 @@ export interface AuditRecord {
   /** The gateway's id of the request, also in log lines and on the span (http/request-id.ts). */
   gateway_request_id: string;
   action: "allow" | "deny";
+  /** The policy rule that decided (its id, or `default`), while a policy is configured. */
+  rule?: string | undefined;
   auth_type: AuthType;
   auth_result: AuthResult;
   oauth_client_id?: string | undefined;
@@ -57,6 +59,7 @@ export function newAuditRecord(
     request_id: null,
     gateway_request_id: gatewayRequestId,
     action: "deny",
+    rule: undefined,
     auth_type: "none",
     auth_result: "missing",
     oauth_client_id: undefined,

@@ -53,6 +53,8 @@ export class AuthError extends Error {
   readonly requiredScopes: readonly string[];
   /** For `insufficient_scope`: who the valid token belongs to, for the audit log. */
   readonly principal: Principal | undefined;
+  /** A refusal of a JSON-RPC call by the policy: the body is a JSON-RPC error (contract). */
+  readonly jsonRpc: boolean;
 
   constructor(
     result: Exclude<AuthResult, "ok">,
@@ -62,6 +64,7 @@ export class AuthError extends Error {
       requiredScopes?: readonly string[];
       principal?: Principal | undefined;
       cause?: unknown;
+      jsonRpc?: boolean;
     } = {},
   ) {
     super(description, { cause: options.cause });
@@ -70,6 +73,7 @@ export class AuthError extends Error {
     this.authType = options.authType ?? "none";
     this.requiredScopes = options.requiredScopes ?? [];
     this.principal = options.principal;
+    this.jsonRpc = options.jsonRpc ?? false;
   }
 
   /** RFC 6750 §3.1, as AUTH_RESULTS in errors.ts states it for each result. */

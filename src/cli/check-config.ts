@@ -1,6 +1,7 @@
 import { loadConfigFile } from "../config/load.js";
 import { ConfigError, EXIT } from "../errors.js";
 import { createLogger } from "../log.js";
+import { Policy } from "../policy/policy.js";
 import { Generation } from "../runtime/generation.js";
 import { preflight } from "../runtime/preflight.js";
 import { type RouteSpec, routeSpecs } from "../runtime/routes.js";
@@ -28,6 +29,13 @@ export async function checkConfig(
     await generation.close();
     out.write(`${configFile}: ok\n`);
     for (const spec of routeSpecs(config)) out.write(`  route ${spec.path} -> ${describe(spec)}\n`);
+    if (config.policy) {
+      for (const { rule, shadowedBy } of new Policy(config.policy).unreachable()) {
+        out.write(
+          `  warning: policy rule ${rule} is unreachable: rule ${shadowedBy} before it matches every request it does\n`,
+        );
+      }
+    }
     if (generation.authorizationServer) {
       out.write(`  authorization server ${generation.authorizationServer.issuer}/oauth/\n`);
     }

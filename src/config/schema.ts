@@ -397,6 +397,43 @@ const authorizationServer = z
   .prefault({})
   .describe("The embedded OAuth 2.1 authorization server.");
 
+const policyRule = z
+  .strictObject({
+    id: z
+      .string()
+      .regex(/^[A-Za-z0-9._:@-]{1,64}$/, "must be 1-64 characters of A-Z a-z 0-9 . _ : @ -")
+      .describe("The rule's name, in audit lines (`rule`), spans and `mcpgw explain`."),
+    match: z
+      .strictObject({
+        route: z.string().min(1).optional(),
+        method: z.string().min(1).optional(),
+        tool: z.string().min(1).optional(),
+        prompt: z.string().min(1).optional(),
+        resource: z.string().min(1).optional(),
+        key_id: z.string().min(1).optional(),
+        oauth_client_id: z.string().min(1).optional(),
+        sub: z.string().min(1).optional(),
+        scope: scopeToken.optional(),
+      })
+      .prefault({})
+      .describe(
+        "All given keys must match (globs: `*` any characters, `/` too; `?` one); `scope`: a scope the caller holds. None: every request.",
+      ),
+    effect: z.enum(["allow", "deny"]).optional().describe("allow or deny."),
+    require_scopes: z
+      .array(scopeToken)
+      .min(1)
+      .optional()
+      .describe(
+        "Instead of effect: the caller must hold these (403 insufficient_scope otherwise).",
+      ),
+  })
+  .superRefine((rule, ctx) => {
+    if ((rule.effect === undefined) === (rule.require_scopes === undefined)) {
+      ctx.addIssue({ code: "custom", message: "set exactly one of effect and require_scopes" });
+    }
+  });
+
 const sessionKey = z.string().superRefine((text, ctx) => {
   const parsed = parseSessionKey(text);
   if (typeof parsed === "string") ctx.addIssue({ code: "custom", message: parsed });
@@ -453,6 +490,21 @@ export const configSchema = z
       .array(route)
       .default([])
       .describe("MCP endpoints, each in front of its own MCP server (see Routes)."),
+    policy: z
+      .strictObject({
+        default: z
+          .enum(["allow", "deny"])
+          .default("allow")
+          .describe("The decision when no rule matches."),
+        rules: z
+          .array(policyRule)
+          .default([])
+          .describe("Ordered: the first rule that matches decides."),
+      })
+      .optional()
+      .describe(
+        "Which caller may call which method, tool, prompt or resource; lists show only what may be called.",
+      ),
     sessions: z
       .strictObject({
         key: sessionKey
@@ -668,6 +720,17 @@ export const configSchema = z
     }
     checkRoutes(config, ctx);
     checkAuthorizationServer(config, ctx);
+    const ruleIds = new Set<string>();
+    config.policy?.rules.forEach((rule, index) => {
+      if (ruleIds.has(rule.id)) {
+        ctx.addIssue({
+          code: "custom",
+          path: ["policy", "rules", index, "id"],
+          message: `duplicate rule id "${rule.id}"`,
+        });
+      }
+      ruleIds.add(rule.id);
+    });
     const seen = new Set<string>();
     config.auth.keys.forEach((key, index) => {
       if (seen.has(key.id)) {

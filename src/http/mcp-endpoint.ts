@@ -127,7 +127,10 @@ function respondToFailure(context: PipelineContext, exchange: Exchange, error: u
     record.auth_result = error.result;
     if (error.principal) recordPrincipal(record, error.principal);
     const resourceMetadataUrl = context.resourceMetadataUrl(req, exchange);
-    sendAuthError(res, error, resourceMetadataUrl === undefined ? {} : { resourceMetadataUrl });
+    sendAuthError(res, error, {
+      ...(resourceMetadataUrl !== undefined && { resourceMetadataUrl }),
+      ...(peek && !peek.batch && { jsonRpcId: peek.id }),
+    });
     return;
   }
   if (error instanceof ClientAbortedError) {

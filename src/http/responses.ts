@@ -6,7 +6,7 @@ import type { ServerResponse } from "node:http";
 import { buildChallenge, type ChallengeContext } from "../auth/challenge.js";
 import type { AuthError } from "../auth/principal.js";
 import { AUTH_RESULTS, ERRORS, type GatewayError } from "../errors.js";
-import { type JsonRpcId, jsonRpcError } from "../mcp/jsonrpc.js";
+import { JSONRPC_FORBIDDEN, type JsonRpcId, jsonRpcError } from "../mcp/jsonrpc.js";
 
 export function sendJson(
   res: ServerResponse,
@@ -35,7 +35,7 @@ export function errorBody(error: string, description: string): string {
 export function sendAuthError(
   res: ServerResponse,
   error: AuthError,
-  context: ChallengeContext,
+  context: ChallengeContext & { jsonRpcId?: JsonRpcId },
 ): void {
   const spec = AUTH_RESULTS[error.result];
   if (spec.unavailable) {
@@ -45,9 +45,16 @@ export function sendAuthError(
     });
     return;
   }
-  sendJson(res, error.status, errorBody(error.oauthError ?? "unauthorized", error.message), {
-    "www-authenticate": buildChallenge(error, context),
-  });
+  const code = error.oauthError ?? "unauthorized";
+  // The policy's refusal of a JSON-RPC call answers in JSON-RPC, with the same challenge.
+  const body =
+    error.jsonRpc && context.jsonRpcId !== undefined
+      ? jsonRpcError(context.jsonRpcId, JSONRPC_FORBIDDEN, error.message, {
+          error: code,
+          scope: error.requiredScopes.join(" "),
+        })
+      : errorBody(code, error.message);
+  sendJson(res, error.status, body, { "www-authenticate": buildChallenge(error, context) });
 }
 
 export interface ErrorContext {

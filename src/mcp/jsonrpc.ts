@@ -35,6 +35,8 @@ export interface JsonRpcPeek {
 export const JSONRPC_PARSE_ERROR = -32700;
 export const JSONRPC_SERVER_ERROR = -32000;
 export const JSONRPC_INVALID_PARAMS = -32602;
+/** A call the policy refuses (HTTP 403); `data.rule` names the rule. */
+export const JSONRPC_FORBIDDEN = -32003;
 /** MCP 2026-07-28: the request's headers disagree with its body (HTTP 400). */
 export const JSONRPC_HEADER_MISMATCH = -32020;
 /** MCP 2026-07-28: the receiver does not serve the requested protocol version (HTTP 400). */

@@ -13,6 +13,8 @@ import { refuseForeignOrigin } from "../http/cors.js";
 import { forward } from "../http/forward.js";
 import { classifyEra, validateEra } from "../mcp/eras.js";
 import { receiveMessage, refuseUnparsedBody } from "../mcp/receive.js";
+import type { Policy } from "../policy/policy.js";
+import { authorize } from "../policy/step.js";
 import type { RouteSpec } from "../runtime/routes.js";
 import type { Step } from "./exchange.js";
 
@@ -31,7 +33,10 @@ const refuseOtherMethods: Step = ({ req }) => {
  * authenticated caller (a body that is not JSON, headers that disagree with it, a revision the
  * route does not serve), then forward.
  */
-export function mcpSteps(route: Pick<RouteSpec, "minVersion">): readonly Step[] {
+export function mcpSteps(
+  route: Pick<RouteSpec, "minVersion">,
+  policy?: Policy | undefined,
+): readonly Step[] {
   return [
     refuseForeignOrigin,
     refuseOtherMethods,
@@ -42,6 +47,7 @@ export function mcpSteps(route: Pick<RouteSpec, "minVersion">): readonly Step[] 
     requireScopes,
     refuseUnparsedBody,
     validateEra(route.minVersion),
+    ...(policy ? [authorize(policy)] : []),
     requireWritableAudit,
     forward,
   ];

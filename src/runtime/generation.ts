@@ -21,6 +21,7 @@ import { type Config, parseAddressRange } from "../config/schema.js";
 import type { Logger } from "../log.js";
 import { ToolHeaderCatalog } from "../mcp/param-headers.js";
 import { mcpSteps, UNMATCHED_STEPS } from "../pipeline/steps.js";
+import { Policy } from "../policy/policy.js";
 import type { GatewayMetrics } from "../telemetry/metrics.js";
 import { buildUpstream, type UpstreamDeps } from "../upstream/build.js";
 import { parseSessionKey, SessionSealer } from "../upstream/session-seal.js";
@@ -210,6 +211,8 @@ async function buildRoutes(
 ): Promise<RouteTable> {
   const specs = routeSpecs(config);
   const keys = buildKeyStore(id, config, deps);
+  // One compiled policy for every route of the generation (rules match on the route).
+  const policy = config.policy ? new Policy(config.policy) : undefined;
   // The keys tokens are verified with: the embedded server's own, or a fetched JWKS.
   const jwks: KeySource | undefined =
     authorizationServer ??
@@ -273,7 +276,7 @@ async function buildRoutes(
       upstream,
       authenticator: authenticatorOf(config, keys, oauth?.verifier),
       oauth,
-      steps: mcpSteps(spec),
+      steps: mcpSteps(spec, policy),
       toolHeaders: new ToolHeaderCatalog(),
     });
   }

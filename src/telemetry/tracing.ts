@@ -412,6 +412,7 @@ export class RequestTrace {
     if (record.key_id !== undefined) attributes["mcp.auth.key_id"] = record.key_id;
     if (record.scopes !== undefined) attributes["mcp.auth.scopes"] = record.scopes;
     if (record.remote_addr !== null) attributes["client.address"] = record.remote_addr;
+    if (record.rule !== undefined) attributes["mcpgw.policy.rule"] = record.rule;
     if (record.protocol_version !== undefined) {
       attributes["mcp.protocol.version"] = record.protocol_version;
     }

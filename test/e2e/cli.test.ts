@@ -33,6 +33,35 @@ describe("mcpgw check-config", () => {
     expect(ok.stdout).toContain("ok");
   });
 
+  it("warns about policy rules that can never match, and explain names the deciding rule", async () => {
+    const file = await configFile(
+      "policy.yaml",
+      `${VALID}policy:
+  default: allow
+  rules:
+    - {id: deny-deletes, match: {method: tools/call, tool: "delete_*"}, effect: deny}
+    - {id: admins-delete-repos, match: {method: tools/call, tool: delete_repo}, require_scopes: [mcp:admin]}
+`,
+    );
+    const checked = await runBin(["check-config", "--config", file]);
+    expect(checked.code).toBe(0);
+    expect(checked.stdout).toContain(
+      "warning: policy rule admins-delete-repos is unreachable: rule deny-deletes before it matches every request it does",
+    );
+    const explained = await runBin([
+      "explain",
+      "--config",
+      file,
+      "--key-id",
+      "ci",
+      "--method",
+      "tools/call",
+      "--tool",
+      "delete_repo",
+    ]);
+    expect(explained).toMatchObject({ code: 0, stdout: "deny: rule deny-deletes\n" });
+  });
+
   it("reads $MCPGW_CONFIG when --config is not given", async () => {
     const file = await configFile("env.yaml", VALID);
     const { spawnBin } = await import("../helpers/bin.js");

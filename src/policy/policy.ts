@@ -1,0 +1,161 @@
+/**
+ * The authorization policy (`policy:`): ordered rules, the first that matches decides, else the
+ * default. A rule matches on what the request is (route, JSON-RPC method, tool, prompt,
+ * resource) and who sends it (key id, OAuth client, subject, a scope it holds); its effect is
+ * allow, deny, or require_scopes (the caller must hold them: 403 insufficient_scope otherwise,
+ * so that an OAuth client can step up). Compiled once per generation; a decision is a walk of
+ * the rules with precompiled patterns, no allocation.
+ */
+import type { Principal } from "../auth/principal.js";
+import type { Config } from "../config/schema.js";
+
+export type PolicyConfig = NonNullable<Config["policy"]>;
+type RuleConfig = PolicyConfig["rules"][number];
+
+/** What a rule looks at. */
+export interface Subject {
+  route: string;
+  method: string;
+  tool?: string | undefined;
+  prompt?: string | undefined;
+  resource?: string | undefined;
+  principal: Principal;
+}
+
+export type Effect =
+  | { kind: "allow" }
+  | { kind: "deny" }
+  | { kind: "require_scopes"; scopes: readonly string[] };
+
+export interface Decision {
+  /** The deciding rule's id, or `default`. */
+  rule: string;
+  effect: Effect;
+}
+
+const MATCH_KEYS = [
+  "route",
+  "method",
+  "tool",
+  "prompt",
+  "resource",
+  "key_id",
+  "oauth_client_id",
+  "sub",
+] as const;
+type MatchKey = (typeof MATCH_KEYS)[number];
+
+interface Rule {
+  id: string;
+  effect: Effect;
+  patterns: readonly [MatchKey, RegExp][];
+  /** `match.scope`: a scope the caller must hold for the rule to match. */
+  scope: string | undefined;
+  config: RuleConfig;
+}
+
+export class Policy {
+  readonly #rules: readonly Rule[];
+  readonly #default: Decision;
+
+  constructor(config: PolicyConfig) {
+    this.#rules = config.rules.map(compile);
+    this.#default = { rule: "default", effect: { kind: config.default } };
+  }
+
+  decide(subject: Subject): Decision {
+    for (const rule of this.#rules) {
+      if (matches(rule, subject)) return { rule: rule.id, effect: rule.effect };
+    }
+    return this.#default;
+  }
+
+  /**
+   * Rules no request can reach: a rule before them matches everything they match (`mcpgw
+   * check-config` warns about them). Judged on the match keys as written: a later pattern is
+   * covered when the earlier one is `*` or matches it read as plain text.
+   */
+  unreachable(): { rule: string; shadowedBy: string }[] {
+    const found: { rule: string; shadowedBy: string }[] = [];
+    this.#rules.forEach((rule, index) => {
+      const earlier = this.#rules.slice(0, index).find((before) => covers(before, rule));
+      if (earlier) found.push({ rule: rule.id, shadowedBy: earlier.id });
+    });
+    return found;
+  }
+}
+
+/** Whether `effect` lets the request through for `principal` (require_scopes: all held). */
+export function permits(effect: Effect, principal: Principal): boolean {
+  if (effect.kind === "allow") return true;
+  if (effect.kind === "deny") return false;
+  return missingScopes(effect.scopes, principal).length === 0;
+}
+
+export function missingScopes(required: readonly string[], principal: Principal): string[] {
+  if (principal.scopes.includes("*")) return [];
+  return required.filter((scope) => !principal.scopes.includes(scope));
+}
+
+function compile(config: RuleConfig): Rule {
+  const patterns: [MatchKey, RegExp][] = [];
+  for (const key of MATCH_KEYS) {
+    const pattern = config.match[key];
+    if (pattern !== undefined) patterns.push([key, glob(pattern)]);
+  }
+  const effect: Effect = config.require_scopes
+    ? { kind: "require_scopes", scopes: config.require_scopes }
+    : { kind: config.effect ?? "deny" };
+  return { id: config.id, effect, patterns, scope: config.match.scope, config };
+}
+
+function matches(rule: Rule, subject: Subject): boolean {
+  for (const [key, pattern] of rule.patterns) {
+    const value = valueOf(subject, key);
+    if (value === undefined || !pattern.test(value)) return false;
+  }
+  if (rule.scope !== undefined) {
+    const { scopes } = subject.principal;
+    if (!scopes.includes(rule.scope) && !scopes.includes("*")) return false;
+  }
+  return true;
+}
+
+function valueOf(subject: Subject, key: MatchKey): string | undefined {
+  switch (key) {
+    case "key_id":
+      return subject.principal.keyId;
+    case "oauth_client_id":
+      return subject.principal.oauthClientId;
+    case "sub":
+      return subject.principal.sub;
+    default:
+      return subject[key];
+  }
+}
+
+/** A glob: `*` any run of characters (`/` too), `?` one character; the rest literal. */
+export function glob(pattern: string): RegExp {
+  const source = pattern
+    .split("")
+    .map((char) =>
+      char === "*" ? ".*" : char === "?" ? "." : char.replace(/[.+^${}()|[\]\\]/g, "\\$&"),
+    )
+    .join("");
+  return new RegExp(`^${source}$`, "s");
+}
+
+/** Whether every request `later` matches is matched by `earlier` first. */
+function covers(earlier: Rule, later: Rule): boolean {
+  for (const key of MATCH_KEYS) {
+    const pattern = earlier.config.match[key];
+    if (pattern === undefined) continue;
+    // Every request has a route and a method; the other attributes only some requests have.
+    if (pattern === "*" && (key === "route" || key === "method")) continue;
+    const theirs = later.config.match[key];
+    if (theirs === undefined) return false;
+    if (pattern !== "*" && !glob(pattern).test(theirs)) return false;
+  }
+  if (earlier.scope !== undefined && earlier.scope !== later.scope) return false;
+  return true;
+}

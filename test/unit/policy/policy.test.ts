@@ -1,0 +1,72 @@
+import { describe, expect, it } from "vitest";
+import type { Principal } from "../../../src/auth/principal.js";
+import { glob, Policy, type PolicyConfig } from "../../../src/policy/policy.js";
+
+const key = (keyId: string, scopes: string[] = []): Principal => ({
+  type: "api_key",
+  keyId,
+  scopes,
+  scope: scopes.join(" "),
+});
+
+const policy = (rules: PolicyConfig["rules"], fallback: "allow" | "deny" = "allow") =>
+  new Policy({ default: fallback, rules });
+
+describe("Policy", () => {
+  it("decides by the first rule that matches, else the default", () => {
+    const p = policy(
+      [
+        {
+          id: "ci-read-only",
+          match: { key_id: "ci-*", method: "tools/call", tool: "write_*" },
+          effect: "deny",
+        },
+        { id: "admins", match: { scope: "mcp:admin" }, effect: "allow" },
+        { id: "rest", match: { route: "/agents/*" }, effect: "deny" },
+      ],
+      "allow",
+    );
+    const call = (principal: Principal, tool: string, route = "/mcp") =>
+      p.decide({ route, method: "tools/call", tool, principal }).rule;
+    expect(call(key("ci-build"), "write_file")).toBe("ci-read-only");
+    expect(call(key("ci-build"), "read_file")).toBe("default");
+    expect(call(key("ops", ["mcp:admin"]), "write_file", "/agents/x/mcp")).toBe("admins");
+    expect(call(key("ops", ["*"]), "write_file", "/agents/x/mcp")).toBe("admins");
+    expect(call(key("ops"), "read_file", "/agents/github/mcp")).toBe("rest");
+  });
+
+  it("matches tool rules only on requests that have a tool", () => {
+    const p = policy([{ id: "no-tools", match: { tool: "*" }, effect: "deny" }]);
+    expect(p.decide({ route: "/mcp", method: "tools/list", principal: key("a") }).rule).toBe(
+      "default",
+    );
+    expect(
+      p.decide({ route: "/mcp", method: "tools/call", tool: "x", principal: key("a") }).rule,
+    ).toBe("no-tools");
+  });
+
+  it("globs: * spans slashes, ? one character, the rest literal", () => {
+    expect(glob("/agents/*").test("/agents/a/b/mcp")).toBe(true);
+    expect(glob("file?.txt").test("file1.txt")).toBe(true);
+    expect(glob("a.b").test("axb")).toBe(false);
+    expect(glob("(x)+").test("(x)+")).toBe(true);
+  });
+
+  it("finds the rules an earlier rule shadows", () => {
+    const p = policy([
+      { id: "deny-deletes", match: { method: "tools/call", tool: "delete_*" }, effect: "deny" },
+      {
+        id: "delete-repo-admins",
+        match: { method: "tools/call", tool: "delete_repo" },
+        require_scopes: ["mcp:admin"],
+      },
+      { id: "ci", match: { key_id: "ci", tool: "delete_repo" }, effect: "allow" },
+      { id: "everything", match: { route: "*" }, effect: "allow" },
+      { id: "after-everything", match: { method: "tools/list" }, effect: "deny" },
+    ]);
+    expect(p.unreachable()).toEqual([
+      { rule: "delete-repo-admins", shadowedBy: "deny-deletes" },
+      { rule: "after-everything", shadowedBy: "everything" },
+    ]);
+  });
+});
