@@ -227,6 +227,26 @@ const TARGETS: Target[] = [
       return { ...started, authorization: `Bearer ${issuer.mint()}` };
     },
   },
+  {
+    // The "mcpgw" target with a 50-rule policy (none of which matches, so every rule is
+    // tried) and one rate limit that never runs out: the cost of deciding.
+    name: "mcpgw-policy-50",
+    async start(outDir, upstreamUrl) {
+      const hash = await hashKey(API_KEY);
+      const rules = Array.from({ length: 50 }, (_, index) => ({
+        id: `rule-${index}`,
+        match: { method: "tools/call", tool: `tool_${index}_*` },
+        effect: "deny",
+      }));
+      const started = await gateway(outDir, {
+        upstream: { url: upstreamUrl },
+        auth: { keys: [{ id: "bench", hash }] },
+        policy: { default: "allow", rules },
+        rate_limits: [{ id: "per-caller", key: "principal", rate: "1000000/s" }],
+      });
+      return { ...started, authorization: `Bearer ${API_KEY}` };
+    },
+  },
   apiKeyCall("mcpgw-call-2025", { body: TOOLS_CALL_REQUEST, headers: TOOLS_CALL_HEADERS }),
   apiKeyCall("mcpgw-call-2026", {
     body: TOOLS_CALL_2026_REQUEST,

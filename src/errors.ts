@@ -31,6 +31,7 @@ export type GatewayErrorCode =
   | "session_not_found"
   | "route_removed"
   | "policy_denied"
+  | "rate_limited"
   | "audit_unavailable"
   | "shutting_down"
   | "server_error";
@@ -100,6 +101,8 @@ export const ERRORS: Readonly<Record<GatewayErrorCode, ErrorSpec>> = {
   route_removed: { status: 404, audited: true },
   // Refused by a policy rule (audit: action deny and the rule).
   policy_denied: { status: 403, audited: false, jsonRpc: { code: JSONRPC_FORBIDDEN } },
+  // Over a rate limit (audit: action deny, rule the limit's id); Retry-After says when.
+  rate_limited: { status: 429, audited: false, jsonRpc: { code: JSONRPC_SERVER_ERROR } },
   audit_unavailable: { status: 503, audited: true },
   shutting_down: { status: 503, audited: true },
   server_error: { status: 500, audited: true },

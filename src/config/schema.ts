@@ -4,6 +4,7 @@
  */
 import { isIP } from "node:net";
 import { z } from "zod";
+import { parseRate } from "../policy/rate-limit.js";
 import { parseSessionKey } from "../upstream/session-seal.js";
 import { parseDuration, parseSize } from "./units.js";
 
@@ -505,6 +506,49 @@ export const configSchema = z
       .describe(
         "Which caller may call which method, tool, prompt or resource; lists show only what may be called.",
       ),
+    rate_limits: z
+      .array(
+        z.strictObject({
+          id: z
+            .string()
+            .regex(/^[A-Za-z0-9._:@-]{1,64}$/, "must be 1-64 characters of A-Z a-z 0-9 . _ : @ -")
+            .describe("The limit's name, in audit lines (`rule`) and metrics."),
+          key: z
+            .enum(["principal", "tool", "global"])
+            .describe(
+              "One bucket per caller (key id, or OAuth client and subject), per tool, or one for all.",
+            ),
+          rate: z
+            .string()
+            .transform((text, ctx) => {
+              const perMs = parseRate(text);
+              if (perMs === undefined) {
+                ctx.addIssue({
+                  code: "custom",
+                  message: `invalid rate "${text}": use N/s, N/m or N/h, like 100/s`,
+                });
+                return z.NEVER;
+              }
+              return { text, perMs };
+            })
+            .describe("Sustained rate: N/s, N/m or N/h."),
+          burst: z
+            .number()
+            .int()
+            .positive()
+            .optional()
+            .describe(
+              "Bucket size: requests allowed at once. Default: one second's worth (at least 1).",
+            ),
+          route: z
+            .string()
+            .min(1)
+            .optional()
+            .describe("Only on routes whose path matches this glob. Default: every route."),
+        }),
+      )
+      .optional()
+      .describe("Token buckets; a request over one gets 429 with Retry-After."),
     sessions: z
       .strictObject({
         key: sessionKey

@@ -36,6 +36,7 @@ const refuseOtherMethods: Step = ({ req }) => {
 export function mcpSteps(
   route: Pick<RouteSpec, "minVersion">,
   policy?: Policy | undefined,
+  rateLimit?: Step | undefined,
 ): readonly Step[] {
   return [
     refuseForeignOrigin,
@@ -48,6 +49,7 @@ export function mcpSteps(
     refuseUnparsedBody,
     validateEra(route.minVersion),
     ...(policy ? [authorize(policy)] : []),
+    ...(rateLimit ? [rateLimit] : []),
     requireWritableAudit,
     forward,
   ];

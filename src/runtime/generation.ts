@@ -22,6 +22,7 @@ import type { Logger } from "../log.js";
 import { ToolHeaderCatalog } from "../mcp/param-headers.js";
 import { mcpSteps, UNMATCHED_STEPS } from "../pipeline/steps.js";
 import { Policy } from "../policy/policy.js";
+import { RateLimiter } from "../policy/rate-limit.js";
 import type { GatewayMetrics } from "../telemetry/metrics.js";
 import { buildUpstream, type UpstreamDeps } from "../upstream/build.js";
 import { parseSessionKey, SessionSealer } from "../upstream/session-seal.js";
@@ -213,6 +214,13 @@ async function buildRoutes(
   const keys = buildKeyStore(id, config, deps);
   // One compiled policy for every route of the generation (rules match on the route).
   const policy = config.policy ? new Policy(config.policy) : undefined;
+  const limits = config.rate_limits;
+  const limiter =
+    limits && limits.length > 0
+      ? await acquire(`rate-limits ${JSON.stringify(limits)}`, () => {
+          return new RateLimiter(limits, (id) => deps.metrics?.rateLimited(id));
+        })
+      : undefined;
   // The keys tokens are verified with: the embedded server's own, or a fetched JWKS.
   const jwks: KeySource | undefined =
     authorizationServer ??
@@ -276,7 +284,7 @@ async function buildRoutes(
       upstream,
       authenticator: authenticatorOf(config, keys, oauth?.verifier),
       oauth,
-      steps: mcpSteps(spec, policy),
+      steps: mcpSteps(spec, policy, limiter?.step),
       toolHeaders: new ToolHeaderCatalog(),
     });
   }

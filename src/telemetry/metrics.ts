@@ -161,6 +161,10 @@ export class GatewayMetrics {
     "mcpgw_audit_write_errors_total",
     "Failed writes to the audit log.",
   );
+  readonly #rateLimited = new CounterFamily(
+    "mcpgw_rate_limited_total",
+    "Requests refused with 429 by a rate limit, by its id.",
+  );
   #inFlight = 0;
   #streams = 0;
   #generation = 0;
@@ -257,6 +261,11 @@ export class GatewayMetrics {
     this.#generation = generation;
   }
 
+  /** A request refused by the rate limit `id`. */
+  rateLimited(id: string): void {
+    this.#rateLimited.inc(id, () => ({ limit: id }));
+  }
+
   auditWriteFailed(): void {
     this.#auditWriteErrors.inc("", () => ({}));
   }
@@ -301,6 +310,7 @@ export class GatewayMetrics {
       this.#restartPending,
     );
     this.#auditWriteErrors.render(lines);
+    this.#rateLimited.render(lines);
     renderUpstreams(lines, upstreams);
     lines.push(
       "# HELP mcpgw_audit_records_dropped_total Audit records never written: dropped while the queue was full, or left unwritten at shutdown.",
