@@ -6,6 +6,7 @@ import { Writable } from "node:stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type ExampleServer, startExampleServer } from "../../examples/mcp-server.js";
 import { explain } from "../../src/cli/explain.js";
+import { startSdk2Server } from "../fixtures/sdk2-server.js";
 import { startGateway, type TestGateway } from "../helpers/gateway.js";
 import { cheapHash } from "../helpers/keys.js";
 import { connectClient, POST_HEADERS } from "../helpers/mcp-client.js";
@@ -212,5 +213,74 @@ describe("the policy", () => {
       "allow: the default",
       "",
     ]);
+  });
+});
+
+describe("the policy with 2026-07-28 clients and under load", () => {
+  it("filters a stateless tools/list and marks it private to the caller", async () => {
+    const modern = await startSdk2Server();
+    const local = await startGateway({
+      upstream: { url: modern.url },
+      auth: { keys: [{ id: "ci", hash: await cheapHash(KEYS.ci) }] },
+      policy: {
+        default: "deny",
+        rules: [
+          { id: "lists", match: { method: "tools/list" }, effect: "allow" },
+          { id: "echo-only", match: { method: "tools/call", tool: "echo" }, effect: "allow" },
+        ],
+      },
+    });
+    try {
+      const res = await fetch(local.url, {
+        method: "POST",
+        headers: {
+          ...POST_HEADERS,
+          ...bearer(KEYS.ci),
+          "mcp-protocol-version": "2026-07-28",
+          "mcp-method": "tools/list",
+        },
+        body: JSON.stringify({
+          jsonrpc: "2.0",
+          id: 3,
+          method: "tools/list",
+          params: {
+            _meta: {
+              "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+              "io.modelcontextprotocol/clientCapabilities": {},
+            },
+          },
+        }),
+      });
+      expect(res.status).toBe(200);
+      const text = await res.text();
+      // JSON or one SSE event: the result either way.
+      const json = text.startsWith("{") ? text : (/^data: (.*)$/m.exec(text)?.[1] ?? "{}");
+      const { result } = JSON.parse(json) as {
+        result: { tools: { name: string }[]; cacheScope: string };
+      };
+      expect(result.tools.map((tool) => tool.name)).toEqual(["echo"]);
+      expect(result.cacheScope).toBe("private");
+    } finally {
+      await local.stop();
+      await modern.close();
+    }
+  });
+
+  it("applies a reload's rules from the next request while requests keep flowing", async () => {
+    let stop = false;
+    const statuses: number[] = [];
+    const traffic = (async () => {
+      while (!stop) statuses.push((await call(KEYS.reader, "echo", { message: "x" })).status);
+    })();
+    await gw.writeConfig(await config(true));
+    await gw.gateway.reload("SIGHUP");
+    expect((await call(KEYS.ci, "countdown", { steps: 1 })).status).toBe(403);
+    await gw.writeConfig(await config(false));
+    await gw.gateway.reload("SIGHUP");
+    expect((await call(KEYS.ci, "countdown", { steps: 1 })).status).toBe(200);
+    stop = true;
+    await traffic;
+    expect(statuses.length).toBeGreaterThan(0);
+    expect(statuses.every((status) => status === 200)).toBe(true);
   });
 });
