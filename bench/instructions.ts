@@ -247,6 +247,26 @@ const TARGETS: Target[] = [
       return { ...started, authorization: `Bearer ${API_KEY}` };
     },
   },
+  {
+    // The same policy on a tools/call: the decision alone, without a list to rewrite.
+    name: "mcpgw-policy-50-call",
+    request: { body: TOOLS_CALL_REQUEST, headers: TOOLS_CALL_HEADERS },
+    async start(outDir, upstreamUrl) {
+      const hash = await hashKey(API_KEY);
+      const rules = Array.from({ length: 50 }, (_, index) => ({
+        id: `rule-${index}`,
+        match: { method: "tools/call", tool: `tool_${index}_*` },
+        effect: "deny",
+      }));
+      const started = await gateway(outDir, {
+        upstream: { url: upstreamUrl },
+        auth: { keys: [{ id: "bench", hash }] },
+        policy: { default: "allow", rules },
+        rate_limits: [{ id: "per-caller", key: "principal", rate: "1000000/s" }],
+      });
+      return { ...started, authorization: `Bearer ${API_KEY}` };
+    },
+  },
   apiKeyCall("mcpgw-call-2025", { body: TOOLS_CALL_REQUEST, headers: TOOLS_CALL_HEADERS }),
   apiKeyCall("mcpgw-call-2026", {
     body: TOOLS_CALL_2026_REQUEST,

@@ -45,10 +45,15 @@ const MATCH_KEYS = [
 ] as const;
 type MatchKey = (typeof MATCH_KEYS)[number];
 
+/** A compiled glob: a plain string compares as a string, a pattern runs its RegExp. */
+interface Pattern {
+  test(value: string): boolean;
+}
+
 interface Rule {
   id: string;
   effect: Effect;
-  patterns: readonly [MatchKey, RegExp][];
+  patterns: readonly [MatchKey, Pattern][];
   /** `match.scope`: a scope the caller must hold for the rule to match. */
   scope: string | undefined;
   config: RuleConfig;
@@ -61,6 +66,20 @@ export class Policy {
   constructor(config: PolicyConfig) {
     this.#rules = config.rules.map(compile);
     this.#default = { rule: "default", effect: { kind: config.default } };
+  }
+
+  /**
+   * Whether any call of `method` could be refused: a rule that refuses (deny, require_scopes)
+   * and whose method pattern takes it, or a default of deny. When none can, a list of what
+   * that method calls is passed on as it is, not parsed and filtered.
+   */
+  mayRefuse(method: string): boolean {
+    if (this.#default.effect.kind !== "allow") return true;
+    return this.#rules.some((rule) => {
+      if (rule.effect.kind === "allow") return false;
+      const pattern = rule.patterns.find(([key]) => key === "method")?.[1];
+      return pattern === undefined || pattern.test(method);
+    });
   }
 
   decide(subject: Subject): Decision {
@@ -98,10 +117,15 @@ export function missingScopes(required: readonly string[], principal: Principal)
 }
 
 function compile(config: RuleConfig): Rule {
-  const patterns: [MatchKey, RegExp][] = [];
+  const patterns: [MatchKey, Pattern][] = [];
   for (const key of MATCH_KEYS) {
     const pattern = config.match[key];
-    if (pattern !== undefined) patterns.push([key, glob(pattern)]);
+    if (pattern === undefined) continue;
+    // Most patterns are plain names (`tools/call`): a string comparison, not a RegExp run.
+    patterns.push([
+      key,
+      /[*?]/.test(pattern) ? glob(pattern) : { test: (value: string) => value === pattern },
+    ]);
   }
   const effect: Effect = config.require_scopes
     ? { kind: "require_scopes", scopes: config.require_scopes }

@@ -38,7 +38,7 @@ export function authorize(policy: Policy): Step {
     record.rule = decision.rule;
     enforce(decision, principal);
     const list = record.method === null ? undefined : LISTS[record.method];
-    if (list) {
+    if (list && policy.mayRefuse(list.method)) {
       const modern = isModernVersion(exchange.peek?.protocolVersion);
       const filter = filterList(policy, route.path, principal, list, modern);
       const before = exchange.transformResponse;

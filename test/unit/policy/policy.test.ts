@@ -70,3 +70,22 @@ describe("Policy", () => {
     ]);
   });
 });
+
+describe("Policy.mayRefuse", () => {
+  it("says whether any call of a method could be refused, so lists need filtering", () => {
+    const onlyResources = policy([
+      {
+        id: "no-secrets",
+        match: { method: "resources/read", resource: "secret://*" },
+        effect: "deny",
+      },
+      { id: "ok", match: { method: "tools/call" }, effect: "allow" },
+    ]);
+    expect(onlyResources.mayRefuse("tools/call")).toBe(false);
+    expect(onlyResources.mayRefuse("resources/read")).toBe(true);
+    expect(
+      policy([{ id: "any", match: { tool: "x" }, require_scopes: ["a"] }]).mayRefuse("tools/call"),
+    ).toBe(true);
+    expect(policy([], "deny").mayRefuse("tools/call")).toBe(true);
+  });
+});
