@@ -121,16 +121,32 @@ function compile(config: RuleConfig): Rule {
   for (const key of MATCH_KEYS) {
     const pattern = config.match[key];
     if (pattern === undefined) continue;
-    // Most patterns are plain names (`tools/call`): a string comparison, not a RegExp run.
-    patterns.push([
-      key,
-      /[*?]/.test(pattern) ? glob(pattern) : { test: (value: string) => value === pattern },
-    ]);
+    patterns.push([key, compilePattern(pattern)]);
   }
   const effect: Effect = config.require_scopes
     ? { kind: "require_scopes", scopes: config.require_scopes }
     : { kind: config.effect ?? "deny" };
   return { id: config.id, effect, patterns, scope: config.match.scope, config };
+}
+
+/**
+ * Most patterns are a name (`tools/call`), a prefix (`delete_*`) or a suffix (`*_admin`): a
+ * string comparison each, for the rules a request walks through; the rest run a RegExp.
+ */
+function compilePattern(pattern: string): Pattern {
+  const stars = pattern.split("*").length - 1;
+  if (!pattern.includes("?")) {
+    if (stars === 0) return { test: (value) => value === pattern };
+    if (stars === 1 && pattern.endsWith("*")) {
+      const prefix = pattern.slice(0, -1);
+      return { test: (value) => value.startsWith(prefix) };
+    }
+    if (stars === 1 && pattern.startsWith("*")) {
+      const suffix = pattern.slice(1);
+      return { test: (value) => value.endsWith(suffix) };
+    }
+  }
+  return glob(pattern);
 }
 
 function matches(rule: Rule, subject: Subject): boolean {

@@ -67,9 +67,7 @@ class Limit {
       case "tool":
         return tool;
       case "principal":
-        return principal.keyId !== undefined
-          ? `key:${principal.keyId}`
-          : `oauth:${principal.oauthClientId ?? ""}:${principal.sub ?? ""}`;
+        return callerKey(principal);
     }
   }
 }
@@ -87,6 +85,21 @@ export class RateLimiter {
   }
 
   close(): void {}
+}
+
+/** A caller's bucket key, made once per principal (verified credentials share one object). */
+const callerKeys = new WeakMap<Principal, string>();
+
+function callerKey(principal: Principal): string {
+  let key = callerKeys.get(principal);
+  if (key === undefined) {
+    key =
+      principal.keyId !== undefined
+        ? `key:${principal.keyId}`
+        : `oauth:${principal.oauthClientId ?? ""}:${principal.sub ?? ""}`;
+    callerKeys.set(principal, key);
+  }
+  return key;
 }
 
 function rateLimit(configs: readonly RateLimitConfig[], onLimited?: (id: string) => void): Step {

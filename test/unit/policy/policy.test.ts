@@ -45,6 +45,20 @@ describe("Policy", () => {
     ).toBe("no-tools");
   });
 
+  it("matches prefix, suffix and plain patterns as the globs they are", () => {
+    const p = policy([
+      { id: "prefix", match: { tool: "delete_*" }, effect: "deny" },
+      { id: "suffix", match: { tool: "*_admin" }, effect: "deny" },
+      { id: "plain", match: { tool: "reset" }, effect: "deny" },
+      { id: "inner", match: { tool: "a*b*c" }, effect: "deny" },
+    ]);
+    const rule = (tool: string) =>
+      p.decide({ route: "/mcp", method: "tools/call", tool, principal: key("k") }).rule;
+    expect(
+      ["delete_x", "delete_", "x_admin", "reset", "aXbYc", "resets", "undelete_x"].map(rule),
+    ).toEqual(["prefix", "prefix", "suffix", "plain", "inner", "default", "default"]);
+  });
+
   it("globs: * spans slashes, ? one character, the rest literal", () => {
     expect(glob("/agents/*").test("/agents/a/b/mcp")).toBe(true);
     expect(glob("file?.txt").test("file1.txt")).toBe(true);
