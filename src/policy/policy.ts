@@ -151,7 +151,7 @@ function compilePattern(pattern: string): Pattern {
 
 function matches(rule: Rule, subject: Subject): boolean {
   for (const [key, pattern] of rule.patterns) {
-    const value = valueOf(subject, key);
+    const value = subjectValue(subject, key);
     if (value === undefined || !pattern.test(value)) return false;
   }
   if (rule.scope !== undefined) {
@@ -161,7 +161,7 @@ function matches(rule: Rule, subject: Subject): boolean {
   return true;
 }
 
-function valueOf(subject: Subject, key: MatchKey): string | undefined {
+function subjectValue(subject: Subject, key: MatchKey): string | undefined {
   switch (key) {
     case "key_id":
       return subject.principal.keyId;
