@@ -11,6 +11,8 @@ import { StringDecoder } from "node:string_decoder";
 export type MessageTransform = (message: unknown) => unknown;
 
 export interface BodyRewriter {
+  /** True when the body is rewritten whole at its end (JSON): its length is known then. */
+  readonly whole: boolean;
   /** The rewritten text of what is complete so far, or "" while it waits for more. */
   write(chunk: Buffer): string;
   /** What is left, rewritten where it can be. */
@@ -35,6 +37,7 @@ function applyTo(value: unknown, transform: MessageTransform): unknown {
 
 /** A JSON body: buffered to its end, parsed once, rewritten, sent whole. */
 class JsonBodyRewriter implements BodyRewriter {
+  readonly whole = true;
   readonly #transform: MessageTransform;
   readonly #chunks: Buffer[] = [];
 
@@ -66,6 +69,7 @@ const EVENT_END = /\r\n\r\n|\n\n|\r\r/;
  * its other fields (`id`, `event`, `retry`, comments) are kept as they were.
  */
 class EventStreamRewriter implements BodyRewriter {
+  readonly whole = false;
   readonly #transform: MessageTransform;
   readonly #decoder = new StringDecoder("utf8");
   #pending = "";

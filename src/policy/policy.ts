@@ -4,10 +4,12 @@
  * resource) and who sends it (key id, OAuth client, subject, a scope it holds); its effect is
  * allow, deny, or require_scopes (the caller must hold them: 403 insufficient_scope otherwise,
  * so that an OAuth client can step up). Compiled once per generation; a decision is a walk of
- * the rules with precompiled patterns, no allocation.
+ * the rules with precompiled patterns, remembered per caller: a caller who calls the same tool
+ * again, or lists the same tools, is answered from the memo.
  */
 import type { Principal } from "../auth/principal.js";
 import type { Config } from "../config/schema.js";
+import { setBounded } from "../lib/bounded-map.js";
 
 export type PolicyConfig = NonNullable<Config["policy"]>;
 type RuleConfig = PolicyConfig["rules"][number];
@@ -45,6 +47,9 @@ const MATCH_KEYS = [
 ] as const;
 type MatchKey = (typeof MATCH_KEYS)[number];
 
+/** Decisions remembered per caller, at most: a flood of distinct tool names cannot grow it. */
+const MEMO_PER_CALLER = 1024;
+
 /** A compiled glob: a plain string compares as a string, a pattern runs its RegExp. */
 interface Pattern {
   test(value: string): boolean;
@@ -62,6 +67,12 @@ interface Rule {
 export class Policy {
   readonly #rules: readonly Rule[];
   readonly #default: Decision;
+  /**
+   * Decisions by caller. A verified credential's principal is one object for as long as the
+   * credential is cached, and rules see nothing of a request but the subject, so a decision
+   * holds for every later subject alike. The memo dies with the policy (a reload).
+   */
+  readonly #memo = new WeakMap<Principal, Map<string, Decision>>();
 
   constructor(config: PolicyConfig) {
     this.#rules = config.rules.map(compile);
@@ -83,6 +94,22 @@ export class Policy {
   }
 
   decide(subject: Subject): Decision {
+    const key = memoKey(subject);
+    if (key === undefined) return this.#walk(subject);
+    let memo = this.#memo.get(subject.principal);
+    if (memo === undefined) {
+      memo = new Map();
+      this.#memo.set(subject.principal, memo);
+    }
+    let decision = memo.get(key);
+    if (decision === undefined) {
+      decision = this.#walk(subject);
+      setBounded(memo, key, decision, MEMO_PER_CALLER);
+    }
+    return decision;
+  }
+
+  #walk(subject: Subject): Decision {
     for (const rule of this.#rules) {
       if (matches(rule, subject)) return { rule: rule.id, effect: rule.effect };
     }
@@ -147,6 +174,18 @@ function compilePattern(pattern: string): Pattern {
     }
   }
   return glob(pattern);
+}
+
+/**
+ * The subject as one string, unambiguous: the route and method with their lengths, then which
+ * of tool, prompt or resource is named and the name. Undefined when more than one is (no request
+ * names two; such a subject is decided without the memo).
+ */
+function memoKey({ route, method, tool, prompt, resource }: Subject): string | undefined {
+  const head = `${route.length}:${route}${method.length}:${method}`;
+  if (tool !== undefined) return (prompt ?? resource) ? undefined : `${head}t${tool}`;
+  if (prompt !== undefined) return resource !== undefined ? undefined : `${head}p${prompt}`;
+  return resource !== undefined ? `${head}r${resource}` : head;
 }
 
 function matches(rule: Rule, subject: Subject): boolean {

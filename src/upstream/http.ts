@@ -104,6 +104,8 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
   readonly #transform: MessageTransform | undefined;
   /** Set while the response's messages are rewritten (a transform, and a JSON-RPC body). */
   #rewriter: BodyRewriter | undefined;
+  /** The status and headers of a body rewritten whole, sent with it and its new length. */
+  #held: { statusCode: number; headers: Record<string, string | string[]> } | undefined;
   #controller: Dispatcher.DispatchController | undefined;
   #settled = false;
 
@@ -142,8 +144,13 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
     const forwarded = forwardedResponseHeaders(headers, isEventStream);
     if (this.#transform) {
       this.#rewriter = bodyRewriter(headers["content-type"], this.#transform);
-      // The rewritten body has a length of its own.
+      // The rewritten body has a length of its own: known at the end of a JSON body (sent
+      // then, with a Content-Length), never for a stream (chunked).
       if (this.#rewriter) delete forwarded["content-length"];
+      if (this.#rewriter?.whole) {
+        this.#held = { statusCode, headers: forwarded };
+        return;
+      }
     }
     this.#res.writeHead(statusCode, forwarded);
     // Send the status line now: an SSE client is waiting for it before the first event.
@@ -162,7 +169,12 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
 
   onResponseEnd(): void {
     this.#settled = true;
-    if (this.#rewriter) this.#res.end(this.#rewriter.end());
+    if (this.#held) {
+      const body = (this.#rewriter as BodyRewriter).end();
+      this.#held.headers["content-length"] = String(Buffer.byteLength(body));
+      this.#res.writeHead(this.#held.statusCode, this.#held.headers);
+      this.#res.end(body);
+    } else if (this.#rewriter) this.#res.end(this.#rewriter.end());
     else this.#res.end();
     this.#resolve();
   }

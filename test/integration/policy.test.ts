@@ -110,6 +110,39 @@ describe("the policy", () => {
     expect(record).toMatchObject({ action: "allow", rule: "default" });
   });
 
+  it("sends a filtered JSON list with the Content-Length of what it sends", async () => {
+    const post = (body: object, session?: string) =>
+      fetch(`${origin}/json/mcp`, {
+        method: "POST",
+        headers: {
+          ...POST_HEADERS,
+          ...bearer(KEYS.ci),
+          ...(session && { "mcp-session-id": session, "mcp-protocol-version": "2025-11-25" }),
+        },
+        body: JSON.stringify(body),
+      });
+    const init = await post({
+      jsonrpc: "2.0",
+      id: 1,
+      method: "initialize",
+      params: {
+        protocolVersion: "2025-11-25",
+        capabilities: {},
+        clientInfo: { name: "t", version: "1" },
+      },
+    });
+    const session = init.headers.get("mcp-session-id") ?? "";
+    await init.text();
+    const res = await post({ jsonrpc: "2.0", id: 2, method: "tools/list" }, session);
+    const body = Buffer.from(await res.arrayBuffer());
+    expect(res.headers.get("content-type")).toMatch(/^application\/json/);
+    expect(res.headers.get("content-length")).toBe(String(body.length));
+    const { result } = JSON.parse(body.toString("utf8")) as {
+      result: { tools: { name: string }[] };
+    };
+    expect(result.tools.map((tool) => tool.name)).toEqual(["echo"]);
+  });
+
   it("denies a call by rule: 403 with a JSON-RPC error, audited with the rule, nothing forwarded", async () => {
     const denied = await call(KEYS.ci, "countdown", { steps: 1 });
     expect(denied.status).toBe(403);

@@ -35,6 +35,43 @@ describe("Policy", () => {
     expect(call(key("ops"), "read_file", "/agents/github/mcp")).toBe("rest");
   });
 
+  it("remembers a caller's decisions without mixing up subjects or callers", () => {
+    const p = policy([
+      { id: "no-delete", match: { method: "tools/call", tool: "delete_*" }, effect: "deny" },
+      { id: "ops-only", match: { prompt: "deploy", key_id: "ci" }, effect: "deny" },
+    ]);
+    const ci = key("ci");
+    const ops = key("ops");
+    for (let round = 0; round < 2; round++) {
+      expect(
+        p.decide({ route: "/mcp", method: "tools/call", tool: "delete_x", principal: ci }).rule,
+      ).toBe("no-delete");
+      expect(
+        p.decide({ route: "/mcp", method: "tools/call", tool: "read_x", principal: ci }).rule,
+      ).toBe("default");
+      // A method that spells out another subject's memo key is its own subject.
+      expect(p.decide({ route: "/mcp", method: "tools/calltdelete_x", principal: ci }).rule).toBe(
+        "default",
+      );
+      expect(
+        p.decide({ route: "/mcp", method: "prompts/get", prompt: "deploy", principal: ci }).rule,
+      ).toBe("ops-only");
+      expect(
+        p.decide({ route: "/mcp", method: "prompts/get", prompt: "deploy", principal: ops }).rule,
+      ).toBe("default");
+      // Two names at once (no request has them) are decided without the memo.
+      expect(
+        p.decide({
+          route: "/mcp",
+          method: "tools/call",
+          tool: "delete_x",
+          prompt: "deploy",
+          principal: ci,
+        }).rule,
+      ).toBe("no-delete");
+    }
+  });
+
   it("matches tool rules only on requests that have a tool", () => {
     const p = policy([{ id: "no-tools", match: { tool: "*" }, effect: "deny" }]);
     expect(p.decide({ route: "/mcp", method: "tools/list", principal: key("a") }).rule).toBe(
