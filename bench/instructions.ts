@@ -33,6 +33,7 @@ import {
   TOOLS_CALL_REQUEST,
   TOOLS_LIST_REQUEST,
 } from "./protocol.js";
+import { FIFTY_RULE_POLICY } from "./targets.js";
 
 const execFileAsync = promisify(execFile);
 const WARMUP_REQUESTS = 1_500;
@@ -228,21 +229,14 @@ const TARGETS: Target[] = [
     },
   },
   {
-    // The "mcpgw" target with a 50-rule policy (none of which matches, so every rule is
-    // tried) and one rate limit that never runs out: the cost of deciding.
+    // The "mcpgw" target with a 50-rule policy and one rate limit (bench/targets.ts).
     name: "mcpgw-policy-50",
     async start(outDir, upstreamUrl) {
       const hash = await hashKey(API_KEY);
-      const rules = Array.from({ length: 50 }, (_, index) => ({
-        id: `rule-${index}`,
-        match: { method: "tools/call", tool: `tool_${index}_*` },
-        effect: "deny",
-      }));
       const started = await gateway(outDir, {
         upstream: { url: upstreamUrl },
         auth: { keys: [{ id: "bench", hash }] },
-        policy: { default: "allow", rules },
-        rate_limits: [{ id: "per-caller", key: "principal", rate: "1000000/s" }],
+        ...FIFTY_RULE_POLICY,
       });
       return { ...started, authorization: `Bearer ${API_KEY}` };
     },
@@ -253,16 +247,10 @@ const TARGETS: Target[] = [
     request: { body: TOOLS_CALL_REQUEST, headers: TOOLS_CALL_HEADERS },
     async start(outDir, upstreamUrl) {
       const hash = await hashKey(API_KEY);
-      const rules = Array.from({ length: 50 }, (_, index) => ({
-        id: `rule-${index}`,
-        match: { method: "tools/call", tool: `tool_${index}_*` },
-        effect: "deny",
-      }));
       const started = await gateway(outDir, {
         upstream: { url: upstreamUrl },
         auth: { keys: [{ id: "bench", hash }] },
-        policy: { default: "allow", rules },
-        rate_limits: [{ id: "per-caller", key: "principal", rate: "1000000/s" }],
+        ...FIFTY_RULE_POLICY,
       });
       return { ...started, authorization: `Bearer ${API_KEY}` };
     },

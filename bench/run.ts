@@ -29,6 +29,8 @@ import {
 import { readSettings, SETTINGS_HELP, type Settings } from "./settings.js";
 import {
   direct,
+  FIFTY_RULE_POLICY,
+  FIFTY_RULE_POLICY_FILTERING,
   mcpgwWithApiKey,
   mcpgwWithJwt,
   passthrough,
@@ -63,6 +65,22 @@ const TARGETS: readonly TargetDefinition[] = [
     name: "mcpgw-no-metrics",
     description: "the same with metrics.enabled: false, to show what metrics cost",
     extraConfig: { metrics: { enabled: false } },
+  }),
+  mcpgwWithApiKey({
+    name: "mcpgw-policy-50",
+    description:
+      "mcpgw with a 50-rule policy and one rate limit: every request decided and limited",
+    extraConfig: FIFTY_RULE_POLICY,
+    baseline: "mcpgw",
+    maxCpuRatio: 1.05,
+  }),
+  mcpgwWithApiKey({
+    name: "mcpgw-policy-filtering",
+    description:
+      "the same and a rule refusing one listed tool: every tools/list parsed, filtered, written again",
+    extraConfig: FIFTY_RULE_POLICY_FILTERING,
+    baseline: "mcpgw",
+    maxCpuRatio: 1.25,
   }),
   mcpgwWithJwt({
     name: "mcpgw-jwt-warm",

@@ -255,9 +255,43 @@ interface GatewayScenario {
    * the share of traces a `parentbased_traceidratio` sampler picks.
    */
   tracing?: { sampleRatio: number };
-  /** The target for CPU per request relative to the pass-through. Default 1.2. */
+  /** The target for CPU per request relative to the baseline. Default 1.2. */
   maxCpuRatio?: number;
+  /** What it is compared with. Default: the pass-through (and the dispatching one). */
+  baseline?: string;
 }
+
+/**
+ * A 50-rule policy (none of which matches, so every rule is tried) and one rate limit that never
+ * runs out: what deciding costs. None of the rules names a tool the stand-in upstream lists, so
+ * its tools/list answers pass unparsed.
+ */
+export const FIFTY_RULE_POLICY = {
+  policy: {
+    default: "allow",
+    rules: Array.from({ length: 50 }, (_, index) => ({
+      id: `rule-${index}`,
+      match: { method: "tools/call", tool: `tool_${index}_*` },
+      effect: "deny",
+    })),
+  },
+  rate_limits: [{ id: "per-caller", key: "principal", rate: "1000000/s" }],
+};
+
+/**
+ * The same, with a 51st rule that refuses one of the stand-in upstream's four tools: every
+ * tools/list answer is parsed, filtered and written again.
+ */
+export const FIFTY_RULE_POLICY_FILTERING = {
+  ...FIFTY_RULE_POLICY,
+  policy: {
+    ...FIFTY_RULE_POLICY.policy,
+    rules: [
+      ...FIFTY_RULE_POLICY.policy.rules,
+      { id: "no-labels", match: { method: "tools/call", tool: "list_*" }, effect: "deny" },
+    ],
+  },
+};
 
 /**
  * mcpgw in front of the stand-in upstream with one API key (argon2id) and the audit log on:
@@ -269,9 +303,11 @@ export function mcpgwWithApiKey(scenario: GatewayScenario): TargetDefinition {
     name: scenario.name,
     description: scenario.description,
     compareWith: {
-      baseline: passthrough.name,
+      baseline: scenario.baseline ?? passthrough.name,
       maxCpuRatio: scenario.maxCpuRatio ?? 1.2,
-      alsoWith: [passthroughDispatch.name],
+      alsoWith: scenario.baseline
+        ? [passthrough.name, passthroughDispatch.name]
+        : [passthroughDispatch.name],
     },
     preflight() {
       if (!existsSync(MCPGW_MAIN)) {

@@ -36,6 +36,12 @@ export async function checkConfig(
         );
       }
     }
+    const limits = config.rate_limits ?? [];
+    if (limits.length > 0) {
+      const { store } = config;
+      const where = store.type === "redis" ? `in redis at ${redisAddress(store.url)}` : "in memory";
+      out.write(`  rate limits ${limits.map((limit) => limit.id).join(", ")}: buckets ${where}\n`);
+    }
     if (generation.authorizationServer) {
       out.write(`  authorization server ${generation.authorizationServer.issuer}/oauth/\n`);
     }
@@ -56,4 +62,10 @@ function describe({ upstream }: RouteSpec): string {
   // Only the program: the rest of a command line may carry secrets.
   if (upstream.command) return `stdio ${upstream.command[0]}`;
   return upstream.url as string;
+}
+
+/** host:port of a Redis URL, without its credentials. */
+function redisAddress(url: string): string {
+  const parsed = new URL(url);
+  return `${parsed.hostname}:${parsed.port || "6379"}`;
 }

@@ -17,6 +17,8 @@ interface JsonSchema {
   items?: JsonSchema;
   required?: string[];
   anyOf?: JsonSchema[];
+  oneOf?: JsonSchema[];
+  const?: unknown;
   /** Set by the schema's `restartOnly`. */
   restart?: boolean;
 }
@@ -50,7 +52,35 @@ function walk(schema: JsonSchema, prefix: string, rows: string[], restart = fals
       walk(property.items, `${key}[]`, rows);
       continue;
     }
+    const variants = property.oneOf?.filter((variant) => variant.properties?.type?.const);
+    if (variants && variants.length > 0 && variants.length === property.oneOf?.length) {
+      rows.push(row(key, "one of the types below", property, schema.required?.includes(name)));
+      walkVariants(variants, key, rows, property.restart === true);
+      continue;
+    }
     rows.push(row(key, typeOf(property), property, schema.required?.includes(name)));
+  }
+}
+
+/** A discriminated union (`type: ...`): its `type` values, then each one's keys, marked. */
+function walkVariants(variants: JsonSchema[], key: string, rows: string[], restart: boolean): void {
+  const types = variants.map((variant) => variant.properties?.type?.const);
+  rows.push(
+    row(`${key}.type`, types.map((type) => `\`${type}\``).join(" \\| "), { restart }, true),
+  );
+  for (const variant of variants) {
+    const type = variant.properties?.type?.const;
+    const rest = Object.entries(variant.properties ?? {}).filter(([name]) => name !== "type");
+    for (const [name, found] of rest) {
+      const property = {
+        ...found,
+        restart,
+        description: `(type: ${type}) ${found.description ?? ""}`,
+      };
+      rows.push(
+        row(`${key}.${name}`, typeOf(property), property, variant.required?.includes(name)),
+      );
+    }
   }
 }
 

@@ -549,6 +549,31 @@ export const configSchema = z
       )
       .optional()
       .describe("Token buckets; a request over one gets 429 with Retry-After."),
+    store: z
+      .discriminatedUnion("type", [
+        z.strictObject({ type: z.literal("memory") }),
+        z.strictObject({
+          type: z.literal("redis"),
+          url: z
+            .string()
+            .regex(/^rediss?:\/\/[^/]/, "must be a redis:// or rediss:// URL")
+            .describe(
+              "redis://[user:password@]host:port[/db], or rediss:// for TLS; `${VAR}` expands, for the password.",
+            ),
+          key_prefix: z
+            .string()
+            .max(64)
+            .default("mcpgw:")
+            .describe("Put before every key the gateway writes."),
+          timeout: duration("250ms").describe(
+            "How long a command may take. A request whose command fails or times out goes on as if no limit applied (logged, counted in mcpgw_store_errors_total).",
+          ),
+        }),
+      ])
+      .prefault({ type: "memory" })
+      .describe(
+        "Where state shared by replicas is kept: the rate limits' buckets. memory: this process's own; redis: one budget for every replica.",
+      ),
     sessions: z
       .strictObject({
         key: sessionKey

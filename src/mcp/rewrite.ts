@@ -7,16 +7,22 @@
  */
 import { StringDecoder } from "node:string_decoder";
 
-/** Returns the message to send instead (or the same one). Never throws for a message it skips. */
-export type MessageTransform = (message: unknown) => unknown;
+/**
+ * Returns the message to send instead (or the same one). Never throws for a message it skips.
+ * `leaves`, when present, says from a message's JSON text alone that the transform would leave
+ * it as it is: such a message is passed on without being parsed.
+ */
+export type MessageTransform = ((message: unknown) => unknown) & {
+  readonly leaves?: ((text: string) => boolean) | undefined;
+};
 
 export interface BodyRewriter {
   /** True when the body is rewritten whole at its end (JSON): its length is known then. */
   readonly whole: boolean;
   /** The rewritten text of what is complete so far, or "" while it waits for more. */
   write(chunk: Buffer): string;
-  /** What is left, rewritten where it can be. */
-  end(): string;
+  /** What is left, rewritten where it can be (the bytes as they came, when left as they are). */
+  end(): string | Buffer;
 }
 
 /** A rewriter for a response of `contentType`, or undefined when its body carries no JSON-RPC. */
@@ -50,8 +56,11 @@ class JsonBodyRewriter implements BodyRewriter {
     return "";
   }
 
-  end(): string {
-    const text = Buffer.concat(this.#chunks).toString("utf8");
+  end(): string | Buffer {
+    const body =
+      this.#chunks.length === 1 ? (this.#chunks[0] as Buffer) : Buffer.concat(this.#chunks);
+    const text = body.toString("utf8");
+    if (this.#transform.leaves?.(text)) return body;
     try {
       return JSON.stringify(applyTo(JSON.parse(text), this.#transform));
     } catch {
@@ -99,9 +108,11 @@ class EventStreamRewriter implements BodyRewriter {
     const lines = event.split(/\r\n|\n|\r/);
     const data = lines.filter((line) => line.startsWith("data:"));
     if (data.length === 0) return event;
+    const text = data.map((line) => line.slice(line[5] === " " ? 6 : 5)).join("\n");
+    if (this.#transform.leaves?.(text)) return event;
     let message: unknown;
     try {
-      message = JSON.parse(data.map((line) => line.slice(line[5] === " " ? 6 : 5)).join("\n"));
+      message = JSON.parse(text);
     } catch {
       return event;
     }

@@ -46,6 +46,7 @@ const MATCH_KEYS = [
   "sub",
 ] as const;
 type MatchKey = (typeof MATCH_KEYS)[number];
+const NAME_KEYS = ["tool", "prompt", "resource"] as const;
 
 /** Decisions remembered per caller, at most: a flood of distinct tool names cannot grow it. */
 const MEMO_PER_CALLER = 1024;
@@ -73,6 +74,8 @@ export class Policy {
    * holds for every later subject alike. The memo dies with the policy (a reload).
    */
   readonly #memo = new WeakMap<Principal, Map<string, Decision>>();
+  readonly #hints = new Map<string, readonly string[] | undefined>();
+  readonly #patterns = new Map<string, RegExp | undefined>();
 
   constructor(config: PolicyConfig) {
     this.#rules = config.rules.map(compile);
@@ -91,6 +94,56 @@ export class Policy {
       const pattern = rule.patterns.find(([key]) => key === "method")?.[1];
       return pattern === undefined || pattern.test(method);
     });
+  }
+
+  /**
+   * Text one piece of which a list's JSON must contain for the policy to refuse any item of it
+   * (a call of `method` naming it by `key`): per rule that could refuse such a call, the
+   * longest literal run of its name pattern. Undefined when no such text can be named: a
+   * default of deny, or a refusing rule that does not look at the name, or whose pattern has
+   * no literal. A list without any of them is passed on as it is, unparsed.
+   */
+  refusalHints(method: string, key: "tool" | "prompt" | "resource"): readonly string[] | undefined {
+    const cacheKey = `${key} ${method}`;
+    if (this.#hints.has(cacheKey)) return this.#hints.get(cacheKey);
+    let hints: string[] | undefined = [];
+    if (this.#default.effect.kind !== "allow") hints = undefined;
+    for (const rule of this.#rules) {
+      if (hints === undefined) break;
+      if (rule.effect.kind === "allow") continue;
+      const methodPattern = rule.patterns.find(([name]) => name === "method")?.[1];
+      if (methodPattern !== undefined && !methodPattern.test(method)) continue;
+      // A rule on another kind of name never matches this list's calls.
+      if (NAME_KEYS.some((other) => other !== key && rule.config.match[other] !== undefined)) {
+        continue;
+      }
+      const hint = longestLiteral(rule.config.match[key]);
+      if (hint === undefined) hints = undefined;
+      else hints.push(hint);
+    }
+    this.#hints.set(cacheKey, hints);
+    return hints;
+  }
+
+  /**
+   * The refusal hints as one RegExp, with `\\u` beside them (an escape could spell a hint
+   * otherwise): a list's text it does not match has no item the policy refuses. One scan of
+   * the text, however many hints.
+   */
+  refusalPattern(method: string, key: "tool" | "prompt" | "resource"): RegExp | undefined {
+    const cacheKey = `${key} ${method}`;
+    if (this.#patterns.has(cacheKey)) return this.#patterns.get(cacheKey);
+    const hints = this.refusalHints(method, key);
+    const pattern =
+      hints === undefined
+        ? undefined
+        : new RegExp(
+            ["\\\\u", ...hints.map((hint) => hint.replace(/[.*+?^${}()|[\]\\]/g, "\\$&"))].join(
+              "|",
+            ),
+          );
+    this.#patterns.set(cacheKey, pattern);
+    return pattern;
   }
 
   decide(subject: Subject): Decision {
@@ -174,6 +227,19 @@ function compilePattern(pattern: string): Pattern {
     }
   }
   return glob(pattern);
+}
+
+/**
+ * The longest run of a glob that any name it matches contains as it is written in JSON: no
+ * wildcard, and none of the characters JSON may write otherwise (`"`, `\\`, `/`, controls) than
+ * by a `\\u` escape (which the caller looks for). Undefined for no pattern or no such run.
+ */
+function longestLiteral(pattern: string | undefined): string | undefined {
+  if (pattern === undefined) return undefined;
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: JSON escapes control characters.
+  const runs = pattern.split(/[*?"\\/\u0000-\u001f]/);
+  const longest = runs.reduce((best, run) => (run.length > best.length ? run : best), "");
+  return longest === "" ? undefined : longest;
 }
 
 /**

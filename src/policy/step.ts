@@ -101,7 +101,7 @@ function filterList(
   list: (typeof LISTS)[string],
   modern: boolean,
 ): MessageTransform {
-  return (message) => {
+  const filter = (message: unknown) => {
     const result = (message as { result?: Record<string, unknown> }).result;
     const items = result?.[list.field];
     if (!result || !Array.isArray(items)) return message;
@@ -115,4 +115,8 @@ function filterList(
     if (modern) filtered.cacheScope = "private";
     return { ...(message as object), result: filtered };
   };
+  // A list that names nothing a rule could refuse is the same for every caller: sent as it is.
+  const pattern = policy.refusalPattern(list.method, list.key);
+  if (pattern === undefined) return filter;
+  return Object.assign(filter, { leaves: (text: string) => !pattern.test(text) });
 }

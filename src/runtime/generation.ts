@@ -23,6 +23,7 @@ import { ToolHeaderCatalog } from "../mcp/param-headers.js";
 import { mcpSteps, UNMATCHED_STEPS } from "../pipeline/steps.js";
 import { Policy } from "../policy/policy.js";
 import { RateLimiter } from "../policy/rate-limit.js";
+import { RedisStore } from "../store/redis.js";
 import type { GatewayMetrics } from "../telemetry/metrics.js";
 import { buildUpstream, type UpstreamDeps } from "../upstream/build.js";
 import { parseSessionKey, SessionSealer } from "../upstream/session-seal.js";
@@ -217,9 +218,7 @@ async function buildRoutes(
   const limits = config.rate_limits;
   const limiter =
     limits && limits.length > 0
-      ? await acquire(`rate-limits ${JSON.stringify(limits)}`, () => {
-          return new RateLimiter(limits, (id) => deps.metrics?.rateLimited(id));
-        })
+      ? await acquireRateLimiter(limits, config.store, deps, acquire)
       : undefined;
   // The keys tokens are verified with: the embedded server's own, or a fetched JWKS.
   const jwks: KeySource | undefined =
@@ -312,6 +311,37 @@ function buildKeyStore(id: number, config: Config, { log, metrics }: GenerationD
       );
     },
     ...(metrics && { onLookup: (hit: boolean) => metrics.cacheLookup("api_key", hit) }),
+  });
+}
+
+/**
+ * The rate limits' buckets, on the store: kept by a reload that leaves both as they were. The
+ * Redis connection is a component of its own, keyed by a hash of its settings (the URL may hold
+ * a password).
+ */
+async function acquireRateLimiter(
+  limits: NonNullable<Config["rate_limits"]>,
+  store: Config["store"],
+  deps: GenerationDeps,
+  acquire: Acquire,
+): Promise<RateLimiter> {
+  let redis: RedisStore | undefined;
+  let storeKey = "memory";
+  if (store.type === "redis") {
+    storeKey = `redis ${createHash("sha256").update(JSON.stringify(store)).digest("base64url")}`;
+    redis = await acquire(`store ${storeKey}`, async () => {
+      const opened = new RedisStore(
+        { url: store.url, keyPrefix: store.key_prefix, timeout: store.timeout },
+        deps.log,
+        () => deps.metrics?.storeError("redis"),
+      );
+      // check-config builds without the network.
+      if (deps.prime !== false) await opened.connect();
+      return opened;
+    });
+  }
+  return acquire(`rate-limits ${storeKey} ${JSON.stringify(limits)}`, () => {
+    return new RateLimiter(limits, { redis, onLimited: (id) => deps.metrics?.rateLimited(id) });
   });
 }
 

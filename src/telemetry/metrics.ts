@@ -165,6 +165,10 @@ export class GatewayMetrics {
     "mcpgw_rate_limited_total",
     "Requests refused with 429 by a rate limit, by its id.",
   );
+  readonly #storeErrors = new CounterFamily(
+    "mcpgw_store_errors_total",
+    "Commands to the shared store that failed or timed out (the request went on without it).",
+  );
   #inFlight = 0;
   #streams = 0;
   #generation = 0;
@@ -262,6 +266,10 @@ export class GatewayMetrics {
   }
 
   /** A request refused by the rate limit `id`. */
+  storeError(store: string): void {
+    this.#storeErrors.inc(store, () => ({ store }));
+  }
+
   rateLimited(id: string): void {
     this.#rateLimited.inc(id, () => ({ limit: id }));
   }
@@ -311,6 +319,7 @@ export class GatewayMetrics {
     );
     this.#auditWriteErrors.render(lines);
     this.#rateLimited.render(lines);
+    this.#storeErrors.render(lines);
     renderUpstreams(lines, upstreams);
     lines.push(
       "# HELP mcpgw_audit_records_dropped_total Audit records never written: dropped while the queue was full, or left unwritten at shutdown.",

@@ -62,6 +62,31 @@ describe("mcpgw check-config", () => {
     expect(explained).toMatchObject({ code: 0, stdout: "deny: rule deny-deletes\n" });
   });
 
+  it("names the rate limits and where their buckets are, without connecting or showing a password", async () => {
+    const file = await configFile(
+      "limits.yaml",
+      `${VALID}rate_limits:
+  - {id: per-client, key: principal, rate: 100/s}
+  - {id: all, key: global, rate: 1000/s}
+store: {type: redis, url: "redis://:s3cret-password@127.0.0.1:1/0"}
+`,
+    );
+    const checked = await runBin(["check-config", "--config", file]);
+    expect(checked.code).toBe(0);
+    expect(checked.stdout).toContain(
+      "rate limits per-client, all: buckets in redis at 127.0.0.1:1",
+    );
+    expect(checked.stdout + checked.stderr).not.toContain("s3cret-password");
+    const bad = await configFile(
+      "bad-store.yaml",
+      `${VALID}store: {type: redis, url: "http://127.0.0.1:6379"}\n`,
+    );
+    const refused = await runBin(["check-config", "--config", bad]);
+    expect(refused.code).toBe(78);
+    expect(refused.stderr).toContain("store.url");
+    expect(refused.stderr).toContain("must be a redis:// or rediss:// URL");
+  });
+
   it("reads $MCPGW_CONFIG when --config is not given", async () => {
     const file = await configFile("env.yaml", VALID);
     const { spawnBin } = await import("../helpers/bin.js");

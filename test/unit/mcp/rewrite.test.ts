@@ -21,6 +21,33 @@ describe("bodyRewriter", () => {
     expect(rewriteAll("application/json", ["not json"])).toBe("not json");
   });
 
+  it("passes on unparsed what the transform says it leaves as it is", () => {
+    const parsed: unknown[] = [];
+    const transform: MessageTransform = Object.assign(
+      (message: unknown) => {
+        parsed.push(message);
+        return { ...(message as object), seen: true };
+      },
+      { leaves: (text: string) => !text.includes("delete_") },
+    );
+    const run = (type: string, body: string) => {
+      const rewriter = bodyRewriter(type, transform);
+      if (!rewriter) throw new Error(`no rewriter for ${type}`);
+      return rewriter.write(Buffer.from(body)) + rewriter.end();
+    };
+    // Spacing kept: proof that it was not parsed and written again.
+    expect(run("application/json", '{ "id": 1, "result": {"tools": [{"name": "read"}]} }')).toBe(
+      '{ "id": 1, "result": {"tools": [{"name": "read"}]} }',
+    );
+    expect(run("application/json", '{"id":2,"result":{"tools":[{"name":"delete_x"}]}}')).toBe(
+      '{"id":2,"result":{"tools":[{"name":"delete_x"}]},"seen":true}',
+    );
+    expect(
+      run("text/event-stream", 'id: 1\ndata: { "id": 3 }\n\ndata: {"id":4,"x":"delete_"}\n\n'),
+    ).toBe('id: 1\ndata: { "id": 3 }\n\ndata: {"id":4,"x":"delete_","seen":true}\n\n');
+    expect(parsed).toHaveLength(2);
+  });
+
   it("rewrites each event of a stream when it is complete, keeping its other fields", () => {
     const rewriter = bodyRewriter("text/event-stream", mark);
     if (!rewriter) throw new Error("no rewriter");

@@ -140,3 +140,30 @@ describe("Policy.mayRefuse", () => {
     expect(policy([], "deny").mayRefuse("tools/call")).toBe(true);
   });
 });
+
+describe("Policy.refusalHints", () => {
+  it("names text a list must contain for any item of it to be refused, or nothing when it cannot", () => {
+    const p = policy([
+      { id: "ok", match: { tool: "anything" }, effect: "allow" },
+      { id: "deletes", match: { method: "tools/call", tool: "delete_*" }, effect: "deny" },
+      { id: "admin", match: { tool: "*_admin_*" }, require_scopes: ["mcp:admin"] },
+      { id: "files", match: { resource: "file:///etc/*" }, effect: "deny" },
+      { id: "other-method", match: { method: "prompts/get", tool: "x*" }, effect: "deny" },
+    ]);
+    expect(p.refusalHints("tools/call", "tool")).toEqual(["delete_", "_admin_"]);
+    // Only the run JSON must write as it is: no '/' (which may be written \/).
+    expect(p.refusalHints("resources/read", "resource")).toEqual(["file:"]);
+    expect(p.refusalHints("prompts/get", "prompt")).toEqual([]);
+    const pattern = p.refusalPattern("tools/call", "tool");
+    expect(pattern?.test('{"tools":[{"name":"read"},{"name":"x_admin_y"}]}')).toBe(true);
+    expect(pattern?.test('{"tools":[{"name":"\\u0064elete_x"}]}')).toBe(true);
+    expect(pattern?.test('{"tools":[{"name":"read"},{"name":"delete"}]}')).toBe(false);
+    const byCaller = policy([
+      { id: "ci", match: { key_id: "ci", method: "tools/*" }, effect: "deny" },
+    ]);
+    expect(byCaller.refusalHints("tools/call", "tool")).toBeUndefined();
+    const wild = policy([{ id: "all", match: { tool: "*" }, effect: "deny" }]);
+    expect(wild.refusalHints("tools/call", "tool")).toBeUndefined();
+    expect(policy([], "deny").refusalHints("tools/call", "tool")).toBeUndefined();
+  });
+});
