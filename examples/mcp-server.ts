@@ -27,6 +27,11 @@ export interface ExampleServerOptions {
   jsonResponse?: boolean;
   /** Sees every incoming request before it is handled, e.g. to assert forwarded headers. */
   onRequest?: (req: IncomingMessage) => void;
+  /**
+   * Makes it a protected resource: a request whose `Authorization: Bearer` token this does not
+   * accept gets 401 with an RFC 6750 challenge.
+   */
+  verifyToken?: (token: string) => boolean | Promise<boolean>;
 }
 
 export interface ExampleServer {
@@ -40,7 +45,7 @@ const MCP_PATH = "/mcp";
 const MAX_BODY_BYTES = 4 * 1024 * 1024;
 
 export async function startExampleServer(opts: ExampleServerOptions = {}): Promise<ExampleServer> {
-  const { host = "127.0.0.1", port = 0, jsonResponse = false, onRequest } = opts;
+  const { host = "127.0.0.1", port = 0, jsonResponse = false, onRequest, verifyToken } = opts;
   const sessions = new Map<string, StreamableHTTPServerTransport>();
 
   async function openSession(req: IncomingMessage, res: ServerResponse, initialize: unknown) {
@@ -105,6 +110,14 @@ export async function startExampleServer(opts: ExampleServerOptions = {}): Promi
     if (req.method !== "GET" && req.method !== "POST" && req.method !== "DELETE") {
       res.setHeader("Allow", "GET, POST, DELETE");
       return sendJsonRpcError(res, 405, -32000, "Method not allowed.");
+    }
+    if (verifyToken) {
+      const header = req.headers.authorization ?? "";
+      const token = /^Bearer (\S+)$/i.exec(header)?.[1];
+      if (token === undefined || !(await verifyToken(token))) {
+        res.setHeader("WWW-Authenticate", 'Bearer error="invalid_token"');
+        return sendJson(res, 401, { error: "invalid_token" });
+      }
     }
     return handleMcp(req, res);
   }

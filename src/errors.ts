@@ -28,6 +28,7 @@ export type GatewayErrorCode =
   | "upstream_unreachable"
   | "upstream_timeout"
   | "upstream_busy"
+  | "upstream_auth_failed"
   | "session_not_found"
   | "route_removed"
   | "policy_denied"
@@ -90,6 +91,13 @@ export const ERRORS: Readonly<Record<GatewayErrorCode, ErrorSpec>> = {
   upstream_timeout: { status: 504, audited: true, jsonRpc: { code: JSONRPC_SERVER_ERROR } },
   // A stdio route at max_sessions, or backing off after its command kept failing to start.
   upstream_busy: { status: 503, audited: true, jsonRpc: { code: JSONRPC_SERVER_ERROR } },
+  // No credentials towards the upstream (its token endpoint refused, failed or timed out);
+  // audit upstream_auth says why. Nothing was sent upstream.
+  upstream_auth_failed: {
+    status: 502,
+    audited: true,
+    jsonRpc: { code: JSONRPC_SERVER_ERROR },
+  },
   // An Mcp-Session-Id that the gateway did not issue, or whose session has ended (the MCP
   // transport's answer: the client starts a new session). Nothing reaches an upstream.
   session_not_found: {

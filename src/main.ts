@@ -4,6 +4,7 @@
 import "./inspector-signal.js";
 import { parseArgs } from "node:util";
 import { checkConfig } from "./cli/check-config.js";
+import { encryptSecret } from "./cli/encrypt-secret.js";
 import { explain } from "./cli/explain.js";
 import { DEFAULT_HEALTH_URL, health } from "./cli/health.js";
 import { genKey, genSessionKey, hashKey, isKeyId, KEY_ID_RULE } from "./cli/keys.js";
@@ -20,6 +21,9 @@ Usage:
   mcpgw hash-key                     read a key on stdin, print its argon2id hash
   mcpgw hash-password                read a password on stdin, print its argon2id hash
                                      (authorization_server.users[].password_hash)
+  mcpgw encrypt-secret [--config FILE]
+                                     read a secret on stdin, print it as an enc:v1 value
+                                     (key: secrets.encryption_key or $AUTH_ENCRYPTION_SECRET)
   mcpgw gen-key [--id NAME]          print a new random key and its auth.keys entry
   mcpgw gen-key --session            print a new sessions.key (32 random bytes, base64)
   mcpgw rotate-signing-key [--config FILE]
@@ -45,6 +49,7 @@ const COMMANDS = new Set([
   "check-config",
   "hash-key",
   "hash-password",
+  "encrypt-secret",
   "gen-key",
   "health",
   "rotate-signing-key",
@@ -86,6 +91,14 @@ async function main(argv: string[]): Promise<number> {
       return hashKey(process.stdin, process.stdout, process.stderr);
     case "hash-password":
       return hashKey(process.stdin, process.stdout, process.stderr, "password");
+    case "encrypt-secret":
+      return encryptSecret(
+        values.config,
+        process.env.MCPGW_CONFIG ?? "mcpgw.yaml",
+        process.stdin,
+        process.stdout,
+        process.stderr,
+      );
     case "gen-key":
       if (values.session) return genSessionKey(process.stdout);
       return genKey(values.id ?? "new-key", process.stdout);

@@ -31,6 +31,12 @@ export interface AuditRecord {
   remote_addr: string | null;
   /** The MCP revision the request named (`_meta` envelope, else MCP-Protocol-Version). */
   protocol_version?: string | undefined;
+  /**
+   * On a route with `upstream.auth`: `ok` when the gateway's credentials were sent, else why
+   * there were none (`refused`, `server_error`, `timeout`, `unreachable`, `invalid_response`),
+   * or `rejected` when the upstream answered 401 to them.
+   */
+  upstream_auth?: string | undefined;
   /** Why the gateway, not the upstream, ended the exchange: see docs/errors.md. */
   error?: string | undefined;
 }
@@ -71,6 +77,7 @@ export function newAuditRecord(
     trace_id: undefined,
     remote_addr: remoteAddr,
     protocol_version: undefined,
+    upstream_auth: undefined,
     error: undefined,
   };
 }

@@ -17,6 +17,7 @@ import {
 } from "yaml";
 import { z } from "zod";
 import { ConfigError } from "../errors.js";
+import { SEALED_PREFIX, SecretBox } from "../secrets/cipher.js";
 import { type Config, configSchema } from "./schema.js";
 
 export interface LoadedConfig {
@@ -95,6 +96,12 @@ function parseConfigText(text: string, file: string, env: NodeJS.ProcessEnv): Lo
   );
   if (expansionProblems.length > 0) throw new ConfigError(expansionProblems);
 
+  const secretProblems = openSealedSecrets(doc, env).map(
+    ({ node, keyPath, message }) =>
+      `${at(node.range?.[0] ?? 0)} ${formatPath(keyPath)}: ${message}`,
+  );
+  if (secretProblems.length > 0) throw new ConfigError(secretProblems);
+
   const raw: unknown = doc.toJS() ?? {};
   if (typeof raw !== "object" || Array.isArray(raw)) {
     throw new ConfigError([`${file}:1:1 (document): the config must be a YAML mapping of keys`]);
@@ -113,6 +120,9 @@ function parseConfigText(text: string, file: string, env: NodeJS.ProcessEnv): Lo
   );
   for (const upstream of [config.upstream, ...config.routes.map((route) => route.upstream)]) {
     if (upstream?.cwd !== undefined) upstream.cwd = path.resolve(folder, upstream.cwd);
+    if (upstream?.auth?.type === "bearer" && upstream.auth.token_file !== undefined) {
+      upstream.auth.token_file = path.resolve(folder, upstream.auth.token_file);
+    }
   }
   return {
     file,
@@ -335,6 +345,63 @@ function expandEnv(doc: Document, env: NodeJS.ProcessEnv) {
     },
   });
   return problems;
+}
+
+/**
+ * Opens every `enc:v1:` string (`mcpgw encrypt-secret`) with `secrets.encryption_key`, or
+ * `$AUTH_ENCRYPTION_SECRET` when the config has none, and the previous keys; each value that
+ * does not open is a problem at its line.
+ */
+function openSealedSecrets(doc: Document, env: NodeJS.ProcessEnv) {
+  const problems: { node: Node; keyPath: PathSegment[]; message: string }[] = [];
+  let box: SecretBox | undefined;
+  let boxProblem: string | undefined;
+  visit(doc, {
+    Scalar(_key, node, ancestors) {
+      if (typeof node.value !== "string" || !node.value.startsWith(SEALED_PREFIX)) return;
+      const keyPath = ancestorsPath(ancestors, node);
+      if (box === undefined && boxProblem === undefined) {
+        try {
+          box = secretBoxOf(doc.toJS(), env);
+          if (box === undefined) {
+            boxProblem =
+              "an enc:v1 value needs secrets.encryption_key in the config or $AUTH_ENCRYPTION_SECRET";
+          }
+        } catch (error) {
+          boxProblem = `secrets: ${(error as Error).message}`;
+        }
+      }
+      if (box === undefined) {
+        problems.push({ node, keyPath, message: boxProblem as string });
+        return;
+      }
+      try {
+        node.value = box.openText(node.value);
+      } catch (error) {
+        problems.push({ node, keyPath, message: (error as Error).message });
+      }
+    },
+  });
+  return problems;
+}
+
+/**
+ * The box of the config's `secrets` (after `${ENV}` expansion), or of
+ * `$AUTH_ENCRYPTION_SECRET`; undefined when there is no key.
+ */
+export function secretBoxOf(raw: unknown, env: NodeJS.ProcessEnv): SecretBox | undefined {
+  const secrets = (
+    raw as { secrets?: { encryption_key?: unknown; previous_encryption_keys?: unknown } } | null
+  )?.secrets;
+  const key =
+    typeof secrets?.encryption_key === "string"
+      ? secrets.encryption_key
+      : env.AUTH_ENCRYPTION_SECRET;
+  if (key === undefined || key === "") return undefined;
+  const previous = Array.isArray(secrets?.previous_encryption_keys)
+    ? secrets.previous_encryption_keys.filter((entry): entry is string => typeof entry === "string")
+    : [];
+  return new SecretBox(key, previous);
 }
 
 function ancestorsPath(ancestors: readonly unknown[], leaf: unknown): PathSegment[] {

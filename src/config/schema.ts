@@ -152,6 +152,71 @@ const publicUrl = httpUrl.refine((text) => !text.includes("?"), {
 
 const urlPath = z.string().regex(/^\/[^?#]*$/, "must be an absolute path");
 
+/**
+ * The gateway's own credentials towards an HTTP upstream (never the client's): a static token,
+ * or an OAuth access token it gets with its client credentials.
+ */
+const upstreamAuth = z.discriminatedUnion("type", [
+  z
+    .strictObject({
+      type: z.literal("bearer"),
+      token: z
+        .string()
+        .min(1)
+        .optional()
+        .describe("The token: use ${ENV_VAR} or an enc:v1 value, never the token itself."),
+      token_file: z
+        .string()
+        .min(1)
+        .optional()
+        .describe(
+          "A file holding the token (read at start and on reload; relative to the config file).",
+        ),
+      header: z
+        .string()
+        .regex(/^[A-Za-z0-9-]+$/, "must be an HTTP header name")
+        .default("authorization")
+        .describe(
+          "The request header it goes in: `authorization` sends `Bearer <token>`, any other header the token as it is (e.g. X-API-Key).",
+        ),
+    })
+    .refine((value) => (value.token === undefined) !== (value.token_file === undefined), {
+      message: "set one of token or token_file",
+    }),
+  z.strictObject({
+    type: z.literal("client_credentials"),
+    token_url: httpUrl.describe("The authorization server's token endpoint."),
+    client_id: z.string().min(1).describe("The gateway's client id there."),
+    client_secret: z
+      .string()
+      .min(1)
+      .describe("Its secret: ${ENV_VAR} or an enc:v1 value (`mcpgw encrypt-secret`)."),
+    scopes: z.array(scopeToken).default([]).describe("Scopes to ask for."),
+    resource: z
+      .string()
+      .optional()
+      .describe("RFC 8707 resource indicator: the upstream the token is for."),
+    audience: z
+      .string()
+      .optional()
+      .describe("`audience` parameter, for servers that take it instead of resource."),
+    auth_method: z
+      .enum(["client_secret_basic", "client_secret_post"])
+      .default("client_secret_basic")
+      .describe("How the client authenticates at the token endpoint."),
+    timeout: duration("10s").describe("How long one token request may take."),
+    max_retries: z
+      .number()
+      .int()
+      .min(0)
+      .max(10)
+      .default(2)
+      .describe(
+        "Retries of a token request that failed with 5xx, 429, a timeout or a network error (backoff from 200 ms).",
+      ),
+  }),
+]);
+
 /** One kind of three, by the key that is set: `url`, `targets` or `command`. */
 const upstream = z
   .strictObject({
@@ -206,6 +271,11 @@ const upstream = z
       .describe(
         "stdio: a session without requests for this long ends with its child. Default 10m.",
       ),
+    auth: upstreamAuth
+      .optional()
+      .describe(
+        "HTTP and pools: the gateway's own credentials towards the upstream, sent instead of the client's (which are never forwarded).",
+      ),
   })
   .superRefine((value, ctx) => {
     const kinds = (["url", "targets", "command"] as const).filter(
@@ -227,13 +297,20 @@ const upstream = z
       cwd: ["command"],
       max_sessions: ["command"],
       idle_timeout: ["command"],
+      auth: ["url", "targets"],
     };
     for (const [key, allowed] of Object.entries(only)) {
       if (value[key as keyof typeof value] !== undefined && !allowed.includes(kinds[0] as string)) {
         ctx.addIssue({
           code: "custom",
           path: [key],
-          message: `only applies to a ${allowed[0] === "targets" ? "pool (targets)" : "stdio (command)"} upstream`,
+          message: `only applies to ${
+            allowed.length > 1
+              ? "an HTTP (url) or pool (targets)"
+              : allowed[0] === "targets"
+                ? "a pool (targets)"
+                : "a stdio (command)"
+          } upstream`,
         });
       }
     }
@@ -574,6 +651,24 @@ export const configSchema = z
       .describe(
         "Where state shared by replicas is kept: the rate limits' buckets. memory: this process's own; redis: one budget for every replica.",
       ),
+    secrets: z
+      .strictObject({
+        encryption_key: z
+          .string()
+          .min(32, "must have at least 32 characters (openssl rand -base64 32)")
+          .optional()
+          .describe(
+            "Opens the config's enc:v1 values (`mcpgw encrypt-secret`) and seals what the gateway stores. Use ${AUTH_ENCRYPTION_SECRET}, never the value itself. Unset: $AUTH_ENCRYPTION_SECRET.",
+          ),
+        previous_encryption_keys: z
+          .array(z.string().min(32))
+          .default([])
+          .describe(
+            "Keys rotated out: values sealed under them still open, and are sealed again under encryption_key when rewritten.",
+          ),
+      })
+      .prefault({})
+      .describe("Secrets at rest: AES-256-GCM under a key derived from encryption_key."),
     sessions: z
       .strictObject({
         key: sessionKey

@@ -53,6 +53,7 @@ export async function handleMcpRequest(
     principal: undefined,
     streaming: false,
     transformResponse: undefined,
+    upstreamAuth: undefined,
     releaseStream: undefined,
   };
   const { record, cancellation } = exchange;

@@ -50,6 +50,11 @@ export interface Exchange {
    * JSON-RPC message of the response passes through it. Unset, the bytes pass untouched.
    */
   transformResponse: MessageTransform | undefined;
+  /**
+   * Set by the upstream credentials step: the headers that carry the gateway's own credentials
+   * (sent instead of the client's), and what to do when the upstream refuses them (401).
+   */
+  upstreamAuth: { headers: Readonly<Record<string, string>>; rejected(): void } | undefined;
   /** Set while the exchange is held as a long-lived stream: lets go of it at the end. */
   releaseStream: (() => void) | undefined;
 }

@@ -31,12 +31,14 @@ const refuseOtherMethods: Step = ({ req }) => {
  * An MCP route's steps, in order: receive (Origin, method, body, protocol era), authenticate,
  * authorize (the key's route binding, required scopes), then what may only be said to an
  * authenticated caller (a body that is not JSON, headers that disagree with it, a revision the
- * route does not serve), then forward.
+ * route does not serve), the policy and rate limits, then the gateway's own credentials towards
+ * the upstream (last before forward: a refused request never costs a token fetch), then forward.
  */
 export function mcpSteps(
   route: Pick<RouteSpec, "minVersion">,
   policy?: Policy | undefined,
   rateLimit?: Step | undefined,
+  upstreamCredentials?: Step | undefined,
 ): readonly Step[] {
   return [
     refuseForeignOrigin,
@@ -51,6 +53,7 @@ export function mcpSteps(
     ...(policy ? [authorize(policy)] : []),
     ...(rateLimit ? [rateLimit] : []),
     requireWritableAudit,
+    ...(upstreamCredentials ? [upstreamCredentials] : []),
     forward,
   ];
 }

@@ -4,7 +4,7 @@
  * immutable; a reload builds a complete new one and swaps a single reference. Requests retain the generation they started on, so an old
  * generation is closed only after its last request finished.
  */
-import { createHash } from "node:crypto";
+import { createHash, randomUUID } from "node:crypto";
 import { BlockList, isIP } from "node:net";
 import { type KeySource, OAuthVerifier } from "../auth/access-tokens.js";
 import { KeyStore } from "../auth/api-keys.js";
@@ -26,6 +26,12 @@ import { RateLimiter } from "../policy/rate-limit.js";
 import { RedisStore } from "../store/redis.js";
 import type { GatewayMetrics } from "../telemetry/metrics.js";
 import { buildUpstream, type UpstreamDeps } from "../upstream/build.js";
+import {
+  buildCredentials,
+  type UpstreamAuthConfig,
+  type UpstreamCredentials,
+  upstreamCredentials,
+} from "../upstream/credentials.js";
 import { parseSessionKey, SessionSealer } from "../upstream/session-seal.js";
 import type { Upstream } from "../upstream/upstream.js";
 import {
@@ -248,7 +254,9 @@ async function buildRoutes(
   const routes: Route[] = [];
   for (const spec of specs) {
     // Kept across reloads while the route's path and upstream settings are unchanged.
-    const identity = `${spec.path} ${JSON.stringify(spec.upstream)}`;
+    // Its credentials are a component of their own: a new token does not drop connections.
+    const { auth, ...connection } = spec.upstream;
+    const identity = `${spec.path} ${JSON.stringify(connection)}`;
     const key = spec.upstream.targets ? `${identity} sealed=${sealedWith}` : identity;
     const upstream = await acquire(`upstream ${key}`, () =>
       buildUpstream(spec.path, spec.upstream, upstreamDeps),
@@ -283,7 +291,12 @@ async function buildRoutes(
       upstream,
       authenticator: authenticatorOf(config, keys, oauth?.verifier),
       oauth,
-      steps: mcpSteps(spec, policy, limiter?.step),
+      steps: mcpSteps(
+        spec,
+        policy,
+        limiter?.step,
+        auth && upstreamCredentials(await acquireCredentials(spec.path, auth, deps, acquire)),
+      ),
       toolHeaders: new ToolHeaderCatalog(),
     });
   }
@@ -312,6 +325,28 @@ function buildKeyStore(id: number, config: Config, { log, metrics }: GenerationD
     },
     ...(metrics && { onLookup: (hit: boolean) => metrics.cacheLookup("api_key", hit) }),
   });
+}
+
+/**
+ * A route's credentials towards its upstream. A client_credentials token is kept across reloads
+ * that leave the settings as they were (keyed by their hash: they hold the secret); a static
+ * token is read again (its file may have changed).
+ */
+async function acquireCredentials(
+  route: string,
+  auth: UpstreamAuthConfig,
+  deps: GenerationDeps,
+  acquire: Acquire,
+): Promise<UpstreamCredentials> {
+  const onFetch = (result: string) => deps.metrics?.upstreamTokenFetch(route, result);
+  if (auth.type === "bearer") {
+    const bearer = await buildCredentials(auth, deps.log);
+    return acquire(`upstream-auth ${route} bearer ${randomUUID()}`, () => bearer);
+  }
+  const digest = createHash("sha256").update(JSON.stringify(auth)).digest("base64url");
+  return acquire(`upstream-auth ${route} ${digest}`, () =>
+    buildCredentials(auth, deps.log.child({ route }), onFetch),
+  );
 }
 
 /**

@@ -165,6 +165,10 @@ export class GatewayMetrics {
     "mcpgw_rate_limited_total",
     "Requests refused with 429 by a rate limit, by its id.",
   );
+  readonly #tokenFetches = new CounterFamily(
+    "mcpgw_upstream_token_fetches_total",
+    "Token requests for upstream credentials (client_credentials), by route and result.",
+  );
   readonly #storeErrors = new CounterFamily(
     "mcpgw_store_errors_total",
     "Commands to the shared store that failed or timed out (the request went on without it).",
@@ -266,6 +270,10 @@ export class GatewayMetrics {
   }
 
   /** A request refused by the rate limit `id`. */
+  upstreamTokenFetch(route: string, result: string): void {
+    this.#tokenFetches.inc(`${route} ${result}`, () => ({ route, result }));
+  }
+
   storeError(store: string): void {
     this.#storeErrors.inc(store, () => ({ store }));
   }
@@ -320,6 +328,7 @@ export class GatewayMetrics {
     this.#auditWriteErrors.render(lines);
     this.#rateLimited.render(lines);
     this.#storeErrors.render(lines);
+    this.#tokenFetches.render(lines);
     renderUpstreams(lines, upstreams);
     lines.push(
       "# HELP mcpgw_audit_records_dropped_total Audit records never written: dropped while the queue was full, or left unwritten at shutdown.",

@@ -133,13 +133,22 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
   }
 
   onResponseStart(
-    _controller: Dispatcher.DispatchController,
+    controller: Dispatcher.DispatchController,
     statusCode: number,
     headers: IncomingHttpHeaders,
   ): void {
     // 1xx informational responses are the upstream's business; the client gets the final one.
     if (statusCode < 200) return;
-    this.#onResponse?.(statusCode, headers);
+    try {
+      this.#onResponse?.(statusCode, headers);
+    } catch (error) {
+      // The exchange refuses this answer (the upstream refused the gateway's credentials):
+      // nothing of it reaches the client, which gets the error instead.
+      this.#settled = true;
+      controller.abort(error as Error);
+      this.#reject(error);
+      return;
+    }
     const isEventStream = String(headers["content-type"] ?? "").startsWith("text/event-stream");
     const forwarded = forwardedResponseHeaders(headers, isEventStream);
     if (this.#transform) {
@@ -158,6 +167,7 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (this.#settled) return;
     if (this.#rewriter) {
       const rewritten = this.#rewriter.write(chunk);
       if (rewritten === "" || this.#res.write(rewritten)) return;
@@ -168,6 +178,7 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
   }
 
   onResponseEnd(): void {
+    if (this.#settled) return;
     this.#settled = true;
     if (this.#held) {
       const body = (this.#rewriter as BodyRewriter).end();

@@ -24,7 +24,8 @@ export interface ForwardRequest {
   headers?: Readonly<Record<string, string>>;
   /**
    * Sees the upstream's status and headers before they are sent on; it may rewrite `headers`
-   * (a pool seals the session id it hands the client).
+   * (a pool seals the session id it hands the client), or throw to refuse the answer: the
+   * upstream request is aborted and `forward` rejects with what it threw.
    */
   onResponse?: (statusCode: number, headers: IncomingHttpHeaders) => void;
   /**

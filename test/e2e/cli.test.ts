@@ -149,6 +149,42 @@ store: {type: redis, url: "redis://:s3cret-password@127.0.0.1:1/0"}
 });
 
 describe("key commands", () => {
+  it("encrypt-secret seals the secret on stdin, which the config then opens, and only with its key", async () => {
+    const key = "e2e-encryption-key-0123456789-abcdefghij";
+    const sealed = await runBin(["encrypt-secret"], "upstream-s3cret\n", {
+      AUTH_ENCRYPTION_SECRET: key,
+    });
+    expect(sealed.code).toBe(0);
+    expect(sealed.stdout).toMatch(/^enc:v1:[A-Za-z0-9_-]{8}:[A-Za-z0-9_-]+\n$/);
+    expect(sealed.stdout).not.toContain("upstream-s3cret");
+    const file = await configFile(
+      "sealed.yaml",
+      VALID.replace(
+        "  url: http://127.0.0.1:3001/mcp\n",
+        `  url: http://127.0.0.1:3001/mcp
+  auth: {type: client_credentials, token_url: "http://127.0.0.1:9/token", client_id: gw, client_secret: "${sealed.stdout.trim()}"}
+`,
+      ),
+    );
+    const opened = await runBin(["check-config", "--config", file], "", {
+      AUTH_ENCRYPTION_SECRET: key,
+    });
+    expect(opened.code).toBe(0);
+    const wrong = await runBin(["check-config", "--config", file], "", {
+      AUTH_ENCRYPTION_SECRET: "another-key-0123456789-abcdefghijklmn",
+    });
+    expect(wrong.code).toBe(78);
+    expect(wrong.stderr).toMatch(
+      /sealed\.yaml:4:\d+ upstream\.auth\.client_secret: sealed under key/,
+    );
+    expect(wrong.stderr).not.toContain("upstream-s3cret");
+    const noKey = await runBin(["encrypt-secret", "--config", file], "x", {
+      AUTH_ENCRYPTION_SECRET: "",
+    });
+    expect(noKey.code).toBe(78);
+    expect(noKey.stderr).toContain("an enc:v1 value needs secrets.encryption_key");
+  });
+
   it("hash-key prints an argon2id hash of the key on stdin", async () => {
     const { code, stdout } = await runBin(["hash-key"], "s3cret-key\n");
     expect(code).toBe(0);

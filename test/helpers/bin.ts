@@ -35,7 +35,8 @@ export function spawnBin(args: string[], env: NodeJS.ProcessEnv = {}): RunningBi
       logs.push({ level: "raw", msg: line });
     }
   });
-  const exited = once(child, "exit").then(([code]) => code as number | null);
+  // "close", not "exit": once stdout has ended too, every line the process wrote is in `logs`.
+  const exited = once(child, "close").then(([code]) => code as number | null);
   return {
     child,
     logs,
@@ -57,8 +58,8 @@ export function spawnBin(args: string[], env: NodeJS.ProcessEnv = {}): RunningBi
 }
 
 /** Runs a short CLI command to completion. */
-export async function runBin(args: string[], input?: string) {
-  const running = spawnBin(args);
+export async function runBin(args: string[], input?: string, env: NodeJS.ProcessEnv = {}) {
+  const running = spawnBin(args, env);
   let stdout = "";
   running.child.stdout?.on("data", (chunk) => {
     stdout += chunk;

@@ -93,6 +93,7 @@ async function runBeforeForward(
       principal: undefined,
       streaming: false,
       transformResponse: undefined,
+      upstreamAuth: undefined,
       releaseStream: undefined,
     };
     // A step may refuse synchronously (runSteps throws) or after waiting (it rejects).
