@@ -14,6 +14,7 @@ import {
   JSONRPC_SERVER_ERROR,
   JSONRPC_SESSION_NOT_FOUND,
   JSONRPC_UNSUPPORTED_PROTOCOL_VERSION,
+  JSONRPC_URL_ELICITATION_REQUIRED,
 } from "./mcp/jsonrpc.js";
 export type GatewayErrorCode =
   | "not_found"
@@ -29,6 +30,7 @@ export type GatewayErrorCode =
   | "upstream_timeout"
   | "upstream_busy"
   | "upstream_auth_failed"
+  | "upstream_authorization_required"
   | "session_not_found"
   | "route_removed"
   | "policy_denied"
@@ -97,6 +99,14 @@ export const ERRORS: Readonly<Record<GatewayErrorCode, ErrorSpec>> = {
     status: 502,
     audited: true,
     jsonRpc: { code: JSONRPC_SERVER_ERROR },
+  },
+  // authorization_code: the caller has connected no account yet. A JSON-RPC result-level
+  // error (200), as an MCP server sends it, so that clients read the connect URL (MCP
+  // 2025-11-25 URL elicitation, -32042).
+  upstream_authorization_required: {
+    status: 200,
+    audited: true,
+    jsonRpc: { code: JSONRPC_URL_ELICITATION_REQUIRED, always: true },
   },
   // An Mcp-Session-Id that the gateway did not issue, or whose session has ended (the MCP
   // transport's answer: the client starts a new session). Nothing reaches an upstream.

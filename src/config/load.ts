@@ -118,6 +118,7 @@ function parseConfigText(text: string, file: string, env: NodeJS.ProcessEnv): Lo
     folder,
     config.authorization_server.state_dir,
   );
+  config.secrets.state_dir = path.resolve(folder, config.secrets.state_dir);
   for (const upstream of [config.upstream, ...config.routes.map((route) => route.upstream)]) {
     if (upstream?.cwd !== undefined) upstream.cwd = path.resolve(folder, upstream.cwd);
     if (upstream?.auth?.type === "bearer" && upstream.auth.token_file !== undefined) {

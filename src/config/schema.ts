@@ -215,6 +215,33 @@ const upstreamAuth = z.discriminatedUnion("type", [
         "Retries of a token request that failed with 5xx, 429, a timeout or a network error (backoff from 200 ms).",
       ),
   }),
+  z.strictObject({
+    type: z.literal("authorization_code"),
+    authorization_url: httpUrl.describe(
+      "The provider's authorization endpoint, where each user connects an account.",
+    ),
+    token_url: httpUrl.describe("The provider's token endpoint."),
+    client_id: z.string().min(1).describe("The gateway's client id there."),
+    client_secret: z
+      .string()
+      .min(1)
+      .describe("Its secret: ${ENV_VAR} or an enc:v1 value (`mcpgw encrypt-secret`)."),
+    scopes: z.array(scopeToken).default([]).describe("Scopes to ask each user for."),
+    resource: z
+      .string()
+      .optional()
+      .describe("RFC 8707 resource indicator: the upstream the tokens are for."),
+    redirect_uri: httpUrl
+      .optional()
+      .describe(
+        "Registered at the provider. Default: <gateway origin>/oauth/callback, the origin of auth.oauth.public_url or authorization_server.issuer.",
+      ),
+    auth_method: z
+      .enum(["client_secret_basic", "client_secret_post"])
+      .default("client_secret_basic")
+      .describe("How the client authenticates at the token endpoint."),
+    timeout: duration("10s").describe("How long one token request may take."),
+  }),
 ]);
 
 /** One kind of three, by the key that is set: `url`, `targets` or `command`. */
@@ -659,6 +686,13 @@ export const configSchema = z
           .optional()
           .describe(
             "Opens the config's enc:v1 values (`mcpgw encrypt-secret`) and seals what the gateway stores. Use ${AUTH_ENCRYPTION_SECRET}, never the value itself. Unset: $AUTH_ENCRYPTION_SECRET.",
+          ),
+        state_dir: z
+          .string()
+          .min(1)
+          .default("mcpgw-state")
+          .describe(
+            "Where users' upstream tokens (authorization_code) are kept, sealed, in upstream-tokens.sqlite (Node 22.5+; in memory otherwise). Relative to the config file.",
           ),
         previous_encryption_keys: z
           .array(z.string().min(32))

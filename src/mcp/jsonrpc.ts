@@ -43,6 +43,8 @@ export const JSONRPC_HEADER_MISMATCH = -32020;
 export const JSONRPC_UNSUPPORTED_PROTOCOL_VERSION = -32022;
 /** What the MCP SDKs answer for an unknown or ended Mcp-Session-Id (with HTTP 404). */
 export const JSONRPC_SESSION_NOT_FOUND = -32001;
+/** MCP 2025-11-25: the request needs the user to visit a URL first (`data.elicitations`). */
+export const JSONRPC_URL_ELICITATION_REQUIRED = -32042;
 
 /** Thrown when the body is not JSON; the request is answered -32700 and nothing is forwarded. */
 export class JsonRpcParseError extends Error {

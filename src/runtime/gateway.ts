@@ -106,6 +106,12 @@ export class Gateway implements PipelineContext {
       this.#serveMetadata(generation, described, req, res);
       return;
     }
+    const delegation = generation.delegation;
+    if (delegation?.handles(path)) {
+      // Browser pages (a user connecting an upstream account), not an API: no CORS.
+      delegation.handle(req, res, path);
+      return;
+    }
     const authorizationServer = generation.authorizationServer;
     if (authorizationServer?.handles(path)) {
       // Browser-based MCP clients register and fetch tokens cross-origin: the same

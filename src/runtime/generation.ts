@@ -17,6 +17,7 @@ import {
 import { JwksCache } from "../auth/jwks.js";
 import { AuthorizationServer } from "../authorization-server/server.js";
 import { type StoreType, sqliteAvailable } from "../authorization-server/store.js";
+import { secretBoxOf } from "../config/load.js";
 import { type Config, parseAddressRange } from "../config/schema.js";
 import type { Logger } from "../log.js";
 import { ToolHeaderCatalog } from "../mcp/param-headers.js";
@@ -32,7 +33,9 @@ import {
   type UpstreamCredentials,
   upstreamCredentials,
 } from "../upstream/credentials.js";
+import { Delegation } from "../upstream/delegation.js";
 import { parseSessionKey, SessionSealer } from "../upstream/session-seal.js";
+import { TokenStore } from "../upstream/token-store.js";
 import type { Upstream } from "../upstream/upstream.js";
 import {
   type Route,
@@ -63,6 +66,8 @@ export class Generation {
   readonly routes: RouteTable;
   /** The embedded authorization server, while `authorization_server.enabled`. */
   readonly authorizationServer: AuthorizationServer | undefined;
+  /** Per-user upstream delegation (`/oauth/connect/...`, `/oauth/callback`), while a route has it. */
+  readonly delegation: Delegation | undefined;
   /** The pseudo-route of paths no route has: 404, audited. */
   readonly unmatched: Route;
   readonly allowedOrigins: ReadonlySet<string>;
@@ -82,10 +87,12 @@ export class Generation {
     parts: {
       routes: RouteTable;
       authorizationServer: AuthorizationServer | undefined;
+      delegation: Delegation | undefined;
       components: UsagePool;
       held: readonly string[];
     },
   ) {
+    this.delegation = parts.delegation;
     this.id = id;
     this.config = config;
     this.routes = parts.routes;
@@ -125,8 +132,15 @@ export class Generation {
     };
     try {
       const authorizationServer = await buildAuthorizationServer(config, deps, acquire);
-      const routes = await buildRoutes(id, config, deps, acquire, authorizationServer);
-      return new Generation(id, config, { routes, authorizationServer, components, held });
+      const delegation = await buildDelegation(config, deps, acquire, authorizationServer);
+      const routes = await buildRoutes(id, config, deps, acquire, authorizationServer, delegation);
+      return new Generation(id, config, {
+        routes,
+        authorizationServer,
+        delegation,
+        components,
+        held,
+      });
     } catch (error) {
       await Promise.all(held.map((key) => components.release(key)));
       throw error;
@@ -216,6 +230,7 @@ async function buildRoutes(
   deps: GenerationDeps,
   acquire: Acquire,
   authorizationServer: AuthorizationServer | undefined,
+  delegation: Delegation | undefined,
 ): Promise<RouteTable> {
   const specs = routeSpecs(config);
   const keys = buildKeyStore(id, config, deps);
@@ -295,7 +310,12 @@ async function buildRoutes(
         spec,
         policy,
         limiter?.step,
-        auth && upstreamCredentials(await acquireCredentials(spec.path, auth, deps, acquire)),
+        auth &&
+          upstreamCredentials(
+            auth.type === "authorization_code"
+              ? (delegation as Delegation).credentials(spec.path, auth)
+              : await acquireCredentials(spec.path, auth, deps, acquire),
+          ),
       ),
       toolHeaders: new ToolHeaderCatalog(),
     });
@@ -328,13 +348,55 @@ function buildKeyStore(id: number, config: Config, { log, metrics }: GenerationD
 }
 
 /**
+ * The per-user delegation of the routes whose `upstream.auth` is `authorization_code`: one
+ * component (its token store and pending connects kept across reloads) for the store's place
+ * and key. Undefined when no route has it.
+ */
+async function buildDelegation(
+  config: Config,
+  deps: GenerationDeps,
+  acquire: Acquire,
+  authorizationServer: AuthorizationServer | undefined,
+): Promise<Delegation | undefined> {
+  const routes = new Map<string, Extract<UpstreamAuthConfig, { type: "authorization_code" }>>();
+  for (const spec of routeSpecs(config)) {
+    if (spec.upstream.auth?.type === "authorization_code")
+      routes.set(spec.path, spec.upstream.auth);
+  }
+  if (routes.size === 0) return undefined;
+  const box = secretBoxOf(config, process.env);
+  if (box === undefined) {
+    throw new Error(
+      "upstream.auth type authorization_code keeps users' tokens sealed: set secrets.encryption_key (or $AUTH_ENCRYPTION_SECRET)",
+    );
+  }
+  const stateDir = deps.prime === false ? undefined : config.secrets.state_dir;
+  const delegation = await acquire(`delegation ${stateDir ?? "memory"} ${box.keyId}`, () => {
+    return new Delegation(box, new TokenStore(stateDir, box), deps.log);
+  });
+  delegation.use(routes, publicOrigin(config, authorizationServer));
+  return delegation;
+}
+
+/** The origin clients reach the gateway at: of the public URL, the issuer, else the listener. */
+function publicOrigin(
+  config: Config,
+  authorizationServer: AuthorizationServer | undefined,
+): string {
+  const url = config.auth.oauth.public_url ?? authorizationServer?.issuer;
+  if (url !== undefined) return new URL(url).origin;
+  const { host, port } = config.listen;
+  return `http://${host.includes(":") ? `[${host}]` : host}:${port}`;
+}
+
+/**
  * A route's credentials towards its upstream. A client_credentials token is kept across reloads
  * that leave the settings as they were (keyed by their hash: they hold the secret); a static
  * token is read again (its file may have changed).
  */
 async function acquireCredentials(
   route: string,
-  auth: UpstreamAuthConfig,
+  auth: Exclude<UpstreamAuthConfig, { type: "authorization_code" }>,
   deps: GenerationDeps,
   acquire: Acquire,
 ): Promise<UpstreamCredentials> {

@@ -15,13 +15,20 @@
 import { readFile } from "node:fs/promises";
 import { setTimeout as delay } from "node:timers/promises";
 import type { Logger } from "pino";
+import type { Principal } from "../auth/principal.js";
 import type { Config } from "../config/schema.js";
 import { GatewayError } from "../errors.js";
 import type { Step } from "../pipeline/exchange.js";
 import type { Component } from "../runtime/usage-pool.js";
+import type { TokenSet } from "./token-store.js";
 
 export type UpstreamAuthConfig = NonNullable<NonNullable<Config["upstream"]>["auth"]>;
 type ClientCredentialsConfig = Extract<UpstreamAuthConfig, { type: "client_credentials" }>;
+/** What a token request needs of any grant's settings. */
+type TokenEndpointConfig = Pick<
+  ClientCredentialsConfig,
+  "token_url" | "client_id" | "client_secret" | "resource" | "auth_method" | "timeout"
+> & { audience?: string | undefined };
 
 /** Why no credentials could be had; the audit line's `upstream_auth`. */
 export type UpstreamAuthFailure =
@@ -31,7 +38,9 @@ export type UpstreamAuthFailure =
   | "unreachable"
   | "invalid_response"
   /** The upstream answered 401 to the credentials sent. */
-  | "rejected";
+  | "rejected"
+  /** authorization_code: the caller has not connected an account yet. */
+  | "connect_required";
 
 export class UpstreamAuthError extends GatewayError {
   readonly reason: UpstreamAuthFailure;
@@ -43,22 +52,28 @@ export class UpstreamAuthError extends GatewayError {
 }
 
 export interface UpstreamCredentials extends Component {
-  /** The headers to send: at once while a token is at hand, a promise while one is fetched. */
-  headers(): Readonly<Record<string, string>> | Promise<Readonly<Record<string, string>>>;
+  /**
+   * The headers to send for `principal` (per-user credentials depend on it): at once while a
+   * token is at hand, a promise while one is fetched.
+   */
+  headers(
+    principal?: Principal,
+  ): Readonly<Record<string, string>> | Promise<Readonly<Record<string, string>>>;
   /** The upstream answered 401 to these credentials: a cached token is forgotten. */
-  rejected(sent: Readonly<Record<string, string>>): void;
+  rejected(sent: Readonly<Record<string, string>>, principal?: Principal): void;
 }
 
 /** Pipeline step: the route's credentials on the exchange, for `forward` to send. */
 export function upstreamCredentials(credentials: UpstreamCredentials): Step {
   return (exchange) => {
+    const { principal } = exchange;
     const set = (headers: Readonly<Record<string, string>>) => {
-      exchange.upstreamAuth = { headers, rejected: () => credentials.rejected(headers) };
+      exchange.upstreamAuth = { headers, rejected: () => credentials.rejected(headers, principal) };
       exchange.record.upstream_auth = "ok";
     };
     let headers: ReturnType<UpstreamCredentials["headers"]>;
     try {
-      headers = credentials.headers();
+      headers = credentials.headers(principal);
     } catch (error) {
       return failed(exchange, error);
     }
@@ -69,6 +84,16 @@ export function upstreamCredentials(credentials: UpstreamCredentials): Step {
 
 function failed(exchange: Parameters<Step>[0], error: unknown): never {
   if (error instanceof UpstreamAuthError) exchange.record.upstream_auth = error.reason;
+  if (error instanceof GatewayError && error.code === "upstream_authorization_required") {
+    exchange.record.upstream_auth = "connect_required";
+    // Only a JSON-RPC request can carry the connect URL back (a GET stream, a notification cannot).
+    if (exchange.peek?.id === undefined || exchange.peek.id === null) {
+      throw new UpstreamAuthError(
+        "connect_required",
+        "the caller has not connected an account for this route's upstream",
+      );
+    }
+  }
   throw error;
 }
 
@@ -195,70 +220,114 @@ export class ClientCredentials implements UpstreamCredentials {
 
   async #fetch(): Promise<CachedToken> {
     const config = this.#config;
-    const form = new URLSearchParams({ grant_type: "client_credentials" });
-    if (config.scopes.length > 0) form.set("scope", config.scopes.join(" "));
-    if (config.resource !== undefined) form.set("resource", config.resource);
-    if (config.audience !== undefined) form.set("audience", config.audience);
-    const headers: Record<string, string> = {
-      "content-type": "application/x-www-form-urlencoded",
-      accept: "application/json",
-    };
-    if (config.auth_method === "client_secret_basic") {
-      // RFC 6749 §2.3.1: each part form-urlencoded before the base64.
-      const user = `${formEncode(config.client_id)}:${formEncode(config.client_secret)}`;
-      headers.authorization = `Basic ${Buffer.from(user).toString("base64")}`;
-    } else {
-      form.set("client_id", config.client_id);
-      form.set("client_secret", config.client_secret);
-    }
+    const params: Record<string, string> = { grant_type: "client_credentials" };
+    if (config.scopes.length > 0) params.scope = config.scopes.join(" ");
     const startedAt = performance.now();
-    let response: Response;
-    try {
-      response = await fetch(config.token_url, {
-        method: "POST",
-        headers,
-        body: form,
-        redirect: "error",
-        signal: AbortSignal.any([AbortSignal.timeout(config.timeout), this.#closing.signal]),
-      });
-    } catch (error) {
-      const timedOut = (error as Error).name === "TimeoutError";
-      throw new UpstreamAuthError(
-        timedOut ? "timeout" : "unreachable",
-        timedOut
-          ? `the token endpoint did not answer within ${config.timeout} ms`
-          : "the token endpoint cannot be reached",
-        error,
-      );
-    }
-    let body: Record<string, unknown> | undefined;
-    try {
-      body = (await response.json()) as Record<string, unknown>;
-    } catch {
-      body = undefined;
-    }
-    if (!response.ok) {
-      const code = typeof body?.error === "string" ? ` (${body.error})` : "";
-      const reason = response.status >= 500 || response.status === 429 ? "server_error" : "refused";
-      throw new UpstreamAuthError(reason, `the token endpoint answered ${response.status}${code}`);
-    }
-    const accessToken = body?.access_token;
-    if (typeof accessToken !== "string" || accessToken === "") {
-      throw new UpstreamAuthError(
-        "invalid_response",
-        "the token endpoint's answer has no access_token",
-      );
-    }
-    const expiresIn = Number(body?.expires_in);
-    const lifetime =
-      Number.isFinite(expiresIn) && expiresIn > 0 ? expiresIn * 1000 : DEFAULT_LIFETIME_MS;
-    const margin = Math.min(MAX_MARGIN_MS, Math.max(MIN_MARGIN_MS, lifetime / 10));
+    const { accessToken, lifetimeMs } = await fetchToken(config, params, this.#closing.signal);
+    const lifetime = lifetimeMs ?? DEFAULT_LIFETIME_MS;
     return {
       headers: headerOf("authorization", accessToken),
-      refreshAt: startedAt + Math.max(0, lifetime - margin),
+      refreshAt: startedAt + Math.max(0, lifetime - refreshMargin(lifetime)),
       expiresAt: startedAt + lifetime,
     };
   }
+}
+
+/**
+ * One token request (RFC 6749 §3.2) with `params` (the grant's), the client authenticated as
+ * configured, and `resource` / `audience` when set. Fails with an UpstreamAuthError that says
+ * why; never with the secret or a token in its message.
+ */
+async function fetchToken(
+  config: TokenEndpointConfig,
+  params: Record<string, string>,
+  signal?: AbortSignal,
+): Promise<{
+  accessToken: string;
+  refreshToken: string | undefined;
+  lifetimeMs: number | undefined;
+}> {
+  const form = new URLSearchParams(params);
+  if (config.resource !== undefined) form.set("resource", config.resource);
+  if (config.audience !== undefined) form.set("audience", config.audience);
+  const headers: Record<string, string> = {
+    "content-type": "application/x-www-form-urlencoded",
+    accept: "application/json",
+  };
+  if (config.auth_method === "client_secret_basic") {
+    // RFC 6749 §2.3.1: each part form-urlencoded before the base64.
+    const user = `${formEncode(config.client_id)}:${formEncode(config.client_secret)}`;
+    headers.authorization = `Basic ${Buffer.from(user).toString("base64")}`;
+  } else {
+    form.set("client_id", config.client_id);
+    form.set("client_secret", config.client_secret);
+  }
+  let response: Response;
+  try {
+    const timeout = AbortSignal.timeout(config.timeout);
+    response = await fetch(config.token_url, {
+      method: "POST",
+      headers,
+      body: form,
+      redirect: "error",
+      signal: signal ? AbortSignal.any([timeout, signal]) : timeout,
+    });
+  } catch (error) {
+    const timedOut = (error as Error).name === "TimeoutError";
+    throw new UpstreamAuthError(
+      timedOut ? "timeout" : "unreachable",
+      timedOut
+        ? `the token endpoint did not answer within ${config.timeout} ms`
+        : "the token endpoint cannot be reached",
+      error,
+    );
+  }
+  let body: Record<string, unknown> | undefined;
+  try {
+    body = (await response.json()) as Record<string, unknown>;
+  } catch {
+    body = undefined;
+  }
+  if (!response.ok) {
+    const code = typeof body?.error === "string" ? ` (${body.error})` : "";
+    const reason = response.status >= 500 || response.status === 429 ? "server_error" : "refused";
+    throw new UpstreamAuthError(reason, `the token endpoint answered ${response.status}${code}`);
+  }
+  const accessToken = body?.access_token;
+  if (typeof accessToken !== "string" || accessToken === "") {
+    throw new UpstreamAuthError(
+      "invalid_response",
+      "the token endpoint's answer has no access_token",
+    );
+  }
+  const expiresIn = Number(body?.expires_in);
+  const refreshToken = typeof body?.refresh_token === "string" ? body.refresh_token : undefined;
+  return {
+    accessToken,
+    refreshToken,
+    lifetimeMs: Number.isFinite(expiresIn) && expiresIn > 0 ? expiresIn * 1000 : undefined,
+  };
+}
+
+/** A token request for per-user grants: the answer as a token set to store. */
+export async function requestToken(
+  config: TokenEndpointConfig,
+  params: Record<string, string>,
+): Promise<TokenSet> {
+  const requestedAt = Date.now();
+  const { accessToken, refreshToken, lifetimeMs } = await fetchToken(config, params);
+  if (lifetimeMs === undefined) return { accessToken, refreshToken };
+  return {
+    accessToken,
+    refreshToken,
+    expiresAt: requestedAt + lifetimeMs,
+    refreshAt: requestedAt + Math.max(0, lifetimeMs - refreshMargin(lifetimeMs)),
+  };
+}
+
+/** How long before expiry a token is refreshed: a tenth of its lifetime, 5 s to a minute. */
+function refreshMargin(lifetimeMs: number): number {
+  return Math.min(MAX_MARGIN_MS, Math.max(MIN_MARGIN_MS, lifetimeMs / 10));
 }
 
 function formEncode(text: string): string {
@@ -267,7 +336,7 @@ function formEncode(text: string): string {
 
 /** The credentials of an upstream's `auth` settings. */
 export async function buildCredentials(
-  config: UpstreamAuthConfig,
+  config: Exclude<UpstreamAuthConfig, { type: "authorization_code" }>,
   log: Logger,
   onFetch?: (result: "ok" | UpstreamAuthFailure) => void,
 ): Promise<UpstreamCredentials> {

@@ -9,8 +9,29 @@ import type { AddressInfo } from "node:net";
 import { createRemoteJWKSet, exportJWK, generateKeyPair, jwtVerify } from "jose";
 import { importOidcProvider } from "../../src/authorization-server/oidc-provider-module.js";
 
+interface Provider {
+  callback(): (req: IncomingMessage, res: ServerResponse) => void;
+  interactionDetails(
+    req: IncomingMessage,
+    res: ServerResponse,
+  ): Promise<{ prompt: { name: string }; params: { client_id: string } }>;
+  interactionFinished(
+    req: IncomingMessage,
+    res: ServerResponse,
+    result: Record<string, unknown>,
+  ): Promise<void>;
+  Grant: new (options: {
+    accountId: string;
+    clientId: string;
+  }) => {
+    addResourceScope(resource: string, scope: string): void;
+    save(): Promise<string>;
+  };
+}
+
 export interface TokenServer {
   issuer: string;
+  authorizationUrl: string;
   tokenUrl: string;
   /** Token requests received (answered or not). */
   readonly tokenRequests: number;
@@ -30,12 +51,14 @@ export async function startTokenServer(options: {
   /** Access token lifetime, seconds. */
   ttl: number;
   scope?: string;
+  /**
+   * Also the authorization code grant (with refresh tokens, rotated) for this redirect URI:
+   * `user` signs in and consents at once, as after single sign-on.
+   */
+  authorizationCode?: { redirectUri: string; user: string };
 }): Promise<TokenServer> {
   const { default: OidcProvider } = await importOidcProvider<{
-    default: new (
-      issuer: string,
-      configuration: object,
-    ) => { callback(): (req: IncomingMessage, res: ServerResponse) => void };
+    default: new (issuer: string, configuration: object) => Provider;
   }>();
   const { privateKey } = await generateKeyPair("ES256", { extractable: true });
   const server = createServer();
@@ -49,9 +72,11 @@ export async function startTokenServer(options: {
       {
         client_id: options.clientId,
         client_secret: options.clientSecret,
-        grant_types: ["client_credentials"],
-        redirect_uris: [],
-        response_types: [],
+        grant_types: options.authorizationCode
+          ? ["client_credentials", "authorization_code", "refresh_token"]
+          : ["client_credentials"],
+        redirect_uris: options.authorizationCode ? [options.authorizationCode.redirectUri] : [],
+        response_types: options.authorizationCode ? ["code"] : [],
         token_endpoint_auth_method: "client_secret_basic",
         // Its only key is ES256 (the default, RS256, has none to sign with).
         id_token_signed_response_alg: "ES256",
@@ -73,7 +98,14 @@ export async function startTokenServer(options: {
         }),
       },
     },
-    routes: { token: "/token", jwks: "/jwks" },
+    routes: { authorization: "/auth", token: "/token", jwks: "/jwks" },
+    findAccount: (_ctx: unknown, id: string) => ({ accountId: id, claims: () => ({ sub: id }) }),
+    interactions: {
+      url: (_ctx: unknown, interaction: { uid: string }) => `/sso/${interaction.uid}`,
+    },
+    issueRefreshToken: () => true,
+    rotateRefreshToken: () => true,
+    pkce: { required: () => true },
   });
   const handler = provider.callback();
   const jwks = createRemoteJWKSet(new URL(`${issuer}/jwks`));
@@ -82,7 +114,22 @@ export async function startTokenServer(options: {
   const state = {
     delayMs: 0,
   };
+  const user = options.authorizationCode?.user ?? "nobody";
+  const scope = options.scope ?? "upstream:read";
   server.on("request", (req: IncomingMessage, res: ServerResponse) => {
+    if (req.url?.startsWith("/sso/")) {
+      void (async () => {
+        const details = await provider.interactionDetails(req, res);
+        if (details.prompt.name === "login") {
+          await provider.interactionFinished(req, res, { login: { accountId: user } });
+          return;
+        }
+        const grant = new provider.Grant({ accountId: user, clientId: details.params.client_id });
+        grant.addResourceScope(options.resource, scope);
+        await provider.interactionFinished(req, res, { consent: { grantId: await grant.save() } });
+      })();
+      return;
+    }
     if (req.url?.startsWith("/token")) {
       tokenRequests++;
       if (failures > 0) {
@@ -100,6 +147,7 @@ export async function startTokenServer(options: {
   });
   return {
     issuer,
+    authorizationUrl: `${issuer}/auth`,
     tokenUrl: `${issuer}/token`,
     get tokenRequests() {
       return tokenRequests;

@@ -3,7 +3,7 @@ import { AuthError } from "../../src/auth/principal.js";
 import { AUTH_RESULTS, ERRORS, GatewayError, type GatewayErrorCode } from "../../src/errors.js";
 
 describe("the error registry", () => {
-  it("audits every 5xx, a refused Origin, an unknown path, an unknown session, a removed route's stream, and protocol refusals", () => {
+  it("audits every 5xx, a refused Origin, an unknown path, an unknown session, a removed route's stream, protocol refusals and a caller asked to connect an upstream account", () => {
     const codes = Object.keys(ERRORS) as GatewayErrorCode[];
     for (const code of codes) {
       const { status, audited } = ERRORS[code];
@@ -16,6 +16,7 @@ describe("the error registry", () => {
       "header_mismatch",
       "invalid_envelope",
       "unsupported_protocol_version",
+      "upstream_authorization_required",
       "session_not_found",
       "route_removed",
     ]);

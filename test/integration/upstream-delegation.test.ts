@@ -1,0 +1,200 @@
+/**
+ * Per-user delegation (`upstream.auth` type `authorization_code`) against real parts: an
+ * oidc-provider authorization server (PKCE, rotated refresh tokens, ES256 JWT access tokens for
+ * the upstream's resource) and an example MCP server that verifies every token. The connect flow
+ * is driven headless, as a browser would follow it: the -32042 error's URL, the provider's
+ * sign-in, the gateway's callback.
+ */
+import { readdir, readFile, rm } from "node:fs/promises";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { type ExampleServer, startExampleServer } from "../../examples/mcp-server.js";
+import { sqliteAvailable } from "../../src/authorization-server/store.js";
+import { startGateway, type TestGateway } from "../helpers/gateway.js";
+import { cheapHash } from "../helpers/keys.js";
+import { POST_HEADERS } from "../helpers/mcp-client.js";
+import { startTokenServer, type TokenServer } from "../helpers/token-server.js";
+
+const KEYS = { alice: "delegation-alice-key-0123456789", bob: "delegation-bob-key-0123456789" };
+const CLIENT_ID = "mcpgw-delegation";
+const CLIENT_SECRET = "delegation-client-secret-never-logged";
+const RESOURCE = "https://crm.example.test/mcp";
+
+let tokens: TokenServer;
+let upstream: ExampleServer;
+let gw: TestGateway;
+let origin: string;
+const stateDir = path.join(tmpdir(), `mcpgw-delegation-${process.pid}`);
+
+async function freePort(): Promise<number> {
+  const server = createServer().listen(0, "127.0.0.1");
+  await new Promise((resolve) => server.once("listening", resolve));
+  const { port } = server.address() as { port: number };
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+beforeAll(async () => {
+  const port = await freePort();
+  origin = `http://127.0.0.1:${port}`;
+  tokens = await startTokenServer({
+    clientId: CLIENT_ID,
+    clientSecret: CLIENT_SECRET,
+    resource: RESOURCE,
+    // Due for refresh 1 s after it is issued (a tenth of 6 s, at least 5 s ahead).
+    ttl: 6,
+    authorizationCode: { redirectUri: `${origin}/oauth/callback`, user: "alice@crm" },
+  });
+  upstream = await startExampleServer({ jsonResponse: true, verifyToken: (t) => tokens.verify(t) });
+  gw = await startGateway({
+    listen: `127.0.0.1:${port}`,
+    secrets: { encryption_key: "delegation-encryption-key-0123456789-abc", state_dir: stateDir },
+    auth: {
+      keys: [
+        { id: "alice", hash: await cheapHash(KEYS.alice) },
+        { id: "bob", hash: await cheapHash(KEYS.bob) },
+      ],
+    },
+    routes: [
+      {
+        path: "/crm/mcp",
+        upstream: {
+          url: upstream.url,
+          auth: {
+            type: "authorization_code",
+            authorization_url: tokens.authorizationUrl,
+            token_url: tokens.tokenUrl,
+            client_id: CLIENT_ID,
+            client_secret: CLIENT_SECRET,
+            scopes: ["upstream:read"],
+            resource: RESOURCE,
+          },
+        },
+      },
+    ],
+  });
+});
+
+afterAll(async () => {
+  await gw?.stop();
+  await Promise.all([upstream?.close(), tokens?.close()]);
+  await rm(stateDir, { recursive: true, force: true });
+});
+
+async function call(key: string) {
+  const res = await fetch(`${origin}/crm/mcp`, {
+    method: "POST",
+    headers: { ...POST_HEADERS, authorization: `Bearer ${key}` },
+    body: JSON.stringify({
+      jsonrpc: "2.0",
+      id: 9,
+      method: "tools/call",
+      params: { name: "echo", arguments: { message: "hello" } },
+    }),
+  });
+  // biome-ignore lint/suspicious/noExplicitAny: a JSON-RPC answer, read field by field below.
+  return { status: res.status, body: (await res.json()) as Record<string, any> };
+}
+
+/** Follows redirects as a browser does (cookies kept) until the gateway's page answers. */
+async function openInBrowser(url: string): Promise<{ status: number; text: string }> {
+  const cookies = new Map<string, string>();
+  let next = url;
+  for (let hops = 0; hops < 10; hops++) {
+    const target = new URL(next);
+    const cookie = [...cookies].map(([name, value]) => `${name}=${value}`).join("; ");
+    const res = await fetch(target, { redirect: "manual", headers: cookie ? { cookie } : {} });
+    for (const line of res.headers.getSetCookie()) {
+      const [pair = ""] = line.split(";");
+      const at = pair.indexOf("=");
+      cookies.set(pair.slice(0, at), pair.slice(at + 1));
+    }
+    const location = res.headers.get("location");
+    if (res.status < 300 || res.status >= 400 || location === null) {
+      return { status: res.status, text: await res.text() };
+    }
+    await res.arrayBuffer();
+    next = new URL(location, target).href;
+  }
+  throw new Error("too many redirects");
+}
+
+describe("authorization_code", () => {
+  it("asks a caller without a token to connect (-32042 with a URL bound to the caller)", async () => {
+    const { status, body } = await call(KEYS.alice);
+    expect(status).toBe(200);
+    expect(body.error.code).toBe(-32042);
+    const [elicitation] = body.error.data.elicitations;
+    expect(elicitation).toMatchObject({ mode: "url", elicitationId: expect.any(String) });
+    expect(elicitation.url).toMatch(
+      new RegExp(`^${origin}/oauth/connect/crm/mcp\\?ticket=enc%3Av1%3A`),
+    );
+    expect((await gw.auditRecords(1)).at(-1)).toMatchObject({
+      key_id: "alice",
+      upstream_auth: "connect_required",
+      error: "upstream_authorization_required",
+    });
+  });
+
+  it("connects the account through the provider with PKCE, then the caller's calls go through", async () => {
+    const { body } = await call(KEYS.alice);
+    const before = tokens.tokenRequests;
+    const page = await openInBrowser(body.error.data.elicitations[0].url);
+    expect(page.status).toBe(200);
+    expect(page.text).toContain("Account connected");
+    expect(tokens.tokenRequests - before).toBe(1);
+    const connected = await call(KEYS.alice);
+    expect(connected.status).toBe(200);
+    expect(connected.body.result.content).toEqual([{ type: "text", text: "hello" }]);
+    // Bob has connected nothing: his calls still ask him to.
+    expect((await call(KEYS.bob)).body.error.code).toBe(-32042);
+  });
+
+  it("refuses a connect link that was altered or used twice", async () => {
+    const { body } = await call(KEYS.bob);
+    const url = new URL(body.error.data.elicitations[0].url);
+    url.searchParams.set("ticket", `${url.searchParams.get("ticket")?.slice(0, -4)}AAAA`);
+    const altered = await openInBrowser(url.href);
+    expect(altered.status).toBe(400);
+    expect(altered.text).toContain("This link does not work");
+    const callback = await fetch(`${origin}/oauth/callback?code=x&state=never-issued`);
+    expect(callback.status).toBe(400);
+  });
+
+  it("refreshes the token ahead of expiry, keeping the rotated refresh token", async () => {
+    for (const round of [1, 2]) {
+      const before = tokens.tokenRequests;
+      await vi.waitFor(
+        async () => {
+          expect((await call(KEYS.alice)).status).toBe(200);
+          expect(tokens.tokenRequests).toBeGreaterThan(before);
+        },
+        { timeout: 8_000, interval: 250 },
+      );
+      // The refreshed token (from the rotated refresh token, on round 2) is accepted upstream.
+      const after = await call(KEYS.alice);
+      expect(after.status, `round ${round}`).toBe(200);
+      expect(after.body.result.content).toEqual([{ type: "text", text: "hello" }]);
+    }
+  });
+
+  it("keeps the tokens sealed on disk, never in logs", async () => {
+    const logs = gw.rawLogs();
+    expect(logs).not.toContain(CLIENT_SECRET);
+    expect(logs).not.toContain("eyJhbGciOiJFUzI1NiI");
+    const files = await readdir(stateDir).catch(() => [] as string[]);
+    if (!sqliteAvailable()) {
+      // Node 20 has no node:sqlite: the tokens are kept in memory only.
+      expect(files).toEqual([]);
+      return;
+    }
+    expect(files).toContain("upstream-tokens.sqlite");
+    const bytes = Buffer.concat(
+      await Promise.all(files.map((file) => readFile(path.join(stateDir, file)))),
+    ).toString("latin1");
+    expect(bytes).toContain("enc:v1:");
+    expect(bytes).not.toContain("eyJhbGciOiJFUzI1NiI");
+  });
+});
