@@ -34,7 +34,7 @@ export interface AuditRecord {
   /**
    * On a route with `upstream.auth`: `ok` when the gateway's credentials were sent, else why
    * there were none (`refused`, `server_error`, `timeout`, `unreachable`, `invalid_response`),
-   * or `rejected` when the upstream answered 401 to them.
+   * `rejected` when the upstream answered 401 to them, `connect_required` or `no_subject_token`.
    */
   upstream_auth?: string | undefined;
   /** Why the gateway, not the upstream, ended the exchange: see docs/errors.md. */

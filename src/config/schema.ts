@@ -216,6 +216,33 @@ const upstreamAuth = z.discriminatedUnion("type", [
       ),
   }),
   z.strictObject({
+    type: z.literal("token_exchange"),
+    token_url: httpUrl.describe("The authorization server's token endpoint (RFC 8693)."),
+    client_id: z.string().min(1).describe("The gateway's client id there."),
+    client_secret: z
+      .string()
+      .min(1)
+      .describe("Its secret: ${ENV_VAR} or an enc:v1 value (`mcpgw encrypt-secret`)."),
+    scopes: z.array(scopeToken).default([]).describe("Scopes to ask for."),
+    resource: z
+      .string()
+      .optional()
+      .describe("The upstream the exchanged token is for (RFC 8693 resource)."),
+    audience: z.string().optional().describe("RFC 8693 audience, for servers that take it."),
+    auth_method: z
+      .enum(["client_secret_basic", "client_secret_post"])
+      .default("client_secret_basic")
+      .describe("How the client authenticates at the token endpoint."),
+    timeout: duration("10s").describe("How long one token request may take."),
+    max_retries: z
+      .number()
+      .int()
+      .min(0)
+      .max(10)
+      .default(2)
+      .describe("Retries on 5xx, 429, timeouts and network errors (backoff from 200 ms)."),
+  }),
+  z.strictObject({
     type: z.literal("authorization_code"),
     authorization_url: httpUrl.describe(
       "The provider's authorization endpoint, where each user connects an account.",

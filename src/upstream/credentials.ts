@@ -12,6 +12,7 @@
  * Each is a usage-pool component: a reload that leaves the settings as they were keeps the
  * cached token.
  */
+import { createHash } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { setTimeout as delay } from "node:timers/promises";
 import type { Logger } from "pino";
@@ -23,7 +24,10 @@ import type { Component } from "../runtime/usage-pool.js";
 import type { TokenSet } from "./token-store.js";
 
 export type UpstreamAuthConfig = NonNullable<NonNullable<Config["upstream"]>["auth"]>;
-type ClientCredentialsConfig = Extract<UpstreamAuthConfig, { type: "client_credentials" }>;
+type ClientCredentialsConfig = Extract<
+  UpstreamAuthConfig,
+  { type: "client_credentials" | "token_exchange" }
+>;
 /** What a token request needs of any grant's settings. */
 type TokenEndpointConfig = Pick<
   ClientCredentialsConfig,
@@ -40,7 +44,9 @@ export type UpstreamAuthFailure =
   /** The upstream answered 401 to the credentials sent. */
   | "rejected"
   /** authorization_code: the caller has not connected an account yet. */
-  | "connect_required";
+  | "connect_required"
+  /** token_exchange: the caller has no OAuth access token to exchange (an API key). */
+  | "no_subject_token";
 
 export class UpstreamAuthError extends GatewayError {
   readonly reason: UpstreamAuthFailure;
@@ -58,28 +64,43 @@ export interface UpstreamCredentials extends Component {
    */
   headers(
     principal?: Principal,
+    callerToken?: string,
   ): Readonly<Record<string, string>> | Promise<Readonly<Record<string, string>>>;
   /** The upstream answered 401 to these credentials: a cached token is forgotten. */
-  rejected(sent: Readonly<Record<string, string>>, principal?: Principal): void;
+  rejected(
+    sent: Readonly<Record<string, string>>,
+    principal?: Principal,
+    callerToken?: string,
+  ): void;
 }
 
 /** Pipeline step: the route's credentials on the exchange, for `forward` to send. */
 export function upstreamCredentials(credentials: UpstreamCredentials): Step {
   return (exchange) => {
     const { principal } = exchange;
+    // token_exchange exchanges the caller's own verified access token (never sent upstream).
+    const callerToken =
+      principal?.type === "oauth" ? bearerOf(exchange.req.headers.authorization) : undefined;
     const set = (headers: Readonly<Record<string, string>>) => {
-      exchange.upstreamAuth = { headers, rejected: () => credentials.rejected(headers, principal) };
+      exchange.upstreamAuth = {
+        headers,
+        rejected: () => credentials.rejected(headers, principal, callerToken),
+      };
       exchange.record.upstream_auth = "ok";
     };
     let headers: ReturnType<UpstreamCredentials["headers"]>;
     try {
-      headers = credentials.headers(principal);
+      headers = credentials.headers(principal, callerToken);
     } catch (error) {
       return failed(exchange, error);
     }
     if (!(headers instanceof Promise)) return set(headers);
     return headers.then(set, (error: unknown) => failed(exchange, error));
   };
+}
+
+function bearerOf(header: string | undefined): string | undefined {
+  return header !== undefined && /^bearer /i.test(header) ? header.slice(7).trim() : undefined;
 }
 
 function failed(exchange: Parameters<Step>[0], error: unknown): never {
@@ -145,11 +166,15 @@ interface CachedToken {
   expiresAt: number;
 }
 
-/** OAuth 2.0 client credentials grant (RFC 6749 §4.4), with RFC 8707 `resource`. */
+/**
+ * A token got with one grant's parameters and kept until shortly before it expires: the OAuth
+ * 2.0 client credentials grant (RFC 6749 §4.4) by default, with RFC 8707 `resource`.
+ */
 export class ClientCredentials implements UpstreamCredentials {
   readonly #config: ClientCredentialsConfig;
   readonly #log: Logger;
   readonly #onFetch: ((result: "ok" | UpstreamAuthFailure) => void) | undefined;
+  readonly #params: Readonly<Record<string, string>>;
   #token: CachedToken | undefined;
   #inflight: Promise<CachedToken> | undefined;
   readonly #closing = new AbortController();
@@ -158,10 +183,12 @@ export class ClientCredentials implements UpstreamCredentials {
     config: ClientCredentialsConfig,
     log: Logger,
     onFetch?: (result: "ok" | UpstreamAuthFailure) => void,
+    params: Readonly<Record<string, string>> = { grant_type: "client_credentials" },
   ) {
     this.#config = config;
     this.#log = log;
     this.#onFetch = onFetch;
+    this.#params = params;
   }
 
   headers(): Readonly<Record<string, string>> | Promise<Readonly<Record<string, string>>> {
@@ -220,7 +247,7 @@ export class ClientCredentials implements UpstreamCredentials {
 
   async #fetch(): Promise<CachedToken> {
     const config = this.#config;
-    const params: Record<string, string> = { grant_type: "client_credentials" };
+    const params: Record<string, string> = { ...this.#params };
     if (config.scopes.length > 0) params.scope = config.scopes.join(" ");
     const startedAt = performance.now();
     const { accessToken, lifetimeMs } = await fetchToken(config, params, this.#closing.signal);
@@ -341,5 +368,81 @@ export async function buildCredentials(
   onFetch?: (result: "ok" | UpstreamAuthFailure) => void,
 ): Promise<UpstreamCredentials> {
   if (config.type === "bearer") return StaticBearer.create(config);
+  if (config.type === "token_exchange") return new TokenExchange(config, log, onFetch);
   return new ClientCredentials(config, log, onFetch);
+}
+
+const TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange";
+const ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token";
+/** Exchanged tokens kept, at most: one per caller token in use. */
+const MAX_EXCHANGED = 10_000;
+
+/**
+ * RFC 8693 token exchange (on-behalf-of): the caller's verified access token is exchanged at
+ * the configured authorization server for a token for the upstream, which then acts for the
+ * caller's subject. One exchange per caller token, kept (single flight, refreshed) like a
+ * client credentials token; the caller's token goes to that token endpoint only, never
+ * upstream.
+ */
+class TokenExchange implements UpstreamCredentials {
+  readonly #config: Extract<ClientCredentialsConfig, { type: "token_exchange" }>;
+  readonly #log: Logger;
+  readonly #onFetch: ((result: "ok" | UpstreamAuthFailure) => void) | undefined;
+  readonly #byToken = new Map<string, ClientCredentials>();
+
+  constructor(
+    config: Extract<ClientCredentialsConfig, { type: "token_exchange" }>,
+    log: Logger,
+    onFetch?: (result: "ok" | UpstreamAuthFailure) => void,
+  ) {
+    this.#config = config;
+    this.#log = log;
+    this.#onFetch = onFetch;
+  }
+
+  headers(
+    principal?: Principal,
+    callerToken?: string,
+  ): Readonly<Record<string, string>> | Promise<Readonly<Record<string, string>>> {
+    return this.#of(principal, callerToken).headers();
+  }
+
+  rejected(
+    sent: Readonly<Record<string, string>>,
+    principal?: Principal,
+    callerToken?: string,
+  ): void {
+    if (principal?.type === "oauth" && callerToken) this.#of(principal, callerToken).rejected(sent);
+  }
+
+  close(): void {
+    for (const cache of this.#byToken.values()) cache.close();
+  }
+
+  #of(principal: Principal | undefined, callerToken: string | undefined): ClientCredentials {
+    if (principal?.type !== "oauth" || callerToken === undefined) {
+      throw new UpstreamAuthError(
+        "no_subject_token",
+        "this route exchanges the caller's OAuth access token: an API key caller has none",
+      );
+    }
+    const key = createHash("sha256").update(callerToken).digest("base64url");
+    let cache = this.#byToken.get(key);
+    if (cache === undefined) {
+      cache = new ClientCredentials(this.#config, this.#log, this.#onFetch, {
+        grant_type: TOKEN_EXCHANGE,
+        subject_token: callerToken,
+        subject_token_type: ACCESS_TOKEN_TYPE,
+        requested_token_type: ACCESS_TOKEN_TYPE,
+      });
+      const evicted =
+        this.#byToken.size >= MAX_EXCHANGED ? this.#byToken.keys().next().value : undefined;
+      if (evicted !== undefined) {
+        this.#byToken.get(evicted)?.close();
+        this.#byToken.delete(evicted);
+      }
+      this.#byToken.set(key, cache);
+    }
+    return cache;
+  }
 }

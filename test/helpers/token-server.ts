@@ -9,8 +9,29 @@ import type { AddressInfo } from "node:net";
 import { createRemoteJWKSet, exportJWK, generateKeyPair, jwtVerify } from "jose";
 import { importOidcProvider } from "../../src/authorization-server/oidc-provider-module.js";
 
+const TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange";
+const ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token";
+
+interface TokenExchangeContext {
+  oidc: { params: Record<string, unknown>; client: { clientId: string } };
+  status: number;
+  body: unknown;
+}
+
 interface Provider {
   callback(): (req: IncomingMessage, res: ServerResponse) => void;
+  registerGrantType(
+    name: string,
+    handler: (ctx: TokenExchangeContext) => Promise<void>,
+    params: string[],
+  ): void;
+  AccessToken: new (
+    options: Record<string, unknown>,
+  ) => {
+    resourceServer: unknown;
+    save(): Promise<string>;
+  };
+  ResourceServer: new (identifier: string, info: Record<string, unknown>) => unknown;
   interactionDetails(
     req: IncomingMessage,
     res: ServerResponse,
@@ -41,6 +62,10 @@ export interface TokenServer {
   delayMs: number;
   /** Whether `token` is an access token this server issued for `resource` (a real check). */
   verify(token: string): Promise<boolean>;
+  /** Its verified claims, or undefined. */
+  claims(token: string): Promise<Record<string, unknown> | undefined>;
+  /** The subjects it exchanged a token for (token exchange), in order. */
+  readonly exchangedFor: readonly string[];
   close(): Promise<void>;
 }
 
@@ -56,6 +81,11 @@ export async function startTokenServer(options: {
    * `user` signs in and consents at once, as after single sign-on.
    */
   authorizationCode?: { redirectUri: string; user: string };
+  /**
+   * Also RFC 8693 token exchange: a subject token from this issuer (verified with its JWKS)
+   * is exchanged for a token for `resource` whose `sub` is the subject token's.
+   */
+  tokenExchange?: { issuer: string; jwksUrl: string; audience: string; refuse?: string[] };
 }): Promise<TokenServer> {
   const { default: OidcProvider } = await importOidcProvider<{
     default: new (issuer: string, configuration: object) => Provider;
@@ -72,9 +102,11 @@ export async function startTokenServer(options: {
       {
         client_id: options.clientId,
         client_secret: options.clientSecret,
-        grant_types: options.authorizationCode
-          ? ["client_credentials", "authorization_code", "refresh_token"]
-          : ["client_credentials"],
+        grant_types: [
+          "client_credentials",
+          ...(options.authorizationCode ? ["authorization_code", "refresh_token"] : []),
+          ...(options.tokenExchange ? [TOKEN_EXCHANGE] : []),
+        ],
         redirect_uris: options.authorizationCode ? [options.authorizationCode.redirectUri] : [],
         response_types: options.authorizationCode ? ["code"] : [],
         token_endpoint_auth_method: "client_secret_basic",
@@ -107,6 +139,66 @@ export async function startTokenServer(options: {
     rotateRefreshToken: () => true,
     pkce: { required: () => true },
   });
+  const exchangedFor: string[] = [];
+  if (options.tokenExchange) {
+    const subject = options.tokenExchange;
+    const subjectKeys = createRemoteJWKSet(new URL(subject.jwksUrl));
+    const scope = options.scope ?? "upstream:read";
+    provider.registerGrantType(
+      TOKEN_EXCHANGE,
+      async (ctx: TokenExchangeContext) => {
+        const { subject_token: token, subject_token_type: type } = ctx.oidc.params;
+        let sub: string | undefined;
+        try {
+          if (type !== ACCESS_TOKEN_TYPE) throw new Error("subject_token_type");
+          ({
+            payload: { sub },
+          } = await jwtVerify(String(token), subjectKeys, {
+            issuer: subject.issuer,
+            audience: subject.audience,
+          }));
+          // A subject this server will not let the client act for.
+          if (subject.refuse?.includes(String(sub))) throw new Error("refused subject");
+        } catch {
+          ctx.status = 400;
+          ctx.body = { error: "invalid_grant", error_description: "subject_token is not valid" };
+          return;
+        }
+        const accountId = String(sub);
+        exchangedFor.push(accountId);
+        const grant = new provider.Grant({ accountId, clientId: ctx.oidc.client.clientId });
+        grant.addResourceScope(options.resource, scope);
+        const accessToken = new provider.AccessToken({
+          accountId,
+          client: ctx.oidc.client,
+          grantId: await grant.save(),
+          scope,
+          gty: "token_exchange",
+        });
+        accessToken.resourceServer = new provider.ResourceServer(options.resource, {
+          scope,
+          audience: options.resource,
+          accessTokenTTL: options.ttl,
+          accessTokenFormat: "jwt",
+          jwt: { sign: { alg: "ES256" } },
+        });
+        ctx.body = {
+          access_token: await accessToken.save(),
+          issued_token_type: ACCESS_TOKEN_TYPE,
+          token_type: "Bearer",
+          expires_in: options.ttl,
+        };
+      },
+      [
+        "subject_token",
+        "subject_token_type",
+        "requested_token_type",
+        "resource",
+        "audience",
+        "scope",
+      ],
+    );
+  }
   const handler = provider.callback();
   const jwks = createRemoteJWKSet(new URL(`${issuer}/jwks`));
   let tokenRequests = 0;
@@ -160,6 +252,14 @@ export async function startTokenServer(options: {
     },
     set delayMs(value: number) {
       state.delayMs = value;
+    },
+    exchangedFor,
+    async claims(token) {
+      try {
+        return (await jwtVerify(token, jwks, { issuer, audience: options.resource })).payload;
+      } catch {
+        return undefined;
+      }
     },
     async verify(token) {
       try {
