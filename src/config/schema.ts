@@ -152,9 +152,40 @@ const publicUrl = httpUrl.refine((text) => !text.includes("?"), {
 
 const urlPath = z.string().regex(/^\/[^?#]*$/, "must be an absolute path");
 
+/** What every grant towards an upstream's token endpoint needs. */
+const tokenEndpoint = {
+  token_url: httpUrl.describe("The authorization server's token endpoint."),
+  client_id: z.string().min(1).describe("The gateway's client id there."),
+  client_secret: z
+    .string()
+    .min(1)
+    .describe("Its secret: ${ENV_VAR} or an enc:v1 value (`mcpgw encrypt-secret`)."),
+  scopes: z.array(scopeToken).default([]).describe("Scopes to ask for."),
+  resource: z
+    .string()
+    .optional()
+    .describe("RFC 8707 resource indicator: the upstream the token is for."),
+  auth_method: z
+    .enum(["client_secret_basic", "client_secret_post"])
+    .default("client_secret_basic")
+    .describe("How the client authenticates at the token endpoint."),
+  timeout: duration("10s").describe("How long one token request may take."),
+};
+
+const retries = z
+  .number()
+  .int()
+  .min(0)
+  .max(10)
+  .default(2)
+  .describe(
+    "Retries of a token request that failed with 5xx, 429, a timeout or a network error (backoff from 200 ms).",
+  );
+
 /**
  * The gateway's own credentials towards an HTTP upstream (never the client's): a static token,
- * or an OAuth access token it gets with its client credentials.
+ * an OAuth access token of its own (client credentials), the caller's own delegated token
+ * (authorization code), or one exchanged for the caller's (RFC 8693).
  */
 const upstreamAuth = z.discriminatedUnion("type", [
   z
@@ -185,89 +216,30 @@ const upstreamAuth = z.discriminatedUnion("type", [
     }),
   z.strictObject({
     type: z.literal("client_credentials"),
-    token_url: httpUrl.describe("The authorization server's token endpoint."),
-    client_id: z.string().min(1).describe("The gateway's client id there."),
-    client_secret: z
-      .string()
-      .min(1)
-      .describe("Its secret: ${ENV_VAR} or an enc:v1 value (`mcpgw encrypt-secret`)."),
-    scopes: z.array(scopeToken).default([]).describe("Scopes to ask for."),
-    resource: z
-      .string()
-      .optional()
-      .describe("RFC 8707 resource indicator: the upstream the token is for."),
+    ...tokenEndpoint,
     audience: z
       .string()
       .optional()
       .describe("`audience` parameter, for servers that take it instead of resource."),
-    auth_method: z
-      .enum(["client_secret_basic", "client_secret_post"])
-      .default("client_secret_basic")
-      .describe("How the client authenticates at the token endpoint."),
-    timeout: duration("10s").describe("How long one token request may take."),
-    max_retries: z
-      .number()
-      .int()
-      .min(0)
-      .max(10)
-      .default(2)
-      .describe(
-        "Retries of a token request that failed with 5xx, 429, a timeout or a network error (backoff from 200 ms).",
-      ),
+    max_retries: retries,
   }),
   z.strictObject({
     type: z.literal("token_exchange"),
-    token_url: httpUrl.describe("The authorization server's token endpoint (RFC 8693)."),
-    client_id: z.string().min(1).describe("The gateway's client id there."),
-    client_secret: z
-      .string()
-      .min(1)
-      .describe("Its secret: ${ENV_VAR} or an enc:v1 value (`mcpgw encrypt-secret`)."),
-    scopes: z.array(scopeToken).default([]).describe("Scopes to ask for."),
-    resource: z
-      .string()
-      .optional()
-      .describe("The upstream the exchanged token is for (RFC 8693 resource)."),
+    ...tokenEndpoint,
     audience: z.string().optional().describe("RFC 8693 audience, for servers that take it."),
-    auth_method: z
-      .enum(["client_secret_basic", "client_secret_post"])
-      .default("client_secret_basic")
-      .describe("How the client authenticates at the token endpoint."),
-    timeout: duration("10s").describe("How long one token request may take."),
-    max_retries: z
-      .number()
-      .int()
-      .min(0)
-      .max(10)
-      .default(2)
-      .describe("Retries on 5xx, 429, timeouts and network errors (backoff from 200 ms)."),
+    max_retries: retries,
   }),
   z.strictObject({
     type: z.literal("authorization_code"),
     authorization_url: httpUrl.describe(
       "The provider's authorization endpoint, where each user connects an account.",
     ),
-    token_url: httpUrl.describe("The provider's token endpoint."),
-    client_id: z.string().min(1).describe("The gateway's client id there."),
-    client_secret: z
-      .string()
-      .min(1)
-      .describe("Its secret: ${ENV_VAR} or an enc:v1 value (`mcpgw encrypt-secret`)."),
-    scopes: z.array(scopeToken).default([]).describe("Scopes to ask each user for."),
-    resource: z
-      .string()
-      .optional()
-      .describe("RFC 8707 resource indicator: the upstream the tokens are for."),
+    ...tokenEndpoint,
     redirect_uri: httpUrl
       .optional()
       .describe(
         "Registered at the provider. Default: <gateway origin>/oauth/callback, the origin of auth.oauth.public_url or authorization_server.issuer.",
       ),
-    auth_method: z
-      .enum(["client_secret_basic", "client_secret_post"])
-      .default("client_secret_basic")
-      .describe("How the client authenticates at the token endpoint."),
-    timeout: duration("10s").describe("How long one token request may take."),
   }),
 ]);
 

@@ -7,7 +7,6 @@
  * `MCPGW_UPDATE_SCREENSHOTS=1` writes the page to docs/images/upstream-connected.png.
  */
 import { rm, writeFile } from "node:fs/promises";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { McpError } from "@modelcontextprotocol/sdk/types.js";
@@ -15,6 +14,7 @@ import type { Browser } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type ExampleServer, startExampleServer } from "../../examples/mcp-server.js";
 import { launchChromium, newPage } from "../helpers/browser-client.js";
+import { freePort } from "../helpers/fake-upstreams.js";
 import { startGateway, type TestGateway } from "../helpers/gateway.js";
 import { cheapHash } from "../helpers/keys.js";
 import { connectClient, textOf } from "../helpers/mcp-client.js";
@@ -32,10 +32,7 @@ let url: string;
 const stateDir = path.join(tmpdir(), `mcpgw-connect-${process.pid}`);
 
 beforeAll(async () => {
-  const probe = createServer().listen(0, "127.0.0.1");
-  await new Promise((resolve) => probe.once("listening", resolve));
-  const { port } = probe.address() as { port: number };
-  await new Promise((resolve) => probe.close(resolve));
+  const port = await freePort();
   const origin = `http://127.0.0.1:${port}`;
   tokens = await startTokenServer({
     clientId: "mcpgw",

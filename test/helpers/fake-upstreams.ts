@@ -32,6 +32,11 @@ export async function startHttpServer(
 }
 
 /** A port nothing listens on: bind one, then close it. */
+/** A loopback port nothing listens on now (for a server that must be told its port first). */
+export async function freePort(): Promise<number> {
+  return Number(new URL(await unusedPortUrl()).port);
+}
+
 export async function unusedPortUrl(): Promise<string> {
   const running = await startHttpServer(() => {});
   await running.close();

@@ -6,12 +6,12 @@
  * sign-in, the gateway's callback.
  */
 import { readdir, readFile, rm } from "node:fs/promises";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { type ExampleServer, startExampleServer } from "../../examples/mcp-server.js";
 import { sqliteAvailable } from "../../src/authorization-server/store.js";
+import { freePort } from "../helpers/fake-upstreams.js";
 import { startGateway, type TestGateway } from "../helpers/gateway.js";
 import { cheapHash } from "../helpers/keys.js";
 import { POST_HEADERS } from "../helpers/mcp-client.js";
@@ -27,14 +27,6 @@ let upstream: ExampleServer;
 let gw: TestGateway;
 let origin: string;
 const stateDir = path.join(tmpdir(), `mcpgw-delegation-${process.pid}`);
-
-async function freePort(): Promise<number> {
-  const server = createServer().listen(0, "127.0.0.1");
-  await new Promise((resolve) => server.once("listening", resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 beforeAll(async () => {
   const port = await freePort();
