@@ -675,7 +675,7 @@ export const configSchema = z
       ])
       .prefault({ type: "memory" })
       .describe(
-        "Where state shared by replicas is kept: the rate limits' buckets. memory: this process's own; redis: one budget for every replica.",
+        "Where state shared by replicas is kept: the rate limits' buckets and users' delegated upstream tokens. memory: this process's own (tokens in secrets.state_dir); redis: shared by every replica.",
       ),
     secrets: z
       .strictObject({

@@ -35,7 +35,7 @@ import {
 } from "../upstream/credentials.js";
 import { Delegation } from "../upstream/delegation.js";
 import { parseSessionKey, SessionSealer } from "../upstream/session-seal.js";
-import { TokenStore } from "../upstream/token-store.js";
+import { RedisTokenStore, TokenStore } from "../upstream/token-store.js";
 import type { Upstream } from "../upstream/upstream.js";
 import {
   type Route,
@@ -370,9 +370,12 @@ async function buildDelegation(
       "upstream.auth type authorization_code keeps users' tokens sealed: set secrets.encryption_key (or $AUTH_ENCRYPTION_SECRET)",
     );
   }
+  const redis = await acquireRedis(config.store, deps, acquire);
   const stateDir = deps.prime === false ? undefined : config.secrets.state_dir;
-  const delegation = await acquire(`delegation ${stateDir ?? "memory"} ${box.keyId}`, () => {
-    return new Delegation(box, new TokenStore(stateDir, box), deps.log);
+  const where = redis ? `redis ${redisKey(config.store)}` : (stateDir ?? "memory");
+  const delegation = await acquire(`delegation ${where} ${box.keyId}`, () => {
+    const store = redis ? new RedisTokenStore(redis, box) : new TokenStore(stateDir, box);
+    return new Delegation(box, store, deps.log);
   });
   delegation.use(routes, publicOrigin(config, authorizationServer));
   return delegation;
@@ -422,24 +425,34 @@ async function acquireRateLimiter(
   deps: GenerationDeps,
   acquire: Acquire,
 ): Promise<RateLimiter> {
-  let redis: RedisStore | undefined;
-  let storeKey = "memory";
-  if (store.type === "redis") {
-    storeKey = `redis ${createHash("sha256").update(JSON.stringify(store)).digest("base64url")}`;
-    redis = await acquire(`store ${storeKey}`, async () => {
-      const opened = new RedisStore(
-        { url: store.url, keyPrefix: store.key_prefix, timeout: store.timeout },
-        deps.log,
-        () => deps.metrics?.storeError("redis"),
-      );
-      // check-config builds without the network.
-      if (deps.prime !== false) await opened.connect();
-      return opened;
-    });
-  }
+  const redis = await acquireRedis(store, deps, acquire);
+  const storeKey = redis ? `redis ${redisKey(store)}` : "memory";
   return acquire(`rate-limits ${storeKey} ${JSON.stringify(limits)}`, () => {
     return new RateLimiter(limits, { redis, onLimited: (id) => deps.metrics?.rateLimited(id) });
   });
+}
+
+/** The shared Redis store's connection, one per settings (keyed by their hash: the URL may hold a password). */
+async function acquireRedis(
+  store: Config["store"],
+  deps: GenerationDeps,
+  acquire: Acquire,
+): Promise<RedisStore | undefined> {
+  if (store.type !== "redis") return undefined;
+  return acquire(`store redis ${redisKey(store)}`, async () => {
+    const opened = new RedisStore(
+      { url: store.url, keyPrefix: store.key_prefix, timeout: store.timeout },
+      deps.log,
+      () => deps.metrics?.storeError("redis"),
+    );
+    // check-config builds without the network.
+    if (deps.prime !== false) await opened.connect();
+    return opened;
+  });
+}
+
+function redisKey(store: Config["store"]): string {
+  return createHash("sha256").update(JSON.stringify(store)).digest("base64url");
 }
 
 async function acquireJwks(

@@ -46,7 +46,9 @@ export type UpstreamAuthFailure =
   /** authorization_code: the caller has not connected an account yet. */
   | "connect_required"
   /** token_exchange: the caller has no OAuth access token to exchange (an API key). */
-  | "no_subject_token";
+  | "no_subject_token"
+  /** authorization_code on Redis: the shared store cannot be reached. */
+  | "store_unavailable";
 
 export class UpstreamAuthError extends GatewayError {
   readonly reason: UpstreamAuthFailure;

@@ -14,10 +14,10 @@
  */
 import { createHash, randomBytes } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
+import { setTimeout as delay } from "node:timers/promises";
 import type { Logger } from "pino";
 import type { Principal } from "../auth/principal.js";
 import { GatewayError } from "../errors.js";
-import { setBounded } from "../lib/bounded-map.js";
 import type { Component } from "../runtime/usage-pool.js";
 import type { SecretBox } from "../secrets/cipher.js";
 import {
@@ -26,7 +26,7 @@ import {
   UpstreamAuthError,
   type UpstreamCredentials,
 } from "./credentials.js";
-import type { TokenSet, TokenStore } from "./token-store.js";
+import type { DelegatedTokens, TokenSet } from "./token-store.js";
 
 type AuthorizationCodeConfig = Extract<UpstreamAuthConfig, { type: "authorization_code" }>;
 
@@ -35,14 +35,9 @@ export const CALLBACK_PATH = "/oauth/callback";
 
 const TICKET_TTL_MS = 10 * 60_000;
 const PENDING_TTL_MS = 10 * 60_000;
-const MAX_PENDING = 10_000;
-
-interface Pending {
-  route: string;
-  subject: string;
-  verifier: string;
-  expiresAt: number;
-}
+/** While another replica refreshes a caller's token: how often, and how many times, to look. */
+const LOCK_WAIT_MS = 100;
+const LOCK_WAITS = 100;
 
 /** Who a caller is, for the store: the same person on every request and every replica. */
 export function subjectOf(principal: Principal | undefined): string | undefined {
@@ -57,13 +52,12 @@ export function subjectOf(principal: Principal | undefined): string | undefined 
  */
 export class Delegation implements Component {
   readonly #box: SecretBox;
-  readonly #store: TokenStore;
+  readonly #store: DelegatedTokens;
   readonly #log: Logger;
-  readonly #pending = new Map<string, Pending>();
   #routes = new Map<string, AuthorizationCodeConfig>();
   #publicOrigin = "";
 
-  constructor(box: SecretBox, store: TokenStore, log: Logger) {
+  constructor(box: SecretBox, store: DelegatedTokens, log: Logger) {
     this.#box = box;
     this.#store = store;
     this.#log = log;
@@ -105,13 +99,8 @@ export class Delegation implements Component {
     return new DelegatedCredentials(route, config, this);
   }
 
-  token(route: string, subject: string): TokenSet | undefined {
-    return this.#store.get(route, subject);
-  }
-
-  save(route: string, subject: string, token: TokenSet | undefined): void {
-    if (token === undefined) this.#store.delete(route, subject);
-    else this.#store.put(route, subject, token);
+  get store(): DelegatedTokens {
+    return this.#store;
   }
 
   close(): void {
@@ -143,14 +132,7 @@ export class Delegation implements Component {
     }
     const state = randomBytes(24).toString("base64url");
     const verifier = randomBytes(32).toString("base64url");
-    for (const [key, pending] of this.#pending)
-      if (pending.expiresAt < Date.now()) this.#pending.delete(key);
-    setBounded(
-      this.#pending,
-      state,
-      { route, subject: ticket.s, verifier, expiresAt: Date.now() + PENDING_TTL_MS },
-      MAX_PENDING,
-    );
+    await this.#store.addPending(state, { route, subject: ticket.s, verifier }, PENDING_TTL_MS);
     const target = new URL(config.authorization_url);
     target.searchParams.set("response_type", "code");
     target.searchParams.set("client_id", config.client_id);
@@ -168,10 +150,8 @@ export class Delegation implements Component {
   }
 
   async #callback(url: URL, res: ServerResponse): Promise<void> {
-    const state = url.searchParams.get("state") ?? "";
-    const pending = this.#pending.get(state);
-    this.#pending.delete(state);
-    if (pending === undefined || pending.expiresAt < Date.now()) {
+    const pending = await this.#store.takePending(url.searchParams.get("state") ?? "");
+    if (pending === undefined) {
       page(
         res,
         400,
@@ -199,7 +179,7 @@ export class Delegation implements Component {
       redirect_uri: this.#redirectUri(config),
       code_verifier: pending.verifier,
     });
-    this.save(pending.route, pending.subject, token);
+    await this.#store.put(pending.route, pending.subject, token);
     this.#log.info({ route: pending.route }, "upstream auth: an account was connected");
     page(res, 200, "Account connected", "You can close this window and call the tool again.");
   }
@@ -227,7 +207,27 @@ class DelegatedCredentials implements UpstreamCredentials {
   ): Readonly<Record<string, string>> | Promise<Readonly<Record<string, string>>> {
     const subject = subjectOf(principal);
     if (subject === undefined) throw this.#connectError(undefined);
-    const token = this.#delegation.token(this.#route, subject);
+    const token = this.#delegation.store.get(this.#route, subject);
+    if (!(token instanceof Promise)) return this.#use(subject, token);
+    return token.then((found) => this.#use(subject, found)).catch(storeFailure);
+  }
+
+  rejected(_sent: Readonly<Record<string, string>>, principal?: Principal): void {
+    const subject = subjectOf(principal);
+    if (subject === undefined) return;
+    const { store } = this.#delegation;
+    // Due at once: the next request refreshes it, or asks the caller to connect again.
+    void Promise.resolve(store.get(this.#route, subject))
+      .then((token) => token && store.put(this.#route, subject, { ...token, refreshAt: 0 }))
+      .catch(() => {});
+  }
+
+  close(): void {}
+
+  #use(
+    subject: string,
+    token: TokenSet | undefined,
+  ): Readonly<Record<string, string>> | Promise<Readonly<Record<string, string>>> {
     if (token === undefined) throw this.#connectError(subject);
     const now = Date.now();
     if (token.refreshAt === undefined || now < token.refreshAt) return bearer(token.accessToken);
@@ -242,28 +242,43 @@ class DelegatedCredentials implements UpstreamCredentials {
     });
   }
 
-  rejected(_sent: Readonly<Record<string, string>>, principal?: Principal): void {
-    const subject = subjectOf(principal);
-    const token = subject && this.#delegation.token(this.#route, subject);
-    // Due at once: the next request refreshes it, or asks the caller to connect again.
-    if (subject && token) this.#delegation.save(this.#route, subject, { ...token, refreshAt: 0 });
-  }
-
-  close(): void {}
-
   /** One refresh per caller at a time; undefined when the caller must connect again. */
   #refresh(subject: string, token: TokenSet): Promise<TokenSet | undefined> {
     let running = this.#refreshing.get(subject);
     if (running === undefined) {
-      running = this.#refreshOnce(subject, token).finally(() => this.#refreshing.delete(subject));
+      running = this.#refreshShared(subject, token).finally(() => this.#refreshing.delete(subject));
       this.#refreshing.set(subject, running);
     }
     return running;
   }
 
+  /**
+   * Another replica may have refreshed already (a rotated refresh token must not be used
+   * twice): the shared store's latest tokens first, then a refresh under the caller's lock, or
+   * the other replica's result when it holds the lock.
+   */
+  async #refreshShared(subject: string, token: TokenSet): Promise<TokenSet | undefined> {
+    const { store } = this.#delegation;
+    for (let attempt = 0; attempt < LOCK_WAITS; attempt++) {
+      const latest = await store.latest(this.#route, subject);
+      if (latest === undefined) return undefined;
+      if (latest.accessToken !== token.accessToken) return latest;
+      const done = await store.whileLocked(this.#route, subject, async () => ({
+        fresh: await this.#refreshOnce(subject, latest),
+      }));
+      if (done !== undefined) return done.fresh;
+      await delay(LOCK_WAIT_MS);
+    }
+    throw new UpstreamAuthError(
+      "timeout",
+      "another replica's refresh of this caller's token did not finish",
+    );
+  }
+
   async #refreshOnce(subject: string, token: TokenSet): Promise<TokenSet | undefined> {
+    const { store } = this.#delegation;
     if (token.refreshToken === undefined) {
-      this.#delegation.save(this.#route, subject, undefined);
+      await store.put(this.#route, subject, undefined);
       return undefined;
     }
     try {
@@ -273,12 +288,12 @@ class DelegatedCredentials implements UpstreamCredentials {
       });
       // A provider that does not rotate refresh tokens sends none: the old one stays good.
       const kept = { ...fresh, refreshToken: fresh.refreshToken ?? token.refreshToken };
-      this.#delegation.save(this.#route, subject, kept);
+      await store.put(this.#route, subject, kept);
       return kept;
     } catch (error) {
       if (error instanceof UpstreamAuthError && error.reason === "refused") {
         // invalid_grant: revoked or expired at the provider. The caller connects again.
-        this.#delegation.save(this.#route, subject, undefined);
+        await store.put(this.#route, subject, undefined);
         return undefined;
       }
       throw error;
@@ -302,6 +317,12 @@ class DelegatedCredentials implements UpstreamCredentials {
       },
     });
   }
+}
+
+/** A failure of the shared store (Redis away) is the gateway's, not the provider's. */
+function storeFailure(error: unknown): never {
+  if (error instanceof GatewayError) throw error;
+  throw new UpstreamAuthError("store_unavailable", "the shared store cannot be reached", error);
 }
 
 function bearer(token: string): Readonly<Record<string, string>> {

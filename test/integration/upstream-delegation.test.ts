@@ -8,6 +8,7 @@
 import { readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { type ExampleServer, startExampleServer } from "../../examples/mcp-server.js";
 import { sqliteAvailable } from "../../src/authorization-server/store.js";
@@ -15,6 +16,7 @@ import { freePort } from "../helpers/fake-upstreams.js";
 import { startGateway, type TestGateway } from "../helpers/gateway.js";
 import { cheapHash } from "../helpers/keys.js";
 import { POST_HEADERS } from "../helpers/mcp-client.js";
+import { startRedis, type TestRedis } from "../helpers/redis.js";
 import { startTokenServer, type TokenServer } from "../helpers/token-server.js";
 
 const KEYS = { alice: "delegation-alice-key-0123456789", bob: "delegation-bob-key-0123456789" };
@@ -188,5 +190,123 @@ describe("authorization_code", () => {
     ).toString("latin1");
     expect(bytes).toContain("enc:v1:");
     expect(bytes).not.toContain("eyJhbGciOiJFUzI1NiI");
+  });
+});
+
+describe("authorization_code on Redis, across replicas", () => {
+  let redis: TestRedis;
+  let inspect: Redis;
+  let shared: TokenServer;
+  let sharedUpstream: ExampleServer;
+  let one: TestGateway;
+  let two: TestGateway;
+  let origins: string[];
+
+  beforeAll(async () => {
+    redis = await startRedis();
+    inspect = new Redis(redis.url);
+    const ports = [await freePort(), await freePort()];
+    origins = ports.map((port) => `http://127.0.0.1:${port}`);
+    // The provider sends users back to the second replica, whoever sent them there.
+    const redirectUri = `${origins[1]}/oauth/callback`;
+    shared = await startTokenServer({
+      clientId: CLIENT_ID,
+      clientSecret: CLIENT_SECRET,
+      resource: RESOURCE,
+      ttl: 6,
+      authorizationCode: { redirectUri, user: "alice@crm" },
+    });
+    sharedUpstream = await startExampleServer({
+      jsonResponse: true,
+      verifyToken: (t) => shared.verify(t),
+    });
+    const replica = async (port: number) =>
+      startGateway({
+        listen: `127.0.0.1:${port}`,
+        store: { type: "redis", url: redis.url, key_prefix: "deleg:" },
+        secrets: { encryption_key: "delegation-encryption-key-0123456789-abc" },
+        auth: { keys: [{ id: "alice", hash: await cheapHash(KEYS.alice) }] },
+        routes: [
+          {
+            path: "/crm/mcp",
+            upstream: {
+              url: sharedUpstream.url,
+              auth: {
+                type: "authorization_code",
+                authorization_url: shared.authorizationUrl,
+                token_url: shared.tokenUrl,
+                client_id: CLIENT_ID,
+                client_secret: CLIENT_SECRET,
+                scopes: ["upstream:read"],
+                resource: RESOURCE,
+                redirect_uri: redirectUri,
+              },
+            },
+          },
+        ],
+      });
+    const started = await Promise.all(ports.map(replica));
+    one = started[0] as TestGateway;
+    two = started[1] as TestGateway;
+  });
+
+  afterAll(async () => {
+    await Promise.all([one?.stop(), two?.stop()]);
+    inspect?.disconnect();
+    await Promise.all([redis?.stop(), sharedUpstream?.close(), shared?.close()]);
+  });
+
+  const callAt = async (at: string) => {
+    const res = await fetch(`${at}/crm/mcp`, {
+      method: "POST",
+      headers: { ...POST_HEADERS, authorization: `Bearer ${KEYS.alice}` },
+      body: JSON.stringify({
+        jsonrpc: "2.0",
+        id: 3,
+        method: "tools/call",
+        params: { name: "echo", arguments: { message: "shared" } },
+      }),
+    });
+    // biome-ignore lint/suspicious/noExplicitAny: a JSON-RPC answer, read field by field below.
+    return { status: res.status, body: (await res.json()) as Record<string, any> };
+  };
+
+  it("connects through one replica and the provider's callback at the other, then both use the token", async () => {
+    const [first, second] = origins as [string, string];
+    const asked = await callAt(first);
+    expect(asked.body.error.code).toBe(-32042);
+    const link: string = asked.body.error.data.elicitations[0].url;
+    expect(link.startsWith(`${first}/oauth/connect/crm/mcp?`)).toBe(true);
+    const page = await openInBrowser(link);
+    expect(page.text).toContain("Account connected");
+    for (const at of [first, second]) {
+      const result = await callAt(at);
+      expect(result.status, at).toBe(200);
+      expect(result.body.result.content).toEqual([{ type: "text", text: "shared" }]);
+    }
+    const keys = await inspect.keys("deleg:*");
+    expect(keys.filter((key) => key.startsWith("deleg:ut:"))).toHaveLength(1);
+    // The connect in progress was taken once, at the callback.
+    expect(keys.filter((key) => key.startsWith("deleg:uc:"))).toEqual([]);
+    const sealed = await inspect.get(keys.find((key) => key.startsWith("deleg:ut:")) as string);
+    expect(sealed?.startsWith("enc:v1:")).toBe(true);
+  });
+
+  it("refreshes with the rotated refresh token whichever replica is due first", async () => {
+    for (const round of [0, 1, 2]) {
+      const before = shared.tokenRequests;
+      const at = origins[round % 2] as string;
+      await vi.waitFor(
+        async () => {
+          expect((await callAt(at)).status).toBe(200);
+          expect(shared.tokenRequests).toBeGreaterThan(before);
+        },
+        { timeout: 8_000, interval: 250 },
+      );
+      // The other replica takes the refreshed token from Redis rather than refreshing again
+      // with a refresh token the provider has rotated away.
+      for (const other of origins) expect((await callAt(other)).status, `round ${round}`).toBe(200);
+      expect(shared.tokenRequests).toBe(before + 1);
+    }
   });
 });

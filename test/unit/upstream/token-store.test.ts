@@ -22,7 +22,7 @@ afterEach(async () => {
 describe("TokenStore", () => {
   it("keeps tokens sealed in its file across a restart, and names a key it cannot open them with", async () => {
     const store = new TokenStore(dir, new SecretBox(KEY));
-    store.put("/crm/mcp", "key:alice", TOKEN);
+    await store.put("/crm/mcp", "key:alice", TOKEN);
     expect(store.get("/crm/mcp", "key:alice")).toEqual(TOKEN);
     store.close();
     const file = path.join(dir, TOKEN_FILE);
@@ -35,8 +35,8 @@ describe("TokenStore", () => {
     expect(bytes).not.toContain("plaintext");
     const reopened = new TokenStore(dir, new SecretBox(OTHER, [KEY]));
     expect(reopened.get("/crm/mcp", "key:alice")).toEqual(TOKEN);
-    reopened.delete("/crm/mcp", "key:alice");
-    reopened.put("/crm/mcp", "key:bob", TOKEN);
+    await reopened.put("/crm/mcp", "key:alice", undefined);
+    await reopened.put("/crm/mcp", "key:bob", TOKEN);
     reopened.close();
     expect(() => new TokenStore(dir, new SecretBox(KEY))).toThrow(
       /upstream-tokens\.sqlite: a stored upstream token does not open: sealed under key \S{8}, which is neither/,
