@@ -16,7 +16,8 @@ export interface IdentityProvider {
   close(): Promise<void>;
 }
 
-interface Provider {
+/** The part of oidc-provider's Provider the test servers use (it ships no types). */
+export interface OidcProvider {
   callback(): (req: IncomingMessage, res: ServerResponse) => void;
   interactionDetails(
     req: IncomingMessage,
@@ -30,7 +31,27 @@ interface Provider {
   Grant: new (options: {
     accountId: string;
     clientId: string;
-  }) => { addOIDCScope(scope: string): void; save(): Promise<string> };
+  }) => {
+    addOIDCScope(scope: string): void;
+    addResourceScope(resource: string, scope: string): void;
+    save(): Promise<string>;
+  };
+  registerGrantType(
+    name: string,
+    handler: (ctx: {
+      oidc: { params: Record<string, unknown>; client: { clientId: string } };
+      status: number;
+      body: unknown;
+    }) => Promise<void>,
+    params: string[],
+  ): void;
+  AccessToken: new (
+    options: Record<string, unknown>,
+  ) => {
+    resourceServer: unknown;
+    save(): Promise<string>;
+  };
+  ResourceServer: new (identifier: string, info: Record<string, unknown>) => unknown;
 }
 
 export async function startIdentityProvider(options: {
@@ -41,7 +62,7 @@ export async function startIdentityProvider(options: {
   user: string;
 }): Promise<IdentityProvider> {
   const { default: OidcProvider } = await importOidcProvider<{
-    default: new (issuer: string, configuration: object) => Provider;
+    default: new (issuer: string, configuration: object) => OidcProvider;
   }>();
   const { privateKey } = await generateKeyPair("ES256", { extractable: true });
   const server = createServer();

@@ -8,47 +8,10 @@ import { createServer, type IncomingMessage, type ServerResponse } from "node:ht
 import type { AddressInfo } from "node:net";
 import { createRemoteJWKSet, exportJWK, generateKeyPair, jwtVerify } from "jose";
 import { importOidcProvider } from "../../src/authorization-server/oidc-provider-module.js";
+import type { OidcProvider } from "./oidc-identity-provider.js";
 
 const TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange";
 const ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token";
-
-interface TokenExchangeContext {
-  oidc: { params: Record<string, unknown>; client: { clientId: string } };
-  status: number;
-  body: unknown;
-}
-
-interface Provider {
-  callback(): (req: IncomingMessage, res: ServerResponse) => void;
-  registerGrantType(
-    name: string,
-    handler: (ctx: TokenExchangeContext) => Promise<void>,
-    params: string[],
-  ): void;
-  AccessToken: new (
-    options: Record<string, unknown>,
-  ) => {
-    resourceServer: unknown;
-    save(): Promise<string>;
-  };
-  ResourceServer: new (identifier: string, info: Record<string, unknown>) => unknown;
-  interactionDetails(
-    req: IncomingMessage,
-    res: ServerResponse,
-  ): Promise<{ prompt: { name: string }; params: { client_id: string } }>;
-  interactionFinished(
-    req: IncomingMessage,
-    res: ServerResponse,
-    result: Record<string, unknown>,
-  ): Promise<void>;
-  Grant: new (options: {
-    accountId: string;
-    clientId: string;
-  }) => {
-    addResourceScope(resource: string, scope: string): void;
-    save(): Promise<string>;
-  };
-}
 
 export interface TokenServer {
   issuer: string;
@@ -87,14 +50,14 @@ export async function startTokenServer(options: {
    */
   tokenExchange?: { issuer: string; jwksUrl: string; audience: string; refuse?: string[] };
 }): Promise<TokenServer> {
-  const { default: OidcProvider } = await importOidcProvider<{
-    default: new (issuer: string, configuration: object) => Provider;
+  const { default: Provider } = await importOidcProvider<{
+    default: new (issuer: string, configuration: object) => OidcProvider;
   }>();
   const { privateKey } = await generateKeyPair("ES256", { extractable: true });
   const server = createServer();
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   const issuer = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  const provider = new OidcProvider(issuer, {
+  const provider = new Provider(issuer, {
     jwks: {
       keys: [{ ...(await exportJWK(privateKey)), kid: "upstream-as-1", alg: "ES256", use: "sig" }],
     },
@@ -146,7 +109,7 @@ export async function startTokenServer(options: {
     const scope = options.scope ?? "upstream:read";
     provider.registerGrantType(
       TOKEN_EXCHANGE,
-      async (ctx: TokenExchangeContext) => {
+      async (ctx) => {
         const { subject_token: token, subject_token_type: type } = ctx.oidc.params;
         let sub: string | undefined;
         try {
