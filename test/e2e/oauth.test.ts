@@ -103,7 +103,8 @@ describe("mcpgw run with OAuth (the built binary)", () => {
     const disabled = config({ enabled: false });
     (disabled.auth as Record<string, unknown>).enabled = false;
     await reload(disabled, 5);
-    expect(bin.logs.some((line) => line.msg.startsWith("auth.enabled is false"))).toBe(true);
+    // Logged with the reload, not necessarily before its "config reloaded" line.
+    await bin.waitForLog((line) => line.msg.startsWith("auth.enabled is false"));
     expect(await initializeStatus(url)).toBe(200);
     const origin = new URL(url).origin;
     expect((await fetch(`${origin}/.well-known/oauth-protected-resource`)).status).toBe(404);
