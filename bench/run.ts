@@ -33,6 +33,7 @@ import {
   FIFTY_RULE_POLICY_FILTERING,
   mcpgwWithApiKey,
   mcpgwWithJwt,
+  nodePeer,
   passthrough,
   passthroughDispatch,
   type TargetDefinition,
@@ -82,12 +83,23 @@ const TARGETS: readonly TargetDefinition[] = [
     baseline: "mcpgw",
     maxCpuRatio: 1.25,
   }),
+  nodePeer(
+    "node-fastify",
+    "fastify",
+    "a Node peer: fastify 5 + @fastify/reply-from, jose jwtVerify per request, a pino line each",
+  ),
+  nodePeer(
+    "node-express",
+    "express",
+    "a Node peer: express 5 + http-proxy-middleware, jose jwtVerify per request, a pino line each",
+  ),
   mcpgwWithJwt({
     name: "mcpgw-jwt-warm",
     description:
       "mcpgw, OAuth: one ES256 JWT reused (verified-token cache), audit log on (CPU: the gateway)",
     freshTokens: false,
     maxCpuRatio: 1.25,
+    alsoWith: ["node-fastify", "node-express"],
   }),
   mcpgwWithJwt({
     name: "mcpgw-jwt-cold",

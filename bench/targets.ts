@@ -418,6 +418,8 @@ interface JwtScenario {
   /** A new token for every request (each one a signature check), or one token throughout. */
   freshTokens: boolean;
   maxCpuRatio?: number;
+  /** Further targets its ratios are reported against (the Node peers). */
+  alsoWith?: readonly string[];
 }
 
 /**
@@ -432,7 +434,7 @@ export function mcpgwWithJwt(scenario: JwtScenario): TargetDefinition {
     compareWith: {
       baseline: passthrough.name,
       ...(scenario.maxCpuRatio !== undefined && { maxCpuRatio: scenario.maxCpuRatio }),
-      alsoWith: [passthroughDispatch.name],
+      alsoWith: [passthroughDispatch.name, ...(scenario.alsoWith ?? [])],
     },
     async start({ processes, scratchDir }) {
       const upstream = await startUpstream(processes);
@@ -455,6 +457,46 @@ export function mcpgwWithJwt(scenario: JwtScenario): TargetDefinition {
           await stopAll([upstream.process]);
           await issuer.close();
           return shutdownFindings(exit, auditPath, traffic);
+        },
+      };
+    },
+  };
+}
+
+/**
+ * What a Node engineer would build instead (bench/peers/): a proxy that verifies the same
+ * ES256 JWT with jose on every request and writes one pino line per request, in front of the
+ * same stand-in upstream, with the same warm token as `mcpgw-jwt-warm`.
+ */
+export function nodePeer(
+  name: string,
+  script: "fastify" | "express",
+  description: string,
+): TargetDefinition {
+  return {
+    name,
+    description,
+    compareWith: { baseline: passthrough.name },
+    async start({ processes, scratchDir }) {
+      const upstream = await startUpstream(processes);
+      const issuer = await startTokenIssuer();
+      const oauth = issuer.oauthConfig() as { jwks_url: string; issuer: string; audience: string };
+      const peer = processes.spawnNode(name, new URL(`./peers/${script}.js`, import.meta.url), [
+        upstream.url,
+        oauth.jwks_url,
+        oauth.issuer,
+        oauth.audience,
+        join(scratchDir, `${name}.log`),
+      ]);
+      const port = await peer.waitFor("port announcement", parsePortAnnouncement, READY_TIMEOUT_MS);
+      return {
+        url: `http://127.0.0.1:${port}${MCP_PATH}`,
+        measured: peer,
+        authorization: `Bearer ${issuer.mint()}`,
+        async finish() {
+          await stopAll([peer, upstream.process]);
+          await issuer.close();
+          return [];
         },
       };
     },
