@@ -16,6 +16,8 @@ export interface TokenIssuer {
   mint(): string;
   /** The gateway's `auth.oauth` section for tokens from this issuer. */
   oauthConfig(): Record<string, unknown>;
+  /** The signing key's public half, PEM (SPKI), for proxies that take a key file. */
+  publicKeyPem(): string;
   close(): Promise<void>;
 }
 
@@ -35,6 +37,7 @@ export async function startTokenIssuer(): Promise<TokenIssuer> {
   );
   return {
     mint: () => mintToken(privateKey, header, issuer),
+    publicKeyPem: () => publicKey.export({ format: "pem", type: "spki" }).toString(),
     oauthConfig: () => ({
       enabled: true,
       issuer,

@@ -133,7 +133,12 @@ export class ProcessGroup {
 
   /** Starts `node script args...` with stdout and stderr piped to the harness. */
   spawnNode(name: string, script: URL, args: readonly string[] = []): ServiceProcess {
-    const child = spawn(BENCH_NODE, [fileURLToPath(script), ...args], {
+    return this.spawn(name, BENCH_NODE, [fileURLToPath(script), ...args]);
+  }
+
+  /** Starts any program (HAProxy, say) the same way. */
+  spawn(name: string, command: string, args: readonly string[] = []): ServiceProcess {
+    const child = spawn(command, args, {
       stdio: ["ignore", "pipe", "pipe"],
     });
     const service = new ServiceProcess(name, child);

@@ -31,6 +31,7 @@ import {
   direct,
   FIFTY_RULE_POLICY,
   FIFTY_RULE_POLICY_FILTERING,
+  haproxyJwt,
   mcpgwWithApiKey,
   mcpgwWithJwt,
   nodePeer,
@@ -83,6 +84,7 @@ const TARGETS: readonly TargetDefinition[] = [
     baseline: "mcpgw",
     maxCpuRatio: 1.25,
   }),
+  haproxyJwt,
   nodePeer(
     "node-fastify",
     "fastify",
@@ -99,7 +101,7 @@ const TARGETS: readonly TargetDefinition[] = [
       "mcpgw, OAuth: one ES256 JWT reused (verified-token cache), audit log on (CPU: the gateway)",
     freshTokens: false,
     maxCpuRatio: 1.25,
-    alsoWith: ["node-fastify", "node-express"],
+    alsoWith: ["haproxy-jwt", "node-fastify", "node-express"],
   }),
   mcpgwWithJwt({
     name: "mcpgw-jwt-cold",

@@ -7,6 +7,7 @@
 import { execFile } from "node:child_process";
 import { existsSync } from "node:fs";
 import { readFile, writeFile } from "node:fs/promises";
+import { type AddressInfo, connect, createServer } from "node:net";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
@@ -501,4 +502,94 @@ export function nodePeer(
       };
     },
   };
+}
+
+/** Debian's `haproxy` package (2.6 in bookworm). */
+const HAPROXY = "/usr/sbin/haproxy";
+
+/**
+ * The compiled anchor: HAProxy on one thread in front of the same upstream, verifying the same
+ * ES256 token's signature with `jwt_verify` on every request (the alg must be ES256), dropping
+ * `Authorization`, with keep-alive both ways and no logging.
+ */
+export const haproxyJwt: TargetDefinition = {
+  name: "haproxy-jwt",
+  description:
+    "HAProxy 2.6, one thread, jwt_verify (ES256) on every request, no log (CPU: haproxy)",
+  compareWith: { baseline: passthrough.name },
+  preflight() {
+    if (!existsSync(HAPROXY)) throw new Error(`${HAPROXY} is missing: apt-get install haproxy`);
+  },
+  async start({ processes, scratchDir }) {
+    const upstream = await startUpstream(processes);
+    const issuer = await startTokenIssuer();
+    const keyFile = join(scratchDir, "jwt-public.pem");
+    await writeFile(keyFile, issuer.publicKeyPem());
+    const port = await unusedPort();
+    const upstreamUrl = new URL(upstream.url);
+    const config = join(scratchDir, "haproxy.cfg");
+    await writeFile(
+      config,
+      [
+        "global",
+        "  nbthread 1",
+        "defaults",
+        "  mode http",
+        "  option http-keep-alive",
+        "  timeout connect 5s",
+        "  timeout client 60s",
+        "  timeout server 60s",
+        "frontend mcp",
+        `  bind 127.0.0.1:${port}`,
+        "  http-request set-var(txn.bearer) http_auth_bearer",
+        "  http-request set-var(txn.alg) var(txn.bearer),jwt_header_query('$.alg')",
+        '  http-request deny status 401 unless { var(txn.alg) -m str "ES256" }',
+        `  http-request deny status 401 unless { var(txn.bearer),jwt_verify(txn.alg,"${keyFile}") -m int 1 }`,
+        "  http-request del-header authorization",
+        "  default_backend upstream",
+        "backend upstream",
+        `  server up ${upstreamUrl.host}`,
+        "",
+      ].join("\n"),
+    );
+    const proxy = processes.spawn("haproxy-jwt", HAPROXY, ["-db", "-f", config]);
+    await waitForPort(port, READY_TIMEOUT_MS);
+    return {
+      url: `http://127.0.0.1:${port}${MCP_PATH}`,
+      measured: proxy,
+      authorization: `Bearer ${issuer.mint()}`,
+      async finish() {
+        await stopAll([proxy, upstream.process]);
+        await issuer.close();
+        return [];
+      },
+    };
+  },
+};
+
+/** A loopback port nothing listens on now. */
+async function unusedPort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+/** Resolves once something accepts connections on `port`. */
+async function waitForPort(port: number, timeoutMs: number): Promise<void> {
+  const deadline = performance.now() + timeoutMs;
+  while (performance.now() < deadline) {
+    const connected = await new Promise<boolean>((resolve) => {
+      const socket = connect(port, "127.0.0.1");
+      socket.once("connect", () => {
+        socket.destroy();
+        resolve(true);
+      });
+      socket.once("error", () => resolve(false));
+    });
+    if (connected) return;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  throw new Error(`nothing listens on 127.0.0.1:${port} after ${timeoutMs} ms`);
 }
