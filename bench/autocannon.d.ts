@@ -13,6 +13,8 @@ declare module "autocannon" {
       connections?: number;
       /** Seconds. */
       duration?: number;
+      /** Requests per second across all connections (open loop). */
+      overallRate?: number;
       /** A number of requests to send instead of a duration. */
       amount?: number;
       /** Seconds before a request counts as timed out (and as an error). */

@@ -15,6 +15,8 @@ export interface LoadPhase {
   verifyBody?: (body: string) => boolean;
   /** When given, each request's Authorization header comes from it (a fresh token each time). */
   authorization?: () => string;
+  /** Requests per second across all connections (open loop); unset, as fast as answered. */
+  overallRate?: number;
 }
 
 export interface LoadOutcome {
@@ -51,6 +53,7 @@ export function runLoad(phase: LoadPhase): Promise<LoadOutcome> {
       duration: phase.durationSeconds,
     };
     if (phase.verifyBody) options.verifyBody = phase.verifyBody;
+    if (phase.overallRate !== undefined) options.overallRate = phase.overallRate;
     const { authorization } = phase;
     if (authorization) {
       options.requests = [

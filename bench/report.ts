@@ -16,8 +16,13 @@ export interface TargetResult {
   /** The measured phase only; warm-up is left out. */
   load: LoadOutcome;
   cpuMicrosPerRequest: number;
+  /** Latency under half the load it sustained at most (its measured req/s), open loop. */
+  halfLoad?: { rate: number; latencyP50Ms: number; latencyP99Ms: number } | undefined;
   findings: Finding[];
 }
+
+/** The issue's target for what mcpgw adds to the p50 latency of `direct` at half saturation. */
+const MAX_ADDED_P50_MS = 0.3;
 
 /** One target against its baseline (mcpgw against the bare pass-through). */
 export interface Comparison {
@@ -191,6 +196,21 @@ function comparisonLines(report: BenchReport): string[] {
   });
 }
 
+/** Each target's latency at half its own saturation, and what it adds over `direct`'s. */
+function latencyLines(report: BenchReport): string[] {
+  const direct = report.results.find(({ target }) => target.name === "direct")?.halfLoad;
+  return report.results.flatMap(({ target, halfLoad }) => {
+    if (halfLoad === undefined) return [];
+    const at = `${target.name} at half saturation (${halfLoad.rate} req/s): p50 ${ms(halfLoad.latencyP50Ms)} ms, p99 ${ms(halfLoad.latencyP99Ms)} ms`;
+    if (direct === undefined || target.name === "direct") return [at];
+    const added = halfLoad.latencyP50Ms - direct.latencyP50Ms;
+    const verdict = target.name.startsWith("mcpgw")
+      ? ` ${mark(added <= MAX_ADDED_P50_MS)} (target ≤ ${MAX_ADDED_P50_MS} ms)`
+      : "";
+    return [`${at}; p50 added over direct: ${ms(added)} ms${verdict}`];
+  });
+}
+
 function findingLines(report: BenchReport): string[] {
   return report.results.flatMap(({ target, findings }) =>
     findings.map((finding) => {
@@ -238,6 +258,7 @@ export function renderText(report: BenchReport): string {
     ...table,
     "",
     ...comparisonLines(report),
+    ...latencyLines(report),
     ...findingLines(report),
     "",
   ].join("\n");
@@ -259,7 +280,9 @@ export function renderMarkdown(report: BenchReport): string {
     "",
     ...markdownTable(report),
     "",
-    ...[...comparisonLines(report), ...findingLines(report)].map((line) => `- ${line}`),
+    ...[...comparisonLines(report), ...latencyLines(report), ...findingLines(report)].map(
+      (line) => `- ${line}`,
+    ),
     "",
     "Targets:",
     "",

@@ -115,6 +115,8 @@ const DOC_PATH = new URL("../../docs/benchmarks.md", import.meta.url);
 
 /** Per target, on top of the load: starting (argon2 hashing included) and stopping. */
 const TARGET_OVERHEAD_SECONDS = 60;
+/** The phase at half the target's measured rate, for latency. */
+const HALF_LOAD_SECONDS = 3;
 
 function selectTargets(only: Settings["only"]): readonly TargetDefinition[] {
   if (only === undefined) return TARGETS;
@@ -176,12 +178,26 @@ async function measure(
     const problem = loadFailure(load);
     if (problem) throw started.measured.failure(problem);
 
+    // Latency where a deployment runs: half the rate it sustained at most, open loop.
+    const rate = Math.max(1, Math.round(load.requestsPerSecond / 2));
+    process.stderr.write(`bench: ${name}: ${HALF_LOAD_SECONDS} s at ${rate} req/s\n`);
+    const half = await runLoad({ ...phase, durationSeconds: HALF_LOAD_SECONDS, overallRate: rate });
+    const halfProblem = loadFailure(half);
+    if (halfProblem) throw started.measured.failure(`half load: ${halfProblem}`);
+
     const findings = await started.finish({
-      sent: warmup.sent + load.sent,
-      completed: warmup.completed + load.completed,
+      sent: warmup.sent + load.sent + half.sent,
+      completed: warmup.completed + load.completed + half.completed,
     });
     const cpuMicros = ((ticksAfter - ticksBefore) * 1e6) / ticksPerSecond;
-    return { target, round, load, cpuMicrosPerRequest: cpuMicros / load.completed, findings };
+    return {
+      target,
+      round,
+      load,
+      cpuMicrosPerRequest: cpuMicros / load.completed,
+      halfLoad: { rate, latencyP50Ms: half.latencyP50Ms, latencyP99Ms: half.latencyP99Ms },
+      findings,
+    };
   } finally {
     processes.killAll();
   }
