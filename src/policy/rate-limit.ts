@@ -65,7 +65,6 @@ interface Buckets {
     limits: readonly Limit[],
     keys: readonly string[],
   ): Refusal | undefined | Promise<Refusal | undefined>;
-  close(): void;
 }
 
 interface Bucket {
@@ -81,17 +80,16 @@ class MemoryBuckets implements Buckets {
   take(limits: readonly Limit[], keys: readonly string[]): Refusal | undefined {
     const now = performance.now();
     // Refill every bucket first: a request that one of them refuses takes from none.
+    const buckets: Bucket[] = [];
     for (let index = 0; index < limits.length; index++) {
       const limit = limits[index] as Limit;
       const bucket = this.#bucket(limit, keys[index] as string, now);
       bucket.tokens = Math.min(limit.burst, bucket.tokens + (now - bucket.at) * limit.rate);
       bucket.at = now;
       if (bucket.tokens < 1) return { limit, waitMs: (1 - bucket.tokens) / limit.rate };
+      buckets.push(bucket);
     }
-    for (let index = 0; index < limits.length; index++) {
-      const limit = limits[index] as Limit;
-      (this.#bucket(limit, keys[index] as string, now) as Bucket).tokens -= 1;
-    }
+    for (const bucket of buckets) bucket.tokens -= 1;
     return undefined;
   }
 
@@ -108,8 +106,6 @@ class MemoryBuckets implements Buckets {
     }
     return bucket;
   }
-
-  close(): void {}
 }
 
 /**
@@ -175,8 +171,6 @@ class RedisBuckets implements Buckets {
       return undefined;
     }
   }
-
-  close(): void {}
 }
 
 export interface RateLimiterDeps {
@@ -192,17 +186,15 @@ export interface RateLimiterDeps {
  */
 export class RateLimiter {
   readonly step: Step;
-  readonly #buckets: Buckets;
 
   constructor(configs: readonly RateLimitConfig[], deps: RateLimiterDeps = {}) {
     const limits = configs.map((config) => new Limit(config));
-    this.#buckets = deps.redis ? new RedisBuckets(deps.redis) : new MemoryBuckets();
-    this.step = rateLimit(limits, this.#buckets, deps.onLimited);
+    const buckets = deps.redis ? new RedisBuckets(deps.redis) : new MemoryBuckets();
+    this.step = rateLimit(limits, buckets, deps.onLimited);
   }
 
-  close(): void {
-    this.#buckets.close();
-  }
+  /** Nothing to let go of: the buckets are memory, or the store's (its own component). */
+  close(): void {}
 }
 
 /** A caller's bucket key, made once per principal (verified credentials share one object). */
