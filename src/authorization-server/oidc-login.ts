@@ -23,24 +23,30 @@ interface Pending {
   uid: string;
   verifier: string;
   nonce: string;
-  since: number;
 }
 
 /** How long a user has at the provider, and to come back with the ticket. */
 const PENDING_MS = 10 * 60_000;
-const MAX_PENDING = 10_000;
+
+/**
+ * Where sign-ins in progress (by `state`) and the tickets of confirmed ones wait: the
+ * authorization server's store, so that the provider may send the user back to any replica.
+ */
+export interface OnceStore {
+  putOnce(key: string, value: string, ttlMs: number): Promise<void>;
+  takeOnce(key: string): Promise<string | undefined>;
+}
 
 export class OidcLogin {
   readonly #config: OidcLoginConfig;
   readonly #callbackUrl: string;
+  readonly #once: OnceStore;
   #metadata: Promise<{ metadata: ProviderMetadata; keys: JWTVerifyGetKey }> | undefined;
-  readonly #pending = new Map<string, Pending>();
-  /** Sign-ins the provider confirmed, until the interaction collects them. */
-  readonly #tickets = new Map<string, { uid: string; accountId: string; since: number }>();
 
-  constructor(config: OidcLoginConfig, callbackUrl: string) {
+  constructor(config: OidcLoginConfig, callbackUrl: string, once: OnceStore) {
     this.#config = config;
     this.#callbackUrl = callbackUrl;
+    this.#once = once;
   }
 
   get scopes(): readonly string[] {
@@ -53,9 +59,8 @@ export class OidcLogin {
     const state = randomBytes(24).toString("base64url");
     const verifier = randomBytes(32).toString("base64url");
     const nonce = randomBytes(16).toString("base64url");
-    expire(this.#pending);
-    if (this.#pending.size >= MAX_PENDING) throw new Error("too many sign-ins in progress");
-    this.#pending.set(state, { uid, verifier, nonce, since: Date.now() });
+    const pending: Pending = { uid, verifier, nonce };
+    await this.#once.putOnce(`login:${state}`, JSON.stringify(pending), PENDING_MS);
     const url = new URL(metadata.authorization_endpoint);
     url.search = new URLSearchParams({
       response_type: "code",
@@ -76,11 +81,11 @@ export class OidcLogin {
    */
   async callback(query: URLSearchParams): Promise<{ uid: string; ticket: string }> {
     const state = query.get("state") ?? "";
-    const pending = this.#pending.get(state);
-    this.#pending.delete(state);
-    if (pending === undefined || Date.now() - pending.since > PENDING_MS) {
+    const stored = await this.#once.takeOnce(`login:${state}`);
+    if (stored === undefined) {
       throw new LoginError("This sign-in has expired or was not started here.");
     }
+    const pending = JSON.parse(stored) as Pending;
     const error = query.get("error");
     if (error !== null) {
       throw new LoginError(
@@ -123,19 +128,20 @@ export class OidcLogin {
       );
     }
     const ticket = randomBytes(24).toString("base64url");
-    expire(this.#tickets);
-    this.#tickets.set(ticket, { uid: pending.uid, accountId: name, since: Date.now() });
+    await this.#once.putOnce(
+      `ticket:${ticket}`,
+      JSON.stringify({ uid: pending.uid, accountId: name }),
+      PENDING_MS,
+    );
     return { uid: pending.uid, ticket };
   }
 
   /** The user a ticket confirmed, once, for the authorization request it was made for. */
-  take(ticket: string, uid: string): string | undefined {
-    const entry = this.#tickets.get(ticket);
-    this.#tickets.delete(ticket);
-    if (entry === undefined || entry.uid !== uid || Date.now() - entry.since > PENDING_MS) {
-      return undefined;
-    }
-    return entry.accountId;
+  async take(ticket: string, uid: string): Promise<string | undefined> {
+    const stored = await this.#once.takeOnce(`ticket:${ticket}`);
+    if (stored === undefined) return undefined;
+    const entry = JSON.parse(stored) as { uid: string; accountId: string };
+    return entry.uid === uid ? entry.accountId : undefined;
   }
 
   #discover() {
@@ -159,12 +165,4 @@ export class OidcLogin {
 /** A sign-in that cannot go on: its message is shown to the user. */
 export class LoginError extends Error {
   override readonly name = "LoginError";
-}
-
-function expire(entries: Map<string, { since: number }>): void {
-  const now = Date.now();
-  for (const [key, entry] of entries) {
-    if (now - entry.since <= PENDING_MS) break;
-    entries.delete(key);
-  }
 }

@@ -12,10 +12,13 @@ import { verify } from "@node-rs/argon2";
 import { createLocalJWKSet, type JWK, jwtVerify } from "jose";
 import type { Config } from "../config/schema.js";
 import type { Logger } from "../log.js";
+import type { SecretBox } from "../secrets/cipher.js";
+import type { RedisStore } from "../store/redis.js";
 import { LoginError, OidcLogin } from "./oidc-login.js";
 import { importOidcProvider } from "./oidc-provider-module.js";
 import { consentPage, errorPage, loginPage } from "./pages.js";
-import { type AuthorizationServerState, loadState, publicJwk } from "./state.js";
+import { RedisAuthorizationStore } from "./redis-store.js";
+import { type AuthorizationServerState, loadSharedState, loadState, publicJwk } from "./state.js";
 import { openStore, type Store, type StoreType } from "./store.js";
 
 export type AuthorizationServerConfig = Config["authorization_server"];
@@ -71,6 +74,8 @@ export class AuthorizationServer {
   /** Revoked access tokens (their `jti`), until they expire (ms since epoch): read per request. */
   readonly #revoked: Map<string, number>;
   readonly #accessTokenTtl: number;
+  /** Store writes begun by oidc-provider's events, not yet done. */
+  readonly #writing = new Set<Promise<void>>();
 
   private constructor(
     issuer: string,
@@ -81,6 +86,7 @@ export class AuthorizationServer {
       resources: Resources;
       accessTokenTtl: number;
       store: Store;
+      revoked: Map<string, number>;
       clients: Clients;
       login: AuthorizationServerConfig["login"];
     },
@@ -89,11 +95,13 @@ export class AuthorizationServer {
     this.#clients = parts.clients;
     this.#oidc =
       parts.login.type === "oidc"
-        ? new OidcLogin(parts.login, `${issuer}${LOGIN_CALLBACK}`)
+        ? new OidcLogin(parts.login, `${issuer}${LOGIN_CALLBACK}`, parts.store)
         : undefined;
     this.#accessTokenTtl = parts.accessTokenTtl;
     this.#store = parts.store;
-    this.#revoked = parts.store.revokedTokens();
+    this.#revoked = parts.revoked;
+    // Revocations at other replicas (the shared store): refused here from the moment they land.
+    parts.store.onRevoked?.((jti, until) => this.#revoked.set(jti, until));
     this.issuer = issuer;
     this.#provider = provider;
     this.#handler = provider.callback();
@@ -103,8 +111,26 @@ export class AuthorizationServer {
     this.getKey = createLocalJWKSet({ keys: state.signingKeys.map(publicJwk) });
     // JWT access tokens are not stored by oidc-provider: the gateway keeps what it needs to
     // refuse them once their grant is revoked (refresh token revoked, code replayed).
-    provider.on("access_token.issued", (token: IssuedToken) => this.#issued(token));
-    provider.on("grant.revoked", (_ctx: unknown, grantId: string) => this.#revokeGrant(grantId));
+    provider.on("access_token.issued", (token: IssuedToken) =>
+      this.#track(this.#issued(token), "could not record an issued token"),
+    );
+    provider.on("grant.revoked", (_ctx: unknown, grantId: string) =>
+      this.#track(this.#revokeGrant(grantId), "could not revoke a grant's tokens"),
+    );
+    // The store's writes those events started are done before the answer leaves: a client told
+    // its token is revoked finds it refused at once.
+    provider.use(async (_ctx: unknown, next: () => Promise<void>) => {
+      await next();
+      if (this.#writing.size > 0) await Promise.all(this.#writing);
+    });
+  }
+
+  #track(write: Promise<void>, failure: string): void {
+    const tracked = write.catch((error: unknown) =>
+      this.#log.error({ err: error }, `authorization server: ${failure}`),
+    );
+    this.#writing.add(tracked);
+    void tracked.finally(() => this.#writing.delete(tracked));
   }
 
   /** Whether the access token `jti` has been revoked (asked by the verifier on every use). */
@@ -112,21 +138,23 @@ export class AuthorizationServer {
     return this.#revoked.has(jti);
   }
 
-  #issued({ jti, grantId, exp }: IssuedToken): void {
+  async #issued({ jti, grantId, exp }: IssuedToken): Promise<void> {
     if (grantId === undefined) return;
     // A JWT access token's model has no `exp` yet when it is issued: its lifetime is ours.
     const until = exp === undefined ? Date.now() + this.#accessTokenTtl : exp * 1000;
-    this.#store.issued(jti, grantId, until);
+    await this.#store.issued(jti, grantId, until);
   }
 
-  #revokeGrant(grantId: string): void {
-    for (const [jti, until] of this.#store.tokensOfGrant(grantId)) this.#revokeToken(jti, until);
-    this.#store.forgetGrant(grantId);
+  async #revokeGrant(grantId: string): Promise<void> {
+    for (const [jti, until] of await this.#store.tokensOfGrant(grantId)) {
+      await this.#revokeToken(jti, until);
+    }
+    await this.#store.forgetGrant(grantId);
   }
 
-  #revokeToken(jti: string, until: number): void {
+  async #revokeToken(jti: string, until: number): Promise<void> {
     this.#revoked.set(jti, until);
-    this.#store.saveRevoked(jti, until);
+    await this.#store.saveRevoked(jti, until);
     // An expired token is refused without the list: what has expired goes.
     if (this.#revoked.size % 256 === 0) {
       const now = Date.now();
@@ -138,11 +166,26 @@ export class AuthorizationServer {
     config: AuthorizationServerConfig,
     issuer: string,
     log: Logger,
-    options: { persist?: boolean; store: StoreType },
+    options: {
+      persist?: boolean;
+      store: StoreType;
+      /** With store redis: the connection, and the box its signing keys are sealed with. */
+      shared?: { redis: RedisStore; box: SecretBox };
+    },
   ): Promise<AuthorizationServer> {
-    const state = await loadState(config.state_dir, options);
-    // check-config (persist: false) opens no file: a store in memory is enough to check.
-    const store = openStore(options.persist === false ? "memory" : options.store, config.state_dir);
+    const persist = options.persist !== false;
+    // check-config (persist: false) opens no file and no connection: memory is enough to check.
+    const shared = persist && options.store === "redis" ? options.shared : undefined;
+    const state = shared
+      ? await loadSharedState(shared.redis, shared.box, config.state_dir)
+      : await loadState(config.state_dir, { persist });
+    const store: Store = shared
+      ? new RedisAuthorizationStore(shared.redis, shared.box, log)
+      : openStore(
+          !persist || options.store === "redis" ? "memory" : options.store,
+          config.state_dir,
+        );
+    const revoked = await store.revokedTokens();
     const { default: Provider, errors } = await importOidcProvider<OidcProviderModule>();
     const users: Users = new Map(config.users.map((user) => [user.username, user]));
     // oidc-provider compares client secrets in the clear; the config holds argon2id hashes. So
@@ -281,6 +324,7 @@ export class AuthorizationServer {
         resources,
         accessTokenTtl: config.access_token_ttl,
         store,
+        revoked,
         clients,
         login: config.login,
       },
@@ -439,7 +483,7 @@ export class AuthorizationServer {
       );
       const caller = form.get("client_id");
       if (payload?.jti && payload.exp && (caller === undefined || caller === payload.client_id)) {
-        this.#revokeToken(payload.jti, payload.exp * 1000);
+        await this.#revokeToken(payload.jti, payload.exp * 1000);
         this.#log.info({ client_id: payload.client_id, sub: payload.sub }, "access token revoked");
       }
       // RFC 7009 §2.2: 200 whether or not the token was valid.
@@ -546,7 +590,7 @@ export class AuthorizationServer {
       res.end();
       return;
     }
-    const accountId = oidc.take(ticket, uid);
+    const accountId = await oidc.take(ticket, uid);
     if (accountId === undefined) {
       html(res, 400, errorPage("Sign-in failed", "This sign-in has expired; start again."));
       return;
@@ -717,6 +761,7 @@ interface Grant {
 interface OidcProvider {
   callback(): (req: IncomingMessage, res: ServerResponse) => void;
   on(event: string, listener: (...args: never[]) => void): void;
+  use(middleware: (ctx: unknown, next: () => Promise<void>) => Promise<void>): void;
   interactionDetails(req: IncomingMessage, res: ServerResponse): Promise<InteractionDetails>;
   interactionFinished(
     req: IncomingMessage,

@@ -2,7 +2,8 @@
  * Where the authorization server keeps what outlives a request: registered clients, grants,
  * codes, refresh tokens, sessions (oidc-provider's models), and the access tokens it revoked.
  * `sqlite` (the default) is one file in `state_dir` through Node's built-in `node:sqlite`
- * (Node 22.5+), so a restart loses nothing; `memory` is for tests and throwaway demos.
+ * (Node 22.5+), so a restart loses nothing; `memory` is for tests and throwaway demos; `redis`
+ * (`redis-store.ts`) is shared by every replica.
  */
 import { createRequire } from "node:module";
 import path from "node:path";
@@ -22,16 +23,48 @@ export interface Store {
   /** oidc-provider's `adapter` option. */
   adapter(model: string): ModelAdapter;
   /** Access tokens revoked, until they expire (ms since epoch). */
-  revokedTokens(): Map<string, number>;
-  saveRevoked(jti: string, until: number): void;
+  revokedTokens(): Promise<Map<string, number>>;
+  saveRevoked(jti: string, until: number): Promise<void>;
+  /**
+   * Revocations made elsewhere (another replica on the shared store), as they happen; a store
+   * only this process writes has none.
+   */
+  onRevoked?(listener: (jti: string, until: number) => void): void;
   /** The access tokens a grant issued, so that revoking the grant revokes them. */
-  issued(jti: string, grantId: string, until: number): void;
-  tokensOfGrant(grantId: string): [string, number][];
-  forgetGrant(grantId: string): void;
-  close(): void;
+  issued(jti: string, grantId: string, until: number): Promise<void>;
+  tokensOfGrant(grantId: string): Promise<[string, number][]>;
+  forgetGrant(grantId: string): Promise<void>;
+  /** Keeps `value` under `key` for `ttlMs`, to be taken once (a sign-in in progress). */
+  putOnce(key: string, value: string, ttlMs: number): Promise<void>;
+  /** The value under `key`, once: a second take finds nothing. */
+  takeOnce(key: string): Promise<string | undefined>;
+  close(): void | Promise<void>;
 }
 
-export type StoreType = "sqlite" | "memory";
+const MAX_ONCE = 10_000;
+
+/**
+ * What is taken once, in this process (memory and SQLite stores: a sign-in in progress is
+ * minutes long, a restart may lose it).
+ */
+class OnceInMemory {
+  readonly #entries = new Map<string, { value: string; until: number }>();
+
+  async putOnce(key: string, value: string, ttlMs: number): Promise<void> {
+    const now = Date.now();
+    for (const [k, entry] of this.#entries) if (entry.until < now) this.#entries.delete(k);
+    if (this.#entries.size >= MAX_ONCE) throw new Error("too many sign-ins in progress");
+    this.#entries.set(key, { value, until: now + ttlMs });
+  }
+
+  async takeOnce(key: string): Promise<string | undefined> {
+    const entry = this.#entries.get(key);
+    this.#entries.delete(key);
+    return entry === undefined || entry.until < Date.now() ? undefined : entry.value;
+  }
+}
+
+export type StoreType = "sqlite" | "memory" | "redis";
 
 /** Whether this Node has `node:sqlite` (22.5 and later). */
 export function sqliteAvailable(): boolean {
@@ -43,7 +76,8 @@ export function sqliteAvailable(): boolean {
   }
 }
 
-export function openStore(type: StoreType, stateDir: string): Store {
+/** A store of this process's own: the file in `stateDir`, or memory. */
+export function openStore(type: "sqlite" | "memory", stateDir: string): Store {
   return type === "sqlite"
     ? new SqliteStore(path.join(stateDir, "authorization-server.db"))
     : new MemoryStore();
@@ -51,7 +85,7 @@ export function openStore(type: StoreType, stateDir: string): Store {
 
 const now = () => Math.floor(Date.now() / 1000);
 
-class MemoryStore implements Store {
+class MemoryStore extends OnceInMemory implements Store {
   readonly #models = new Map<string, Record<string, unknown> & { exp?: number }>();
   readonly #revoked = new Map<string, number>();
   readonly #byGrant = new Map<string, Map<string, number>>();
@@ -89,15 +123,15 @@ class MemoryStore implements Store {
     };
   }
 
-  revokedTokens() {
-    return this.#revoked;
+  async revokedTokens() {
+    return new Map(this.#revoked);
   }
 
-  saveRevoked(jti: string, until: number) {
+  async saveRevoked(jti: string, until: number) {
     this.#revoked.set(jti, until);
   }
 
-  issued(jti: string, grantId: string, until: number) {
+  async issued(jti: string, grantId: string, until: number) {
     let tokens = this.#byGrant.get(grantId);
     if (tokens === undefined) {
       tokens = new Map();
@@ -106,11 +140,11 @@ class MemoryStore implements Store {
     tokens.set(jti, until);
   }
 
-  tokensOfGrant(grantId: string): [string, number][] {
+  async tokensOfGrant(grantId: string): Promise<[string, number][]> {
     return [...(this.#byGrant.get(grantId) ?? [])];
   }
 
-  forgetGrant(grantId: string) {
+  async forgetGrant(grantId: string) {
     this.#byGrant.delete(grantId);
   }
 
@@ -134,12 +168,13 @@ interface Database {
  * These are the authorization server's endpoints, not the MCP request path, which never
  * reads it: the revoked tokens it checks per request are held in memory.
  */
-class SqliteStore implements Store {
+class SqliteStore extends OnceInMemory implements Store {
   readonly #db: Database;
   readonly #statements: Record<string, Statement>;
   #writes = 0;
 
   constructor(file: string) {
+    super();
     const { DatabaseSync } = createRequire(import.meta.url)("node:sqlite") as {
       DatabaseSync: new (file: string) => Database;
     };
@@ -227,27 +262,27 @@ class SqliteStore implements Store {
     };
   }
 
-  revokedTokens(): Map<string, number> {
+  async revokedTokens(): Promise<Map<string, number>> {
     const rows = (this.#statements.revoked as Statement).all(Date.now());
     return new Map(rows.map((row) => [String(row.jti), Number(row.until)]));
   }
 
-  saveRevoked(jti: string, until: number) {
+  async saveRevoked(jti: string, until: number) {
     (this.#statements.saveRevoked as Statement).run(jti, until);
   }
 
-  issued(jti: string, grantId: string, until: number) {
+  async issued(jti: string, grantId: string, until: number) {
     (this.#statements.issued as Statement).run(jti, grantId, until);
     this.#wrote();
   }
 
-  tokensOfGrant(grantId: string): [string, number][] {
+  async tokensOfGrant(grantId: string): Promise<[string, number][]> {
     return (this.#statements.tokensOfGrant as Statement)
       .all(grantId)
       .map((row) => [String(row.jti), Number(row.until)]);
   }
 
-  forgetGrant(grantId: string) {
+  async forgetGrant(grantId: string) {
     (this.#statements.forgetGrant as Statement).run(grantId);
   }
 

@@ -16,6 +16,8 @@ function duration(defaultValue: string) {
   return durationValue().prefault(defaultValue);
 }
 
+const redisUrl = z.string().regex(/^rediss?:\/\/[^/]/, "must be a redis:// or rediss:// URL");
+
 /** A duration without a default (for keys whose default depends on other keys). */
 function durationValue() {
   return z
@@ -427,16 +429,27 @@ const authorizationServer = z
         "Where its signing and cookie keys are kept (created, mode 0700; files 0600), relative to the config file.",
       ),
     store: z
-      .strictObject({
-        type: z
-          .enum(["sqlite", "memory"])
+      .discriminatedUnion("type", [
+        z
+          .strictObject({ type: z.literal("sqlite") })
+          .describe("One file in state_dir (Node 22.5+): nothing lost on restart; one replica."),
+        z
+          .strictObject({ type: z.literal("memory") })
+          .describe("Registered clients, grants and refresh tokens are lost on restart."),
+        z
+          .strictObject({
+            type: z.literal("redis"),
+            url: redisUrl
+              .optional()
+              .describe("Default: the url of the top-level store (which must then be redis)."),
+          })
           .describe(
-            "sqlite: one file in state_dir (Node 22.5+), nothing lost on restart; memory: registered clients, grants and refresh tokens are lost on restart.",
+            "Shared by every replica: clients, grants, codes, refresh tokens, revocations, and the signing and cookie keys (sealed with secrets.encryption_key, which must be set).",
           ),
-      })
+      ])
       .optional()
       .describe(
-        "Where clients, grants, codes and refresh tokens are kept. Default: sqlite, or memory (with a warning) on a Node without node:sqlite.",
+        "Where clients, grants, codes and refresh tokens are kept. Default: redis when the top-level store is redis, else sqlite, or memory (with a warning) on a Node without node:sqlite.",
       ),
     login: z
       .discriminatedUnion("type", [
@@ -657,12 +670,9 @@ export const configSchema = z
         z.strictObject({ type: z.literal("memory") }),
         z.strictObject({
           type: z.literal("redis"),
-          url: z
-            .string()
-            .regex(/^rediss?:\/\/[^/]/, "must be a redis:// or rediss:// URL")
-            .describe(
-              "redis://[user:password@]host:port[/db], or rediss:// for TLS; `${VAR}` expands, for the password.",
-            ),
+          url: redisUrl.describe(
+            "redis://[user:password@]host:port[/db], or rediss:// for TLS; `${VAR}` expands, for the password.",
+          ),
           key_prefix: z
             .string()
             .max(64)
@@ -950,6 +960,14 @@ function checkAuthorizationServer(config: z.output<typeof configSchema>, ctx: z.
       path: ["authorization_server", "issuer"],
       message:
         "the authorization server needs its issuer, the origin clients reach the gateway at: set authorization_server.issuer or auth.oauth.public_url",
+    });
+  }
+  if (as.store?.type === "redis" && as.store.url === undefined && config.store.type !== "redis") {
+    ctx.addIssue({
+      code: "custom",
+      path: ["authorization_server", "store", "type"],
+      message:
+        "redis needs a url: set authorization_server.store.url, or store: {type: redis, url} for the whole gateway",
     });
   }
   if (as.issuer !== undefined && new URL(as.issuer).pathname !== "/") {

@@ -24,6 +24,7 @@ import { ToolHeaderCatalog } from "../mcp/param-headers.js";
 import { mcpSteps, UNMATCHED_STEPS } from "../pipeline/steps.js";
 import { Policy } from "../policy/policy.js";
 import { RateLimiter } from "../policy/rate-limit.js";
+import type { SecretBox } from "../secrets/cipher.js";
 import { RedisStore } from "../store/redis.js";
 import type { GatewayMetrics } from "../telemetry/metrics.js";
 import { buildUpstream, type UpstreamDeps } from "../upstream/build.js";
@@ -206,22 +207,54 @@ export class Generation {
 
 type Acquire = <T extends Component>(key: string, make: () => T | Promise<T>) => Promise<T>;
 
-/** The embedded authorization server: one per issuer and settings, kept across reloads. */
+/**
+ * The embedded authorization server: one per issuer and settings (and, on Redis, the
+ * connection's and the sealing key's), kept across reloads.
+ */
 async function buildAuthorizationServer(
   config: Config,
-  { log, prime = true }: GenerationDeps,
+  deps: GenerationDeps,
   acquire: Acquire,
 ): Promise<AuthorizationServer | undefined> {
   const settings = config.authorization_server;
   if (!config.auth.enabled || !settings.enabled) return undefined;
+  const { log, prime = true } = deps;
   const issuer = settings.issuer ?? new URL(config.auth.oauth.public_url as string).origin;
-  return acquire(`authorization-server ${issuer} ${JSON.stringify(settings)}`, () =>
+  const store = storeTypeOf(config, log);
+  let shared: { redis: RedisStore; box: SecretBox } | undefined;
+  if (store === "redis") {
+    const box = secretBoxOf(config, process.env);
+    if (box === undefined) {
+      throw new Error(
+        "authorization_server on the redis store keeps its signing keys there, sealed: set secrets.encryption_key (or $AUTH_ENCRYPTION_SECRET)",
+      );
+    }
+    const redis = await acquireRedis(authorizationServerRedis(config), deps, acquire);
+    if (redis) shared = { redis, box };
+  }
+  const where = shared
+    ? `redis ${redisKey(authorizationServerRedis(config))} ${shared.box.keyId}`
+    : store;
+  return acquire(`authorization-server ${issuer} ${where} ${JSON.stringify(settings)}`, () =>
     // check-config (prime: false) creates no files: keys it would make stay in memory.
     AuthorizationServer.start(settings, issuer, log, {
       persist: prime,
-      store: storeTypeOf(settings, log),
+      store,
+      ...(shared && { shared }),
     }),
   );
+}
+
+/**
+ * The connection of the authorization server's redis store: the gateway's own `store` when the
+ * URLs agree (or none is given), else one of its own with the same prefix and timeout.
+ */
+export function authorizationServerRedis(config: Config): Config["store"] {
+  const own = config.authorization_server.store;
+  const url = own?.type === "redis" ? own.url : undefined;
+  const top = config.store;
+  if (top.type === "redis" && (url === undefined || url === top.url)) return top;
+  return { type: "redis", url: url as string, key_prefix: "mcpgw:", timeout: 250 };
 }
 
 async function buildRoutes(
@@ -491,8 +524,10 @@ async function acquireJwks(
  * The store the config asks for; unset, SQLite where this Node has it, else memory, said once.
  * (An explicit sqlite on a Node without it is refused by preflight.)
  */
-function storeTypeOf(settings: Config["authorization_server"], log: Logger): StoreType {
+function storeTypeOf(config: Config, log: Logger): StoreType {
+  const settings = config.authorization_server;
   if (settings.store !== undefined) return settings.store.type;
+  if (config.store.type === "redis") return "redis";
   if (sqliteAvailable()) return "sqlite";
   log.warn(
     { node: process.version },

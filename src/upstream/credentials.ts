@@ -48,7 +48,12 @@ export type UpstreamAuthFailure =
   /** token_exchange: the caller has no OAuth access token to exchange (an API key). */
   | "no_subject_token"
   /** authorization_code on Redis: the shared store cannot be reached. */
-  | "store_unavailable";
+  | "store_unavailable"
+  /**
+   * authorization_code: the caller's stored token was sealed under a key that is neither
+   * `secrets.encryption_key` nor one of `previous_encryption_keys`.
+   */
+  | "token_unreadable";
 
 export class UpstreamAuthError extends GatewayError {
   readonly reason: UpstreamAuthFailure;

@@ -19,7 +19,7 @@ import type { Logger } from "pino";
 import type { Principal } from "../auth/principal.js";
 import { GatewayError } from "../errors.js";
 import type { Component } from "../runtime/usage-pool.js";
-import type { SecretBox } from "../secrets/cipher.js";
+import { type SecretBox, SecretError } from "../secrets/cipher.js";
 import {
   requestToken,
   type UpstreamAuthConfig,
@@ -319,9 +319,19 @@ class DelegatedCredentials implements UpstreamCredentials {
   }
 }
 
-/** A failure of the shared store (Redis away) is the gateway's, not the provider's. */
+/**
+ * A failure of the shared store is the gateway's, not the provider's: Redis away, or a token
+ * sealed under a key this gateway does not have (a replica with another encryption_key).
+ */
 function storeFailure(error: unknown): never {
   if (error instanceof GatewayError) throw error;
+  if (error instanceof SecretError) {
+    throw new UpstreamAuthError(
+      "token_unreadable",
+      "the caller's stored upstream token does not open with this gateway's secrets.encryption_key or previous_encryption_keys",
+      error,
+    );
+  }
   throw new UpstreamAuthError("store_unavailable", "the shared store cannot be reached", error);
 }
 

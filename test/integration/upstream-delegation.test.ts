@@ -10,6 +10,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { parse } from "yaml";
 import { type ExampleServer, startExampleServer } from "../../examples/mcp-server.js";
 import { sqliteAvailable } from "../../src/authorization-server/store.js";
 import { freePort } from "../helpers/fake-upstreams.js";
@@ -307,6 +308,24 @@ describe("authorization_code on Redis, across replicas", () => {
       // with a refresh token the provider has rotated away.
       for (const other of origins) expect((await callAt(other)).status, `round ${round}`).toBe(200);
       expect(shared.tokenRequests).toBe(before + 1);
+    }
+  });
+  it("tells a replica with another encryption key that the stored token does not open", async () => {
+    const config = parse(await readFile(one.configFile, "utf8")) as Record<string, unknown>;
+    const stranger = await startGateway({
+      ...config,
+      listen: "127.0.0.1:0",
+      secrets: { encryption_key: "another-encryption-key-0123456789-abcdef" },
+    });
+    try {
+      const at = new URL(stranger.url).origin;
+      const { status, body } = await callAt(at);
+      expect(status).toBe(502);
+      expect(body.error.data).toMatchObject({ upstream_auth: "token_unreadable" });
+      const record = (await stranger.auditRecords(1)).at(-1);
+      expect(record).toMatchObject({ upstream_auth: "token_unreadable", status: 502 });
+    } finally {
+      await stranger.stop();
     }
   });
 });

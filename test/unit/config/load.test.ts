@@ -55,6 +55,24 @@ describe("parseConfig", () => {
     expect(config.audit.path).toBe("/etc/mcpgw/audit.jsonl");
   });
 
+  it("refuses the authorization server on redis without a url, naming the key", () => {
+    const server = `
+authorization_server:
+  enabled: true
+  issuer: "https://gw.example.com"
+  store: {type: redis}
+`;
+    expect(problems(BASE + server).join("\n")).toMatch(
+      /authorization_server\.store\.type.*redis needs a url: set authorization_server\.store\.url, or store: \{type: redis, url\}/,
+    );
+    const shared = parseConfig(
+      `${BASE + server}store: {type: redis, url: "redis://127.0.0.1:6379"}\n`,
+      FILE,
+      {},
+    );
+    expect(shared.authorization_server.store).toEqual({ type: "redis" });
+  });
+
   it("accepts a hash without its leading $ (YAML users often lose it)", () => {
     const config = parseConfig(BASE.replace(`"${HASH}"`, `"${HASH.slice(1)}"`), FILE, {});
     expect(config.auth.keys[0]?.hash).toBe(HASH);
