@@ -1,14 +1,41 @@
+import cluster from "node:cluster";
 import { type FSWatcher, watch } from "node:fs";
 import { readlink, realpath } from "node:fs/promises";
 import path from "node:path";
+import { loadConfigFile } from "../config/load.js";
 import { ConfigError, EXIT } from "../errors.js";
-import { createLogger, flushLogs } from "../log.js";
-import { Gateway } from "../runtime/gateway.js";
+import { createLogger, flushLogs, type Logger } from "../log.js";
+import { Gateway, type ReloadTrigger } from "../runtime/gateway.js";
 import { JwksPrimeError } from "../runtime/generation.js";
+import { Primary, WorkerChannel, WorkerStartError, workerCount } from "../runtime/workers.js";
+import { version } from "../version.js";
 
-/** `mcpgw run`: the daemon in the foreground until SIGTERM/SIGINT. Resolves to the exit code. */
+/**
+ * `mcpgw run`: the daemon in the foreground until SIGTERM/SIGINT. Resolves to the exit code.
+ * With `workers: N` (N > 1) this process is the primary of N workers (runtime/workers.ts);
+ * each worker runs this function again, as a gateway that reports to the primary.
+ */
 export async function run(configFile: string): Promise<number> {
+  if (cluster.isWorker) return serve(configFile, Number(process.env.MCPGW_WORKER));
   const log = createLogger();
+  let workers = 1;
+  try {
+    const { config } = await loadConfigFile(configFile);
+    workers = workerCount(config.workers);
+  } catch {
+    // The gateway's start below reports the same problem, as it always has.
+  }
+  return workers > 1 ? runPrimary(configFile, workers, log) : serve(configFile, undefined, log);
+}
+
+/** A gateway in this process: the whole daemon, or worker `index` of a primary. */
+async function serve(
+  configFile: string,
+  index: number | undefined,
+  log: Logger = createLogger(),
+): Promise<number> {
+  const worker = index === undefined ? undefined : { index, log: log.child({ worker: index }) };
+  if (worker) log = worker.log;
   // Signal handlers come first: a SIGHUP's default action would kill a daemon that is still
   // starting (logrotate or an operator does not know), and a SIGTERM then must still drain.
   let gateway: Gateway | undefined;
@@ -16,14 +43,33 @@ export async function run(configFile: string): Promise<number> {
   let stopRequested: (signal: NodeJS.Signals) => void = (signal) => {
     stopSignal = signal;
   };
-  // While starting, the file is being read anyway: a SIGHUP then has nothing more to apply.
-  process.on("SIGHUP", () => void gateway?.reload("SIGHUP"));
-  process.on("SIGUSR1", () => void gateway?.reopenAuditLog("SIGUSR1"));
+  if (worker) {
+    // The primary relays reloads and reopens: a signal sent to the whole process group (a
+    // terminal's hangup) must not make each worker reload on its own as well.
+    process.on("SIGHUP", () => {});
+    process.on("SIGUSR1", () => {});
+    // A primary that is gone (killed with SIGKILL) leaves its workers to drain and exit.
+    process.once("disconnect", () => stopRequested("SIGTERM"));
+  } else {
+    // While starting, the file is being read anyway: a SIGHUP then has nothing more to apply.
+    process.on("SIGHUP", () => void gateway?.reload("SIGHUP"));
+    process.on("SIGUSR1", () => void gateway?.reopenAuditLog("SIGUSR1"));
+  }
   process.once("SIGTERM", (signal) => stopRequested(signal));
   process.once("SIGINT", (signal) => stopRequested(signal));
 
+  const channel =
+    worker &&
+    new WorkerChannel(
+      {
+        reload: async (trigger) => gateway?.reload(trigger),
+        reopenAudit: async () => gateway?.reopenAuditLog("SIGUSR1"),
+        exposition: async () => (await gateway?.exposition())?.body ?? "",
+      },
+      log,
+    );
   try {
-    gateway = await Gateway.start({ configFile, log });
+    gateway = await Gateway.start({ configFile, log, ...(channel && { worker: channel }) });
   } catch (error) {
     if (error instanceof ConfigError) {
       log.fatal({ problems: error.problems }, `invalid config: ${error.problems.join("; ")}`);
@@ -41,7 +87,17 @@ export async function run(configFile: string): Promise<number> {
   }
 
   const running = gateway;
-  const watcher = running.generation.config.reload.watch ? watchConfig(running) : undefined;
+  const { address, port } = running.address;
+  channel?.ready({ address, port, url: running.url, generation: running.generation.id });
+  const watcher =
+    !worker && running.generation.config.reload.watch
+      ? watchConfig({
+          file: running.configFile,
+          debounce: () => running.generation.config.reload.debounce,
+          reload: (trigger) => running.reload(trigger),
+          log: running.log,
+        })
+      : undefined;
   return new Promise((resolve) => {
     stopRequested = (signal) => {
       void (async () => {
@@ -58,6 +114,92 @@ export async function run(configFile: string): Promise<number> {
 }
 
 /**
+ * The primary of `workers: N`: forks the workers, relays the signals, watches the file, and
+ * exits once every worker has drained.
+ */
+async function runPrimary(configFile: string, count: number, log: Logger): Promise<number> {
+  const primary = new Primary(count, log);
+  let stopping = false;
+  let started = false;
+  let stopped: () => void = () => {};
+  const done = new Promise<void>((resolve) => {
+    stopped = resolve;
+  });
+  const stop = (signal: NodeJS.Signals) => {
+    if (stopping) return;
+    stopping = true;
+    void (async () => {
+      const { config } = await loadConfigFile(configFile).catch(() => ({
+        config: { shutdown_timeout: 30_000 },
+      }));
+      await primary.stop(signal, config.shutdown_timeout);
+      stopped();
+    })();
+  };
+  process.on("SIGHUP", () => {
+    if (started) void primary.reload("SIGHUP");
+  });
+  process.on("SIGUSR1", () => {
+    if (started) primary.reopenAudit();
+  });
+  process.once("SIGTERM", stop);
+  process.once("SIGINT", stop);
+
+  let listening: Awaited<ReturnType<Primary["start"]>> | undefined;
+  try {
+    // A SIGTERM while the workers start stops them: nothing is left to wait for.
+    listening = await Promise.race([primary.start(), done.then(() => undefined)]);
+    if (listening === undefined) {
+      await flushLogs(log);
+      return EXIT.ok;
+    }
+  } catch (error) {
+    // The worker logged why; its exit code (78 for a config error) is the daemon's.
+    await flushLogs(log);
+    return error instanceof WorkerStartError ? error.code : EXIT.fatal;
+  }
+  started = true;
+  const { config } = await loadConfigFile(configFile);
+  log.level = config.log.level;
+  log.info(
+    {
+      ...listening,
+      workers: count,
+      version: version(),
+      config: path.resolve(configFile),
+      node: process.version,
+    },
+    "listening",
+  );
+  if ((config.rate_limits?.length ?? 0) > 0 && config.store.type === "memory") {
+    log.warn(
+      { workers: count },
+      `rate_limits: each of the ${count} workers keeps its own buckets (store: memory), so a client may get up to ${count} times each rate; set store: {type: redis} for one budget`,
+    );
+  }
+  const watcher = config.reload.watch
+    ? watchConfig({
+        file: configFile,
+        debounce: () => config.reload.debounce,
+        reload: (trigger) => primary.reload(trigger),
+        log,
+      })
+    : undefined;
+  await done;
+  await watcher?.close();
+  await flushLogs(log);
+  return EXIT.ok;
+}
+
+/** What the config watch reloads: a gateway, or the primary's workers. */
+interface Watched {
+  file: string;
+  debounce(): number;
+  reload(trigger: ReloadTrigger): Promise<unknown>;
+  log: Logger;
+}
+
+/**
  * `reload.watch: true`: reload when the file changes, after `reload.debounce` of quiet, so an
  * editor's several writes cause one reload. Whether to watch is read once at start.
  *
@@ -68,8 +210,8 @@ export async function run(configFile: string): Promise<number> {
  * others (the audit file beside it) are ignored. When the file is a symlink into another
  * directory, the directory of its target is watched too, for edits made there.
  */
-function watchConfig(gateway: Gateway) {
-  const file = path.resolve(gateway.configFile);
+function watchConfig(gateway: Watched) {
+  const file = path.resolve(gateway.file);
   const directory = path.dirname(file);
   let timer: NodeJS.Timeout | undefined;
   let names = new Set<string>([path.basename(file)]);
@@ -79,7 +221,7 @@ function watchConfig(gateway: Gateway) {
     clearTimeout(timer);
     timer = setTimeout(() => {
       void learn().then(() => gateway.reload("file change"));
-    }, gateway.generation.config.reload.debounce);
+    }, gateway.debounce());
   };
   // What to listen for follows the symlinks as they are now; called again before each reload.
   const learn = async () => {

@@ -890,6 +890,14 @@ export const configSchema = z
     shutdown_timeout: duration("10s").describe(
       "How long SIGTERM/SIGINT waits for in-flight requests before closing them.",
     ),
+    workers: restartOnly(
+      z
+        .union([z.literal("auto"), z.number().int().min(1).max(256)])
+        .default(1)
+        .describe(
+          "Processes serving the port: 1 serves in the process started; N (or auto: one per core) runs N workers under a primary that owns the signals, the config watch and one /metrics for all.",
+        ),
+    ),
   })
   .superRefine((config, ctx) => {
     const { oauth } = config.auth;
@@ -927,6 +935,7 @@ export const configSchema = z
     }
     checkRoutes(config, ctx);
     checkAuthorizationServer(config, ctx);
+    checkWorkers(config, ctx);
     const ruleIds = new Set<string>();
     config.policy?.rules.forEach((rule, index) => {
       if (ruleIds.has(rule.id)) {
@@ -950,6 +959,42 @@ export const configSchema = z
       seen.add(key.id);
     });
   });
+
+/**
+ * What several worker processes cannot share without the Redis store: a stdio session (one
+ * child in one process), the authorization server's revocations and sign-ins in progress, and
+ * users' connects in progress, all held in one process's memory.
+ */
+function checkWorkers(config: z.output<typeof configSchema>, ctx: z.RefinementCtx) {
+  if (config.workers === 1) return;
+  const problem = (message: string) => ctx.addIssue({ code: "custom", path: ["workers"], message });
+  const upstreams = [
+    ...(config.upstream ? [{ where: "upstream", upstream: config.upstream }] : []),
+    ...(config.routes ?? []).map((route, index) => ({
+      where: `routes[${index}].upstream`,
+      upstream: route.upstream,
+    })),
+  ];
+  for (const { where, upstream } of upstreams) {
+    if (upstream.command !== undefined) {
+      problem(
+        `${where} is a stdio server, whose sessions live in one process: run it with workers: 1`,
+      );
+    }
+    if (upstream.auth?.type === "authorization_code" && config.store.type !== "redis") {
+      problem(
+        `${where}.auth (authorization_code) keeps users' tokens and connects in one process: with several workers set store: {type: redis, url}`,
+      );
+    }
+  }
+  const as = config.authorization_server;
+  const asStore = as.store?.type ?? (config.store.type === "redis" ? "redis" : "sqlite");
+  if (as.enabled && asStore !== "redis") {
+    problem(
+      "the authorization server keeps revocations and sign-ins in progress in one process: with several workers set store: {type: redis, url} (or authorization_server.store: {type: redis})",
+    );
+  }
+}
 
 function checkAuthorizationServer(config: z.output<typeof configSchema>, ctx: z.RefinementCtx) {
   const as = config.authorization_server;

@@ -30,9 +30,23 @@ import { UsagePool } from "./usage-pool.js";
 export interface GatewayOptions {
   configFile: string;
   log: Logger;
+  /** Set when this process is one of `workers: N` (see runtime/workers.ts). */
+  worker?: WorkerRole;
+}
+
+/** What a worker process does differently: the primary speaks for all of them. */
+export interface WorkerRole {
+  /** The exposition of every worker, given this one's (scrapes land on any worker). */
+  metrics(local: string): Promise<string>;
 }
 
 export type ReloadTrigger = "SIGHUP" | "file change";
+
+/** How a reload went (a worker reports it to the primary, which logs one line for all). */
+export type ReloadResult =
+  | { outcome: "reloaded"; generation: number; changed: readonly string[] }
+  | { outcome: "unchanged"; generation: number }
+  | { outcome: "failed"; generation: number; reason: string; problems?: readonly string[] };
 
 export class Gateway implements PipelineContext {
   readonly log: Logger;
@@ -46,7 +60,7 @@ export class Gateway implements PipelineContext {
   readonly #drainListeners = new Set<() => void>();
   /** Open GET streams by the upstream they are on (see onUpstreamDropped). */
   readonly #streams = new Map<Upstream, Set<() => void>>();
-  #reloading: Promise<void> = Promise.resolve();
+  #reloading: Promise<ReloadResult | undefined> = Promise.resolve(undefined);
   /**
    * The config the process started with: what the listener, the metrics listener, tracing and
    * the advertised URLs were built from. Restart-only keys are compared with it, not with the
@@ -62,6 +76,7 @@ export class Gateway implements PipelineContext {
   readonly tracing: Tracing | undefined;
   /** The separate listener of `metrics.listen`, when configured. */
   #metricsServer: Server | undefined;
+  readonly #worker: WorkerRole | undefined;
 
   private constructor(
     configFile: string,
@@ -71,7 +86,9 @@ export class Gateway implements PipelineContext {
     audit: AuditLog,
     metrics: GatewayMetrics,
     tracing: Tracing | undefined,
+    worker: WorkerRole | undefined,
   ) {
+    this.#worker = worker;
     this.configFile = configFile;
     this.log = log;
     this.#generation = generation;
@@ -174,7 +191,7 @@ export class Gateway implements PipelineContext {
    * Loads the config, provisions the first generation, opens the audit log and listens.
    * Throws ConfigError for a config that cannot be used (exit 78).
    */
-  static async start({ configFile, log }: GatewayOptions): Promise<Gateway> {
+  static async start({ configFile, log, worker }: GatewayOptions): Promise<Gateway> {
     const loaded = await loadConfigFile(configFile);
     const { config } = loaded;
     log.level = config.log.level;
@@ -207,20 +224,35 @@ export class Gateway implements PipelineContext {
         "tracing: exporting spans over OTLP/HTTP",
       );
     }
-    const gateway = new Gateway(configFile, log, generation, components, audit, metrics, tracing);
+    const gateway = new Gateway(
+      configFile,
+      log,
+      generation,
+      components,
+      audit,
+      metrics,
+      tracing,
+      worker,
+    );
     if (!config.auth.enabled) warnUnauthenticated(log);
     await gateway.#listen(config);
     return gateway;
   }
 
+  /** This process's metrics in the Prometheus text format. */
+  async exposition(): Promise<{ contentType: string; body: string }> {
+    const upstreams = this.#generation.routes.routes.flatMap((route) => {
+      const status = route.upstream.status?.();
+      return status === undefined ? [] : [{ route: route.path, status }];
+    });
+    return this.metrics.exposition(upstreams);
+  }
+
   async #sendMetrics(res: ServerResponse): Promise<void> {
     try {
-      const upstreams = this.#generation.routes.routes.flatMap((route) => {
-        const status = route.upstream.status?.();
-        return status === undefined ? [] : [{ route: route.path, status }];
-      });
-      const { contentType, body } = await this.metrics.exposition(upstreams);
-      res.writeHead(200, { "content-type": contentType, "cache-control": "no-store" }).end(body);
+      const { contentType, body } = await this.exposition();
+      const all = this.#worker ? await this.#worker.metrics(body) : body;
+      res.writeHead(200, { "content-type": contentType, "cache-control": "no-store" }).end(all);
     } catch (error) {
       this.log.error({ err: error }, "metrics: collection failed");
       sendJson(res, 500, errorBody("server_error", "metrics collection failed"));
@@ -314,7 +346,8 @@ export class Gateway implements PipelineContext {
         node: process.version,
         generation: this.#generation.id,
       },
-      "listening",
+      // A worker's: the primary says "listening" once all of them are.
+      this.#worker ? "worker listening" : "listening",
     );
     const metricsListen = config.metrics.enabled ? config.metrics.listen : undefined;
     if (metricsListen) {
@@ -340,13 +373,16 @@ export class Gateway implements PipelineContext {
    * keeps serving. The audit file is reopened either way, since logrotate sends SIGHUP too.
    * Reloads run one at a time, in order.
    */
-  reload(trigger: ReloadTrigger): Promise<void> {
+  reload(trigger: ReloadTrigger): Promise<ReloadResult | undefined> {
     this.#reloading = this.#reloading.then(() => this.#reload(trigger));
     return this.#reloading;
   }
 
-  async #reload(trigger: ReloadTrigger): Promise<void> {
-    if (this.#draining) return;
+  /** Undefined while draining (nothing is reloaded then). */
+  async #reload(trigger: ReloadTrigger): Promise<ReloadResult | undefined> {
+    if (this.#draining) return undefined;
+    // A worker's outcome is the primary's to announce, in one line for all workers.
+    const announce = this.#worker ? "debug" : "info";
     const current = this.#generation;
     let next: Generation | undefined;
     try {
@@ -357,9 +393,9 @@ export class Gateway implements PipelineContext {
       if (change.changed.length === 0) {
         await this.#reopenAudit(config.audit.path);
         this.metrics.reloaded(true);
-        this.log.info({ trigger, generation: current.id }, "config unchanged");
+        this.log[announce]({ trigger, generation: current.id }, "config unchanged");
         this.#trackRestart(config);
-        return;
+        return { outcome: "unchanged", generation: current.id };
       }
       next = await Generation.build(current.id + 1, config, {
         log: this.log,
@@ -378,23 +414,25 @@ export class Gateway implements PipelineContext {
       this.metrics.reloaded(true, next.id);
       if (!current.config.auth.oauth.enabled) warnAboutAdvertisedUrl(config, this.log);
       if (!current.config.auth.allow_demo_key) warnAboutDemoKey(config, this.log);
-      this.log.info({ trigger, generation: next.id, changed: change.changed }, "config reloaded");
+      this.log[announce](
+        { trigger, generation: next.id, changed: change.changed },
+        "config reloaded",
+      );
       if (!config.auth.enabled && current.config.auth.enabled) warnUnauthenticated(this.log);
       this.#trackRestart(config);
+      return { outcome: "reloaded", generation: next.id, changed: change.changed };
     } catch (error) {
       await next?.close();
       this.metrics.reloaded(false);
       const reason =
         error instanceof ConfigError ? error.problems.join("; ") : (error as Error).message;
-      this.log.error(
-        {
-          trigger,
-          generation: current.id,
-          ...(error instanceof ConfigError && { problems: error.problems }),
-        },
+      const problems = error instanceof ConfigError ? error.problems : undefined;
+      this.log[this.#worker ? "debug" : "error"](
+        { trigger, generation: current.id, ...(problems && { problems }) },
         `config reload failed: ${reason}`,
       );
       await this.#reopenAudit(current.config.audit.path);
+      return { outcome: "failed", generation: current.id, reason, ...(problems && { problems }) };
     }
   }
 

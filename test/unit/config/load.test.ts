@@ -73,6 +73,28 @@ authorization_server:
     expect(shared.authorization_server.store).toEqual({ type: "redis" });
   });
 
+  it("refuses with several workers what lives in one process's memory, unless on Redis", () => {
+    const stdio = `${BASE.replace(/upstream:\n {2}url: .*\n/, "")}workers: 2\nupstream: {command: [node, server.js]}\n`;
+    expect(problems(stdio).join("\n")).toMatch(
+      /workers: upstream is a stdio server, whose sessions live in one process: run it with workers: 1/,
+    );
+    const server = `${BASE}workers: auto
+authorization_server:
+  enabled: true
+  issuer: "https://gw.example.com"
+`;
+    expect(problems(server).join("\n")).toMatch(
+      /workers: the authorization server keeps revocations and sign-ins in progress in one process/,
+    );
+    const shared = parseConfig(
+      `${server}store: {type: redis, url: "redis://127.0.0.1:6379"}\n`,
+      FILE,
+      {},
+    );
+    expect(shared.workers).toBe("auto");
+    expect(parseConfig(BASE, FILE, {}).workers).toBe(1);
+  });
+
   it("accepts a hash without its leading $ (YAML users often lose it)", () => {
     const config = parseConfig(BASE.replace(`"${HASH}"`, `"${HASH.slice(1)}"`), FILE, {});
     expect(config.auth.keys[0]?.hash).toBe(HASH);
