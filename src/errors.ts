@@ -185,15 +185,25 @@ export class GatewayError extends Error {
   }
 }
 
-/** A configuration that cannot be used. `problems` are complete `FILE:LINE:COL key: message` lines. */
+/**
+ * A configuration that cannot be used. `problems` are complete `FILE:LINE:COL key: message`
+ * lines: a line break that a key or value brings into one is written as its escape (`\n`).
+ */
 export class ConfigError extends Error {
   readonly problems: readonly string[];
 
   constructor(problems: readonly string[]) {
-    super(problems.join("\n"));
+    const lines = problems.map((problem) => problem.replace(/[\n\r\u2028\u2029]/g, escapeBreak));
+    super(lines.join("\n"));
     this.name = "ConfigError";
-    this.problems = problems;
+    this.problems = lines;
   }
+}
+
+function escapeBreak(char: string): string {
+  if (char === "\n") return "\\n";
+  if (char === "\r") return "\\r";
+  return `\\u${char.charCodeAt(0).toString(16)}`;
 }
 
 /** sysexits(3) codes the CLI uses; the contract fixes 78 for configuration errors. */

@@ -6,11 +6,11 @@ import { readFile } from "node:fs/promises";
 import path from "node:path";
 import {
   type Document,
+  isAlias,
   isMap,
   isPair,
   isScalar,
   isSeq,
-  LineCounter,
   type Node,
   parseDocument,
   visit,
@@ -76,11 +76,15 @@ export function parseConfig(
 }
 
 function parseConfigText(text: string, file: string, env: NodeJS.ProcessEnv): LoadedConfig {
-  const lineCounter = new LineCounter();
-  const doc = parseDocument(text, { lineCounter, uniqueKeys: true, prettyErrors: false });
+  const doc = parseDocument(text, { uniqueKeys: true, prettyErrors: false });
+  // Lines counted in the text itself: yaml's LineCounter misses the line break inside a token
+  // it cannot parse (`  ...\n!` put the `!` at the end of the line before).
+  const lineStarts = [0];
+  for (let i = text.indexOf("\n"); i >= 0; i = text.indexOf("\n", i + 1)) lineStarts.push(i + 1);
   const at = (offset: number) => {
-    const { line, col } = lineCounter.linePos(offset);
-    return `${file}:${line}:${col}`;
+    let line = lineStarts.length;
+    while ((lineStarts[line - 1] as number) > offset) line--;
+    return `${file}:${line}:${offset - (lineStarts[line - 1] as number) + 1}`;
   };
 
   const syntaxProblems = doc.errors.map((error) => {
@@ -102,7 +106,17 @@ function parseConfigText(text: string, file: string, env: NodeJS.ProcessEnv): Lo
   );
   if (secretProblems.length > 0) throw new ConfigError(secretProblems);
 
-  const raw: unknown = doc.toJS() ?? {};
+  let raw: unknown;
+  try {
+    raw = doc.toJS() ?? {};
+  } catch (error) {
+    // yaml resolves aliases only here, and throws: an alias with no anchor before it, or more
+    // alias expansions than it allows (a "billion laughs" document).
+    if (!(error instanceof ReferenceError)) throw error;
+    const offset = aliasOffset(doc);
+    const keyPath = formatPath(pathAtOffset(doc, offset)) || "(document)";
+    throw new ConfigError([`${at(offset)} ${keyPath}: ${firstLine(error.message)}`]);
+  }
   if (typeof raw !== "object" || Array.isArray(raw)) {
     throw new ConfigError([`${file}:1:1 (document): the config must be a YAML mapping of keys`]);
   }
@@ -149,6 +163,26 @@ function unclosedTokenAt(doc: Document, offset: number): number | undefined {
     if (unclosable && (start === undefined || range[0] > start)) start = range[0];
   });
   return start;
+}
+
+/** The first alias without an anchor before it, else the first alias: what toJS refused. */
+function aliasOffset(doc: Document): number {
+  const anchors = new Set<string>();
+  let first: number | undefined;
+  let unresolved: number | undefined;
+  visit(doc, (_key, node) => {
+    if (isAlias(node)) {
+      first ??= node.range?.[0];
+      if (!anchors.has(node.source)) {
+        unresolved = node.range?.[0];
+        return visit.BREAK;
+      }
+    } else if (typeof (node as { anchor?: unknown } | null)?.anchor === "string") {
+      anchors.add((node as { anchor: string }).anchor);
+    }
+    return undefined;
+  });
+  return unresolved ?? first ?? 0;
 }
 
 function describeIssue(

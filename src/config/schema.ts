@@ -1015,7 +1015,8 @@ function checkAuthorizationServer(config: z.output<typeof configSchema>, ctx: z.
         "redis needs a url: set authorization_server.store.url, or store: {type: redis, url} for the whole gateway",
     });
   }
-  if (as.issuer !== undefined && new URL(as.issuer).pathname !== "/") {
+  // An issuer that is no URL at all already has its problem (superRefine sees refused values).
+  if (as.issuer !== undefined && URL.canParse(as.issuer) && new URL(as.issuer).pathname !== "/") {
     ctx.addIssue({
       code: "custom",
       path: ["authorization_server", "issuer"],
@@ -1082,12 +1083,10 @@ function checkRoutes(config: ConfigShape, ctx: z.RefinementCtx): void {
     }
     taken.set(path, what);
   };
-  if (config.upstream !== undefined) {
-    claim(
-      defaultRoutePath(config.auth.oauth.public_url),
-      ["upstream"],
-      "the top-level upstream's route",
-    );
+  const publicUrl = config.auth.oauth.public_url;
+  // A public_url that is no URL already has its problem (superRefine sees refused values).
+  if (config.upstream !== undefined && (publicUrl === undefined || URL.canParse(publicUrl))) {
+    claim(defaultRoutePath(publicUrl), ["upstream"], "the top-level upstream's route");
   }
   config.routes.forEach((route, index) => {
     claim(route.path, ["routes", index, "path"], `the path of routes[${index}]`);

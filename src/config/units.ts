@@ -10,12 +10,19 @@ const DURATION_UNITS_MS: Record<string, number> = {
 
 const DURATION = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)$/;
 
-/** `30s`, `5m`, `1h`, `250ms`, `1.5s` -> milliseconds; undefined when the text is not a duration. */
+/**
+ * `30s`, `5m`, `1h`, `250ms`, `1.5s` -> milliseconds; undefined when the text is not a duration,
+ * or one too large to count exactly (over Number.MAX_SAFE_INTEGER ms).
+ */
 export function parseDuration(text: string): number | undefined {
   const match = DURATION.exec(text.trim());
   if (!match) return undefined;
   const [, amount, unit] = match as unknown as [string, string, string];
-  return Math.round(Number(amount) * (DURATION_UNITS_MS[unit] as number));
+  return exact(Math.round(Number(amount) * (DURATION_UNITS_MS[unit] as number)));
+}
+
+function exact(value: number): number | undefined {
+  return Number.isSafeInteger(value) ? value : undefined;
 }
 
 const SIZE_UNITS: Record<string, number> = {
@@ -30,12 +37,12 @@ const SIZE_UNITS: Record<string, number> = {
 
 const SIZE = /^(\d+(?:\.\d+)?)\s*([kmg]i?b|b)?$/i;
 
-/** `4MiB`, `16KiB`, `1MB`, `512` -> bytes; undefined when the text is not a size. */
+/** `4MiB`, `16KiB`, `1MB`, `512` -> bytes; undefined when the text is not a size, or too large. */
 export function parseSize(text: string): number | undefined {
   const match = SIZE.exec(text.trim());
   if (!match) return undefined;
   const unit = (match[2] ?? "b").toLowerCase();
-  return Math.floor(Number(match[1]) * (SIZE_UNITS[unit] as number));
+  return exact(Math.floor(Number(match[1]) * (SIZE_UNITS[unit] as number)));
 }
 
 /** Formats milliseconds the way an operator would write them in the config. */

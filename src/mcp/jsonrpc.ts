@@ -80,7 +80,7 @@ export function peekJsonRpc(body: Buffer): JsonRpcPeek {
   };
   if (typeof params !== "object" || params === null || peek.method === null) return peek;
   const fields = params as Record<string, unknown>;
-  const source = NAME_SOURCE[peek.method];
+  const source = NAME_SOURCE.get(peek.method);
   if (source !== undefined) {
     const name = fields[source];
     if (typeof name === "string") {
@@ -113,16 +113,17 @@ export const PROTOCOL_VERSION_META = "io.modelcontextprotocol/protocolVersion";
 
 /**
  * The parameter the `Mcp-Name` header mirrors, by method (2026-07-28 Streamable HTTP, Standard
- * Request Headers; the tasks rows from SEP-2663).
+ * Request Headers; the tasks rows from SEP-2663). A Map: a method named like an Object.prototype
+ * member (`toString`, `__proto__`) has no target.
  */
-const NAME_SOURCE: Readonly<Record<string, string>> = {
-  "tools/call": "name",
-  "prompts/get": "name",
-  "resources/read": "uri",
-  "tasks/get": "taskId",
-  "tasks/update": "taskId",
-  "tasks/cancel": "taskId",
-};
+const NAME_SOURCE: ReadonlyMap<string, string> = new Map([
+  ["tools/call", "name"],
+  ["prompts/get", "name"],
+  ["resources/read", "uri"],
+  ["tasks/get", "taskId"],
+  ["tasks/update", "taskId"],
+  ["tasks/cancel", "taskId"],
+]);
 
 export function jsonRpcError(id: JsonRpcId, code: number, message: string, data?: unknown): string {
   const error = data === undefined ? { code, message } : { code, message, data };

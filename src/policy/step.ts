@@ -37,7 +37,11 @@ export function authorize(policy: Policy): Step {
         });
     record.rule = decision.rule;
     enforce(decision, principal);
-    const list = record.method === null ? undefined : LISTS[record.method];
+    // Own members only: a method named `constructor` is no list.
+    const list =
+      record.method !== null && Object.hasOwn(LISTS, record.method)
+        ? LISTS[record.method]
+        : undefined;
     if (list && policy.mayRefuse(list.method)) {
       const modern = isModernVersion(exchange.peek?.protocolVersion);
       const filter = filterList(policy, route.path, principal, list, modern);

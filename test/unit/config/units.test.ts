@@ -34,3 +34,12 @@ describe("parseSize", () => {
     expect(parseSize(text)).toBeUndefined(),
   );
 });
+
+describe("values too large to count exactly", () => {
+  it("are refused rather than read as Infinity or a rounded number", () => {
+    expect(parseDuration(`${"9".repeat(400)}s`)).toBeUndefined();
+    expect(parseDuration("9999999999999d")).toBeUndefined();
+    expect(parseSize(`${"9".repeat(20)}GiB`)).toBeUndefined();
+    expect(parseDuration("9999d")).toBe(9999 * 86_400_000);
+  });
+});
