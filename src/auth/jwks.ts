@@ -71,7 +71,8 @@ export class JwksCache {
   readonly #cooldownMs: number;
   #resolve: ReturnType<typeof createLocalJWKSet> | undefined;
   #refetch: Promise<boolean> | undefined;
-  #lastFetchAt = 0;
+  /** When a `kid` not in the keys last caused a refetch; background refreshes do not count. */
+  #lastRefetchAt = 0;
   /** Whether the most recent fetch, background refresh or refetch, failed. */
   #lastFetchFailed = false;
   #timer: NodeJS.Timeout | undefined;
@@ -108,22 +109,26 @@ export class JwksCache {
     } catch (error) {
       if (!(error instanceof joseErrors.JWKSNoMatchingKey)) throw error;
       // Rotation: the key may be new. One refetch, shared by concurrent callers, per cooldown.
-      if (Date.now() - this.#lastFetchAt < this.#cooldownMs) {
-        // Within the cooldown the last fetch decides: while the IdP cannot be reached the new
-        // key may well exist, and a 401 would send the client to log in again for nothing.
-        if (this.#lastFetchFailed) {
-          throw new JwksUnavailableError("unknown kid, and the last JWKS fetch failed");
+      if (!this.#refetch) {
+        if (Date.now() - this.#lastRefetchAt < this.#cooldownMs) {
+          // Within the cooldown the last fetch decides: while the IdP cannot be reached the new
+          // key may well exist, and a 401 would send the client to log in again for nothing.
+          if (this.#lastFetchFailed) {
+            throw new JwksUnavailableError("unknown kid, and the last JWKS fetch failed");
+          }
+          throw error;
         }
-        throw error;
+        this.#lastRefetchAt = Date.now();
+        this.#refetch = this.#fetch()
+          .then(
+            () => true,
+            () => false,
+          )
+          .finally(() => {
+            this.#refetch = undefined;
+          });
       }
-      this.#refetch ??= this.#fetch().then(
-        () => true,
-        () => false,
-      );
-      const fetched = await this.#refetch.finally(() => {
-        this.#refetch = undefined;
-      });
-      if (!fetched)
+      if (!(await this.#refetch))
         throw new JwksUnavailableError("unknown kid, and the JWKS could not be refetched");
       return (this.#resolve as ReturnType<typeof createLocalJWKSet>)(header, token);
     }
@@ -142,7 +147,6 @@ export class JwksCache {
 
   async #fetch(): Promise<void> {
     const { url, fetchTimeoutMs, log } = this.#options;
-    this.#lastFetchAt = Date.now();
     this.stats.fetches++;
     try {
       const jwks = await fetchJwks(url, fetchTimeoutMs);
