@@ -5,7 +5,7 @@
  * number the benchmark compares. Linux only.
  */
 import { execFileSync } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 
 /** USER_HZ, the unit of utime and stime in /proc/<pid>/stat (proc(5)); 100 almost everywhere. */
 export function clockTicksPerSecond(): number {
@@ -32,4 +32,39 @@ export function readCpuTicks(pid: number): number {
     throw new Error(`cannot read utime/stime from /proc/${pid}/stat: ${stat}`);
   }
   return utime + stime;
+}
+
+/**
+ * `readCpuTicks` of `pid` and of its living children (the worker processes of `workers: N`),
+ * so a target of several processes is charged all their CPU. A child that exited in between is
+ * not counted; the targets' children live as long as the target.
+ */
+export function readTreeCpuTicks(pid: number): number {
+  let ticks = readCpuTicks(pid);
+  for (const child of childPids(pid)) {
+    try {
+      ticks += readCpuTicks(child);
+    } catch {
+      // exited between the two reads
+    }
+  }
+  return ticks;
+}
+
+/** The pids of the living children of `pid`, from every process's /proc/<pid>/stat. */
+export function childPids(pid: number): number[] {
+  const children: number[] = [];
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${entry}/stat`, "utf8");
+    } catch {
+      continue; // gone since the listing
+    }
+    // Field 4, the parent's pid, is the second after the command name's ")".
+    const parent = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+    if (parent === pid) children.push(Number(entry));
+  }
+  return children;
 }

@@ -111,6 +111,11 @@ export class ServiceProcess {
     }
   }
 
+  /** Sends `signal` (SIGHUP: reload) while the process runs; false once it has exited. */
+  signal(signal: NodeJS.Signals): boolean {
+    return this.exitStatus === undefined && this.child.kill(signal);
+  }
+
   /** SIGKILL; synchronous so it can run from a process "exit" handler. */
   kill(): void {
     if (this.exitStatus === undefined) this.child.kill("SIGKILL");

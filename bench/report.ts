@@ -280,6 +280,8 @@ export function renderMarkdown(report: BenchReport): string {
     "",
     ...markdownTable(report),
     "",
+    `![CPU per request and throughput of each target, from this run](${chartPath(report.machine.node)})`,
+    "",
     ...[...comparisonLines(report), ...latencyLines(report), ...findingLines(report)].map(
       (line) => `- ${line}`,
     ),
@@ -293,7 +295,19 @@ export function renderMarkdown(report: BenchReport): string {
 
 /** `## Results on Node 24`: one generated section per Node major version. */
 function resultsHeading(nodeVersion: string): string {
-  return `## Results on Node ${nodeVersion.replace(/^v/, "").split(".")[0]}`;
+  return `## Results on Node ${nodeMajor(nodeVersion)}`;
+}
+
+/**
+ * `images/benchmarks-node24.svg`, relative to docs/: the chart of bench/chart.ts, one per Node
+ * major version like the results sections, so that each section shows its own run.
+ */
+export function chartPath(nodeVersion: string): string {
+  return `images/benchmarks-node${nodeMajor(nodeVersion)}.svg`;
+}
+
+function nodeMajor(nodeVersion: string): string {
+  return nodeVersion.replace(/^v/, "").split(".")[0] ?? "";
 }
 
 /**

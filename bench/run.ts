@@ -1,7 +1,8 @@
 /**
  * `npm run bench`: measures each target in turn (the stand-in upstream on its own, a bare
  * undici pass-through, mcpgw with API-key auth and audit), prints a table and rewrites the
- * results half of docs/benchmarks.md. Knobs: see SETTINGS_HELP. Linux only (/proc).
+ * results half of docs/benchmarks.md and its chart (docs/images/). Knobs: see SETTINGS_HELP.
+ * Linux only (/proc).
  *
  * Every target is warmed up, then loaded for a fixed time while the CPU time of its measured
  * process is read before and after. The run fails when any request fails or a requirement
@@ -9,15 +10,17 @@
  */
 import { randomBytes } from "node:crypto";
 import { rmSync } from "node:fs";
-import { mkdir, mkdtemp, rm } from "node:fs/promises";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { clockTicksPerSecond, readCpuTicks } from "./cpu.js";
+import { renderChartSvg } from "./chart.js";
+import { clockTicksPerSecond, readTreeCpuTicks } from "./cpu.js";
 import { type LoadPhase, loadFailure, runLoad } from "./load.js";
 import { ProcessGroup } from "./processes.js";
 import { MCP_CLIENT_HEADERS, TOOLS_LIST_REQUEST } from "./protocol.js";
 import {
   type BenchReport,
+  chartPath,
   compare,
   describeMachine,
   medianResults,
@@ -49,6 +52,14 @@ const TARGETS: readonly TargetDefinition[] = [
     name: "mcpgw",
     description:
       "mcpgw, one API key (argon2id), audit log and metrics on (CPU measured: the gateway)",
+  }),
+  mcpgwWithApiKey({
+    name: "mcpgw-workers-2",
+    description:
+      "the same with workers: 2: a primary and two worker processes on the port (CPU: all three)",
+    workers: 2,
+    baseline: "mcpgw",
+    maxCpuRatio: 1.1,
   }),
   mcpgwWithApiKey({
     name: "mcpgw-tracing",
@@ -172,9 +183,9 @@ async function measure(
     if (warmupProblem) throw started.measured.failure(`warm-up: ${warmupProblem}`);
 
     process.stderr.write(`bench: ${name}: measuring for ${settings.durationSeconds} s\n`);
-    const ticksBefore = readCpuTicks(started.measured.pid);
+    const ticksBefore = readTreeCpuTicks(started.measured.pid);
     const load = await runLoad({ ...phase, durationSeconds: settings.durationSeconds });
-    const ticksAfter = readCpuTicks(started.measured.pid);
+    const ticksAfter = readTreeCpuTicks(started.measured.pid);
     const problem = loadFailure(load);
     if (problem) throw started.measured.failure(problem);
 
@@ -279,8 +290,11 @@ async function main(): Promise<number> {
     }
     keepScratch = false;
     if (settings.only === undefined) {
+      // The chart first, so that the section's image link never points at a missing file.
+      const chart = chartPath(report.machine.node);
+      await writeFile(new URL(`../../docs/${chart}`, import.meta.url), renderChartSvg(report));
       await writeResultsSection(DOC_PATH, renderMarkdown(report));
-      process.stderr.write("bench: wrote docs/benchmarks.md\n");
+      process.stderr.write(`bench: wrote docs/benchmarks.md and docs/${chart}\n`);
     } else {
       process.stderr.write(
         "bench: BENCH_TARGETS is set, so docs/benchmarks.md is left as it was\n",

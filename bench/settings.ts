@@ -26,7 +26,8 @@ export const SETTINGS_HELP = [
   "BENCH_NODE         the node binary of the measured processes (default: the harness's own)",
 ];
 
-function positiveNumber(
+/** `env[name]` as a positive number (an integer if asked), or `fallback` when unset or empty. */
+export function positiveNumber(
   env: NodeJS.ProcessEnv,
   name: string,
   fallback: number,
