@@ -2,10 +2,8 @@
  * The embedded authorization server on the shared Redis store, as replicas run it: two
  * gateways on one real Redis behind a load balancer that sends each request to the other
  * replica in turn, so that registration, the login and consent pages, the code, the token and
- * every refresh are each served by a different process than the step before.
+ * every refresh are each served by another gateway than the step before.
  */
-import { createServer, request, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
 import { PassThrough } from "node:stream";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
@@ -15,6 +13,7 @@ import { rotateKey } from "../../src/cli/rotate-key.js";
 import { createLogger } from "../../src/log.js";
 import { SecretBox } from "../../src/secrets/cipher.js";
 import { RedisStore } from "../../src/store/redis.js";
+import { type Balancer, startBalancer } from "../helpers/balancer.js";
 import { freePort } from "../helpers/fake-upstreams.js";
 import { startGateway, type TestGateway } from "../helpers/gateway.js";
 import { cheapHash } from "../helpers/keys.js";
@@ -27,45 +26,6 @@ const PASSWORD = "correct horse battery staple";
 const REDIRECT = "http://127.0.0.1:53682/callback";
 const ENCRYPTION_KEY = "replicas-encryption-key-0123456789-abcdef";
 const PREFIX = "as-replicas:";
-
-interface Balancer {
-  origin: string;
-  /** Requests sent to each replica, by its index. */
-  served: number[];
-  close(): Promise<void>;
-}
-
-/** A round-robin HTTP load balancer: request n goes to replica n mod 2, Host kept. */
-async function startBalancer(port: number, replicas: () => string[]): Promise<Balancer> {
-  const served = [0, 0];
-  let next = 0;
-  const server: Server = createServer((req, res) => {
-    const index = next++ % 2;
-    served[index] = (served[index] ?? 0) + 1;
-    const target = new URL(replicas()[index] as string);
-    const upstream = request(
-      {
-        host: target.hostname,
-        port: target.port,
-        method: req.method,
-        path: req.url,
-        headers: req.headers,
-      },
-      (answer) => {
-        res.writeHead(answer.statusCode ?? 502, answer.headers);
-        answer.pipe(res);
-      },
-    );
-    upstream.on("error", () => res.writeHead(502).end());
-    req.pipe(upstream);
-  });
-  await new Promise<void>((resolve) => server.listen(port, "127.0.0.1", resolve));
-  return {
-    origin: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    served,
-    close: () => new Promise((resolve) => server.close(() => resolve())),
-  };
-}
 
 let redis: TestRedis;
 let inspect: Redis;
