@@ -263,9 +263,15 @@ class DelegatedCredentials implements UpstreamCredentials {
       const latest = await store.latest(this.#route, subject);
       if (latest === undefined) return undefined;
       if (latest.accessToken !== token.accessToken) return latest;
-      const done = await store.whileLocked(this.#route, subject, async () => ({
-        fresh: await this.#refreshOnce(subject, latest),
-      }));
+      const done = await store.whileLocked(this.#route, subject, async () => {
+        // Read again under the lock: another replica may have refreshed between the read
+        // above and taking the lock, and its refresh token has rotated ours away.
+        const current = await store.latest(this.#route, subject);
+        if (current === undefined || current.accessToken !== token.accessToken) {
+          return { fresh: current };
+        }
+        return { fresh: await this.#refreshOnce(subject, current) };
+      });
       if (done !== undefined) return done.fresh;
       await delay(LOCK_WAIT_MS);
     }
