@@ -4,6 +4,7 @@
  */
 import { rotateSharedSigningKey, rotateSigningKey } from "../authorization-server/state.js";
 import { loadConfigFile, secretBoxOf } from "../config/load.js";
+import { authorizationServerOnRedis } from "../config/schema.js";
 import { ConfigError, EXIT } from "../errors.js";
 import { createLogger } from "../log.js";
 import { authorizationServerRedis } from "../runtime/generation.js";
@@ -21,10 +22,7 @@ export async function rotateKey(
       err.write(`${configFile}: authorization_server.enabled is false: no signing key to rotate\n`);
       return EXIT.config;
     }
-    const onRedis =
-      server.store?.type === "redis" ||
-      (server.store === undefined && config.store.type === "redis");
-    if (!onRedis) {
+    if (!authorizationServerOnRedis(config)) {
       const { kid, kept } = await rotateSigningKey(server.state_dir);
       out.write(
         [

@@ -3,6 +3,7 @@ import { type FSWatcher, watch } from "node:fs";
 import { readlink, realpath } from "node:fs/promises";
 import path from "node:path";
 import { loadConfigFile } from "../config/load.js";
+import type { Config } from "../config/schema.js";
 import { ConfigError, EXIT } from "../errors.js";
 import { createLogger, flushLogs, type Logger } from "../log.js";
 import { Gateway, type ReloadTrigger } from "../runtime/gateway.js";
@@ -18,14 +19,15 @@ import { version } from "../version.js";
 export async function run(configFile: string): Promise<number> {
   if (cluster.isWorker) return serve(configFile, Number(process.env.MCPGW_WORKER));
   const log = createLogger();
-  let workers = 1;
-  try {
-    const { config } = await loadConfigFile(configFile);
-    workers = workerCount(config.workers);
-  } catch {
-    // The gateway's start below reports the same problem, as it always has.
-  }
-  return workers > 1 ? runPrimary(configFile, workers, log) : serve(configFile, undefined, log);
+  // A file that does not load is reported by the gateway's start below, as it always has been.
+  const config = await loadConfigFile(configFile).then(
+    (loaded) => loaded.config,
+    () => undefined,
+  );
+  const workers = config ? workerCount(config.workers) : 1;
+  return config && workers > 1
+    ? runPrimary(configFile, config, workers, log)
+    : serve(configFile, undefined, log);
 }
 
 /** A gateway in this process: the whole daemon, or worker `index` of a primary. */
@@ -34,8 +36,8 @@ async function serve(
   index: number | undefined,
   log: Logger = createLogger(),
 ): Promise<number> {
-  const worker = index === undefined ? undefined : { index, log: log.child({ worker: index }) };
-  if (worker) log = worker.log;
+  const worker = index !== undefined;
+  if (worker) log = log.child({ worker: index });
   // Signal handlers come first: a SIGHUP's default action would kill a daemon that is still
   // starting (logrotate or an operator does not know), and a SIGTERM then must still drain.
   let gateway: Gateway | undefined;
@@ -58,16 +60,16 @@ async function serve(
   process.once("SIGTERM", (signal) => stopRequested(signal));
   process.once("SIGINT", (signal) => stopRequested(signal));
 
-  const channel =
-    worker &&
-    new WorkerChannel(
-      {
-        reload: async (trigger) => gateway?.reload(trigger),
-        reopenAudit: async () => gateway?.reopenAuditLog("SIGUSR1"),
-        exposition: async () => (await gateway?.exposition())?.body ?? "",
-      },
-      log,
-    );
+  const channel = !worker
+    ? undefined
+    : new WorkerChannel(
+        {
+          reload: async (trigger) => gateway?.reload(trigger),
+          reopenAudit: async () => gateway?.reopenAuditLog("SIGUSR1"),
+          exposition: async () => (await gateway?.exposition())?.body ?? "",
+        },
+        log,
+      );
   try {
     gateway = await Gateway.start({ configFile, log, ...(channel && { worker: channel }) });
   } catch (error) {
@@ -117,7 +119,12 @@ async function serve(
  * The primary of `workers: N`: forks the workers, relays the signals, watches the file, and
  * exits once every worker has drained.
  */
-async function runPrimary(configFile: string, count: number, log: Logger): Promise<number> {
+async function runPrimary(
+  configFile: string,
+  config: Config,
+  count: number,
+  log: Logger,
+): Promise<number> {
   const primary = new Primary(count, log);
   let stopping = false;
   let started = false;
@@ -128,13 +135,7 @@ async function runPrimary(configFile: string, count: number, log: Logger): Promi
   const stop = (signal: NodeJS.Signals) => {
     if (stopping) return;
     stopping = true;
-    void (async () => {
-      const { config } = await loadConfigFile(configFile).catch(() => ({
-        config: { shutdown_timeout: 30_000 },
-      }));
-      await primary.stop(signal, config.shutdown_timeout);
-      stopped();
-    })();
+    void primary.stop(signal, config.shutdown_timeout).then(stopped);
   };
   process.on("SIGHUP", () => {
     if (started) void primary.reload("SIGHUP");
@@ -159,7 +160,6 @@ async function runPrimary(configFile: string, count: number, log: Logger): Promi
     return error instanceof WorkerStartError ? error.code : EXIT.fatal;
   }
   started = true;
-  const { config } = await loadConfigFile(configFile);
   log.level = config.log.level;
   log.info(
     {

@@ -961,6 +961,17 @@ export const configSchema = z
   });
 
 /**
+ * Whether the authorization server keeps its state on Redis: said so, or left to the gateway's
+ * `store`, which is redis.
+ */
+export function authorizationServerOnRedis(
+  config: Pick<z.output<typeof configSchema>, "authorization_server" | "store">,
+): boolean {
+  const own = config.authorization_server.store;
+  return own === undefined ? config.store.type === "redis" : own.type === "redis";
+}
+
+/**
  * What several worker processes cannot share without the Redis store: a stdio session (one
  * child in one process), the authorization server's revocations and sign-ins in progress, and
  * users' connects in progress, all held in one process's memory.
@@ -987,9 +998,7 @@ function checkWorkers(config: z.output<typeof configSchema>, ctx: z.RefinementCt
       );
     }
   }
-  const as = config.authorization_server;
-  const asStore = as.store?.type ?? (config.store.type === "redis" ? "redis" : "sqlite");
-  if (as.enabled && asStore !== "redis") {
+  if (config.authorization_server.enabled && !authorizationServerOnRedis(config)) {
     problem(
       "the authorization server keeps revocations and sign-ins in progress in one process: with several workers set store: {type: redis, url} (or authorization_server.store: {type: redis})",
     );

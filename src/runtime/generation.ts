@@ -18,7 +18,7 @@ import { JwksCache } from "../auth/jwks.js";
 import { AuthorizationServer } from "../authorization-server/server.js";
 import { type StoreType, sqliteAvailable } from "../authorization-server/store.js";
 import { secretBoxOf } from "../config/load.js";
-import { type Config, parseAddressRange } from "../config/schema.js";
+import { authorizationServerOnRedis, type Config, parseAddressRange } from "../config/schema.js";
 import type { Logger } from "../log.js";
 import { ToolHeaderCatalog } from "../mcp/param-headers.js";
 import { mcpSteps, UNMATCHED_STEPS } from "../pipeline/steps.js";
@@ -247,7 +247,7 @@ async function buildAuthorizationServer(
 
 /**
  * The connection of the authorization server's redis store: the gateway's own `store` when the
- * URLs agree (or none is given), else one of its own with the same prefix and timeout.
+ * URLs agree (or none is given), else one of its own with the default prefix and timeout.
  */
 export function authorizationServerRedis(config: Config): Config["store"] {
   const own = config.authorization_server.store;
@@ -525,9 +525,9 @@ async function acquireJwks(
  * (An explicit sqlite on a Node without it is refused by preflight.)
  */
 function storeTypeOf(config: Config, log: Logger): StoreType {
-  const settings = config.authorization_server;
-  if (settings.store !== undefined) return settings.store.type;
-  if (config.store.type === "redis") return "redis";
+  if (authorizationServerOnRedis(config)) return "redis";
+  const own = config.authorization_server.store;
+  if (own !== undefined) return own.type;
   if (sqliteAvailable()) return "sqlite";
   log.warn(
     { node: process.version },
