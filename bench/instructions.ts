@@ -137,7 +137,13 @@ async function gateway(outDir: string, config: Record<string, unknown>) {
   const file = join(outDir, "mcpgw.yaml");
   await writeFile(
     file,
-    stringify({ listen: "127.0.0.1:0", audit: { path: join(outDir, "audit.jsonl") }, ...config }),
+    stringify({
+      listen: "127.0.0.1:0",
+      audit: { path: join(outDir, "audit.jsonl") },
+      // The bench's token issuer serves its JWKS on loopback.
+      outbound: { allowed_networks: ["127.0.0.1"] },
+      ...config,
+    }),
   );
   const server = underCallgrind(outDir, [MCPGW_MAIN, "run", "--config", file]);
   return { server, url: await server.waitFor(gatewayUrl) };

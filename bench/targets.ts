@@ -262,6 +262,8 @@ export async function startGateway(
     listen: "127.0.0.1:0",
     upstream: { url: upstreamUrl, timeout: "60s" },
     audit: { path: auditPath },
+    // The bench's token issuer serves its JWKS on loopback.
+    outbound: { allowed_networks: ["127.0.0.1"] },
     ...extra,
   };
   await writeFile(configPath, stringify(config));

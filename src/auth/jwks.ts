@@ -13,6 +13,7 @@ import {
   type JWSHeaderParameters,
   errors as joseErrors,
 } from "jose";
+import { type Outbound, OutboundError } from "../lib/outbound.js";
 import type { Logger } from "../log.js";
 
 /** RFC 7518 §3.1 asymmetric signature algorithms (and RFC 8037 EdDSA). No `none`, no HMAC. */
@@ -31,6 +32,8 @@ export const ASYMMETRIC_ALGORITHMS = [
 ];
 
 const MIN_RSA_BITS = 2048;
+/** Largest JWK Set read (the large public ones, with certificate chains, are tens of KiB). */
+const MAX_JWKS_BYTES = 1024 * 1024;
 
 /** Members of a public JWK; anything else (private parts in particular) is dropped. */
 const PUBLIC_MEMBERS: Record<string, readonly string[]> = {
@@ -45,6 +48,8 @@ export interface JwksOptions {
   cacheTtlMs: number;
   /** Time allowed for one fetch. */
   fetchTimeoutMs: number;
+  /** The guard every fetch goes through (addresses, redirects, size). */
+  outbound: Outbound;
   /** Least time between two refetches caused by an unknown `kid`. Default min(30s, cacheTtlMs). */
   cooldownMs?: number;
   log: Logger;
@@ -146,10 +151,10 @@ export class JwksCache {
   }
 
   async #fetch(): Promise<void> {
-    const { url, fetchTimeoutMs, log } = this.#options;
+    const { url, fetchTimeoutMs, outbound, log } = this.#options;
     this.stats.fetches++;
     try {
-      const jwks = await fetchJwks(url, fetchTimeoutMs);
+      const jwks = await fetchJwks(outbound, url, fetchTimeoutMs);
       const { keys, skipped } = usableKeys(jwks);
       for (const reason of skipped) log.warn({ jwks_url: url }, `jwks: key skipped: ${reason}`);
       if (keys.length === 0) throw new JwksUnavailableError("the JWKS has no usable signing key");
@@ -181,15 +186,23 @@ export class JwksCache {
   }
 }
 
-async function fetchJwks(url: string, timeoutMs: number): Promise<JSONWebKeySet> {
+async function fetchJwks(
+  outbound: Outbound,
+  url: string,
+  timeoutMs: number,
+): Promise<JSONWebKeySet> {
   let response: Response;
   try {
-    response = await fetch(url, {
+    response = await outbound.fetch(url, {
       headers: { accept: "application/jwk-set+json, application/json" },
-      signal: AbortSignal.timeout(timeoutMs),
+      timeoutMs,
+      maxBytes: MAX_JWKS_BYTES,
+      followRedirects: true,
     });
   } catch (error) {
-    throw new JwksUnavailableError(`GET ${url}: ${describe(error)}`);
+    throw new JwksUnavailableError(
+      error instanceof OutboundError ? error.message : `GET ${url}: ${describe(error)}`,
+    );
   }
   if (!response.ok) {
     await response.body?.cancel();

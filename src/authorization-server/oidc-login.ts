@@ -6,8 +6,9 @@
  * may grant the MCP client is then decided on the gateway's consent page as for local users.
  */
 import { createHash, randomBytes } from "node:crypto";
-import { createRemoteJWKSet, type JWTVerifyGetKey, jwtVerify } from "jose";
+import { createRemoteJWKSet, customFetch, type JWTVerifyGetKey, jwtVerify } from "jose";
 import type { Config } from "../config/schema.js";
+import type { Outbound } from "../lib/outbound.js";
 
 export type OidcLoginConfig = Extract<Config["authorization_server"]["login"], { type: "oidc" }>;
 
@@ -27,6 +28,10 @@ interface Pending {
 
 /** How long a user has at the provider, and to come back with the ticket. */
 const PENDING_MS = 10 * 60_000;
+/** Time allowed for each fetch at the provider. */
+const PROVIDER_TIMEOUT_MS = 10_000;
+/** Largest discovery document, token response or JWK Set read from the provider. */
+const PROVIDER_MAX_BYTES = 256 * 1024;
 
 /**
  * Where sign-ins in progress (by `state`) and the tickets of confirmed ones wait: the
@@ -41,12 +46,14 @@ export class OidcLogin {
   readonly #config: OidcLoginConfig;
   readonly #callbackUrl: string;
   readonly #once: OnceStore;
+  readonly #outbound: Outbound;
   #metadata: Promise<{ metadata: ProviderMetadata; keys: JWTVerifyGetKey }> | undefined;
 
-  constructor(config: OidcLoginConfig, callbackUrl: string, once: OnceStore) {
+  constructor(config: OidcLoginConfig, callbackUrl: string, once: OnceStore, outbound: Outbound) {
     this.#config = config;
     this.#callbackUrl = callbackUrl;
     this.#once = once;
+    this.#outbound = outbound;
   }
 
   get scopes(): readonly string[] {
@@ -93,7 +100,7 @@ export class OidcLogin {
       );
     }
     const { metadata, keys } = await this.#discover();
-    const response = await fetch(metadata.token_endpoint, {
+    const response = await this.#outbound.fetch(metadata.token_endpoint, {
       method: "POST",
       headers: {
         authorization: `Basic ${Buffer.from(
@@ -106,7 +113,8 @@ export class OidcLogin {
         redirect_uri: this.#callbackUrl,
         code_verifier: pending.verifier,
       }),
-      signal: AbortSignal.timeout(10_000),
+      timeoutMs: PROVIDER_TIMEOUT_MS,
+      maxBytes: PROVIDER_MAX_BYTES,
     });
     const tokens = (await response.json().catch(() => ({}))) as { id_token?: string };
     if (!response.ok || typeof tokens.id_token !== "string") {
@@ -147,12 +155,27 @@ export class OidcLogin {
   #discover() {
     this.#metadata ??= (async () => {
       const base = this.#config.issuer.replace(/\/$/, "");
-      const response = await fetch(`${base}/.well-known/openid-configuration`, {
-        signal: AbortSignal.timeout(10_000),
+      const get = { timeoutMs: PROVIDER_TIMEOUT_MS, maxBytes: PROVIDER_MAX_BYTES };
+      const response = await this.#outbound.fetch(`${base}/.well-known/openid-configuration`, {
+        ...get,
+        followRedirects: true,
       });
       if (!response.ok) throw new Error(`OIDC discovery at ${base}: HTTP ${response.status}`);
       const metadata = (await response.json()) as ProviderMetadata;
-      return { metadata, keys: createRemoteJWKSet(new URL(metadata.jwks_uri)) };
+      // jose fetches and caches the keys; each fetch goes through the guard.
+      const keys = createRemoteJWKSet(new URL(metadata.jwks_uri), {
+        [customFetch]: (
+          url: string,
+          { headers, signal }: { headers: Headers; signal: AbortSignal },
+        ) =>
+          this.#outbound.fetch(url, {
+            ...get,
+            headers: Object.fromEntries(headers),
+            signal,
+            followRedirects: true,
+          }),
+      });
+      return { metadata, keys };
     })();
     // A failed discovery is tried again by the next sign-in.
     this.#metadata.catch(() => {

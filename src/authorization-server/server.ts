@@ -11,6 +11,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import { verify } from "@node-rs/argon2";
 import { createLocalJWKSet, type JWK, jwtVerify } from "jose";
 import type { Config } from "../config/schema.js";
+import type { Outbound } from "../lib/outbound.js";
 import type { Logger } from "../log.js";
 import type { SecretBox } from "../secrets/cipher.js";
 import type { RedisStore } from "../store/redis.js";
@@ -89,13 +90,14 @@ export class AuthorizationServer {
       revoked: Map<string, number>;
       clients: Clients;
       login: AuthorizationServerConfig["login"];
+      outbound: Outbound;
     },
     log: Logger,
   ) {
     this.#clients = parts.clients;
     this.#oidc =
       parts.login.type === "oidc"
-        ? new OidcLogin(parts.login, `${issuer}${LOGIN_CALLBACK}`, parts.store)
+        ? new OidcLogin(parts.login, `${issuer}${LOGIN_CALLBACK}`, parts.store, parts.outbound)
         : undefined;
     this.#accessTokenTtl = parts.accessTokenTtl;
     this.#store = parts.store;
@@ -171,6 +173,8 @@ export class AuthorizationServer {
       store: StoreType;
       /** With store redis: the connection, and the box its signing keys are sealed with. */
       shared?: { redis: RedisStore; box: SecretBox };
+      /** The guard of the sign-in provider's fetches (`login: {type: oidc}`). */
+      outbound: Outbound;
     },
   ): Promise<AuthorizationServer> {
     const persist = options.persist !== false;
@@ -327,6 +331,7 @@ export class AuthorizationServer {
         revoked,
         clients,
         login: config.login,
+        outbound: options.outbound,
       },
       log,
     );

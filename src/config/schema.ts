@@ -877,6 +877,29 @@ export const configSchema = z
       })
       .prefault({})
       .describe("Cross-origin access for browser-based MCP clients."),
+    outbound: z
+      .strictObject({
+        allow_private_addresses: z
+          .boolean()
+          .default(false)
+          .describe(
+            "Let the gateway's own fetches (JWKS, upstream token endpoints, the sign-in provider) reach any loopback, private or link-local address. Prefer allowed_networks, which opens only the ranges named.",
+          ),
+        allowed_networks: z
+          .array(
+            z.string().refine((text) => parseAddressRange(text) !== undefined, {
+              message: 'must be an IP address or CIDR range, like "10.20.0.0/16" or "127.0.0.1"',
+            }),
+          )
+          .default([])
+          .describe(
+            "Ranges the gateway's own fetches (JWKS, upstream token endpoints, the sign-in provider) may reach although loopback, private or link-local: where your identity provider or token endpoint lives (10.20.0.0/16, 127.0.0.1). Refused otherwise (SSRF protection).",
+          ),
+      })
+      .prefault({})
+      .describe(
+        "Fetches the gateway makes itself: auth.oauth.jwks_url, upstream token endpoints, the sign-in provider's discovery, keys and token endpoint. Redirects to another origin are refused, answers are size-limited, and addresses that are loopback, private, link-local or otherwise special-use are refused unless allowed here (SSRF protection).",
+      ),
     trust_proxy: z
       .array(
         z.string().refine((text) => parseAddressRange(text) !== undefined, {

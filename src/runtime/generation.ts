@@ -19,6 +19,7 @@ import { AuthorizationServer } from "../authorization-server/server.js";
 import { type StoreType, sqliteAvailable } from "../authorization-server/store.js";
 import { secretBoxOf } from "../config/load.js";
 import { authorizationServerOnRedis, type Config, parseAddressRange } from "../config/schema.js";
+import { Outbound } from "../lib/outbound.js";
 import type { Logger } from "../log.js";
 import { ToolHeaderCatalog } from "../mcp/param-headers.js";
 import { mcpSteps, UNMATCHED_STEPS } from "../pipeline/steps.js";
@@ -132,9 +133,15 @@ export class Generation {
       return component;
     };
     try {
-      const authorizationServer = await buildAuthorizationServer(config, deps, acquire);
-      const delegation = await buildDelegation(config, deps, acquire, authorizationServer);
-      const routes = await buildRoutes(id, config, deps, acquire, authorizationServer, delegation);
+      // The guard of every fetch the gateway makes itself; a component, since the JWKS caches
+      // and token caches kept by a reload hold it.
+      const outbound = await acquire(`outbound ${Outbound.keyOf(config.outbound)}`, () => {
+        return new Outbound(config.outbound);
+      });
+      const built: BuildDeps = { ...deps, outbound };
+      const authorizationServer = await buildAuthorizationServer(config, built, acquire);
+      const delegation = await buildDelegation(config, built, acquire, authorizationServer);
+      const routes = await buildRoutes(id, config, built, acquire, authorizationServer, delegation);
       return new Generation(id, config, {
         routes,
         authorizationServer,
@@ -205,6 +212,9 @@ export class Generation {
   }
 }
 
+/** What building a generation's parts needs: the deps, and the generation's fetch guard. */
+type BuildDeps = GenerationDeps & { outbound: Outbound };
+
 type Acquire = <T extends Component>(key: string, make: () => T | Promise<T>) => Promise<T>;
 
 /**
@@ -213,7 +223,7 @@ type Acquire = <T extends Component>(key: string, make: () => T | Promise<T>) =>
  */
 async function buildAuthorizationServer(
   config: Config,
-  deps: GenerationDeps,
+  deps: BuildDeps,
   acquire: Acquire,
 ): Promise<AuthorizationServer | undefined> {
   const settings = config.authorization_server;
@@ -235,11 +245,13 @@ async function buildAuthorizationServer(
   const where = shared
     ? `redis ${redisKey(authorizationServerRedis(config))} ${shared.box.keyId}`
     : store;
-  return acquire(`authorization-server ${issuer} ${where} ${JSON.stringify(settings)}`, () =>
+  const key = `authorization-server ${issuer} ${where} ${JSON.stringify(settings)} ${deps.outbound.key}`;
+  return acquire(key, () =>
     // check-config (prime: false) creates no files: keys it would make stay in memory.
     AuthorizationServer.start(settings, issuer, log, {
       persist: prime,
       store,
+      outbound: deps.outbound,
       ...(shared && { shared }),
     }),
   );
@@ -260,7 +272,7 @@ export function authorizationServerRedis(config: Config): Config["store"] {
 async function buildRoutes(
   id: number,
   config: Config,
-  deps: GenerationDeps,
+  deps: BuildDeps,
   acquire: Acquire,
   authorizationServer: AuthorizationServer | undefined,
   delegation: Delegation | undefined,
@@ -387,7 +399,7 @@ function buildKeyStore(id: number, config: Config, { log, metrics }: GenerationD
  */
 async function buildDelegation(
   config: Config,
-  deps: GenerationDeps,
+  deps: BuildDeps,
   acquire: Acquire,
   authorizationServer: AuthorizationServer | undefined,
 ): Promise<Delegation | undefined> {
@@ -410,7 +422,7 @@ async function buildDelegation(
     const store = redis ? new RedisTokenStore(redis, box) : new TokenStore(stateDir, box);
     return new Delegation(box, store, deps.log);
   });
-  delegation.use(routes, publicOrigin(config, authorizationServer));
+  delegation.use(routes, publicOrigin(config, authorizationServer), deps.outbound);
   return delegation;
 }
 
@@ -433,17 +445,17 @@ function publicOrigin(
 async function acquireCredentials(
   route: string,
   auth: Exclude<UpstreamAuthConfig, { type: "authorization_code" }>,
-  deps: GenerationDeps,
+  deps: BuildDeps,
   acquire: Acquire,
 ): Promise<UpstreamCredentials> {
   const onFetch = (result: string) => deps.metrics?.upstreamTokenFetch(route, result);
   if (auth.type === "bearer") {
-    const bearer = await buildCredentials(auth, deps.log);
+    const bearer = await buildCredentials(auth, deps.log, deps.outbound);
     return acquire(`upstream-auth ${route} bearer ${randomUUID()}`, () => bearer);
   }
   const digest = createHash("sha256").update(JSON.stringify(auth)).digest("base64url");
-  return acquire(`upstream-auth ${route} ${digest}`, () =>
-    buildCredentials(auth, deps.log.child({ route }), onFetch),
+  return acquire(`upstream-auth ${route} ${digest} ${deps.outbound.key}`, () =>
+    buildCredentials(auth, deps.log.child({ route }), deps.outbound, onFetch),
   );
 }
 
@@ -490,7 +502,7 @@ function redisKey(store: Config["store"]): string {
 
 async function acquireJwks(
   config: Config,
-  { log, metrics, prime = true }: GenerationDeps,
+  { log, metrics, outbound, prime = true }: BuildDeps,
   acquire: Acquire,
 ): Promise<JwksCache> {
   const settings = config.auth.oauth;
@@ -500,10 +512,11 @@ async function acquireJwks(
     fetchTimeoutMs: config.limits.jwks_fetch_timeout,
   };
   // A config that fetches the same keys the same way keeps the cache: no fetch on reload.
-  const key = `jwks ${source.url} ttl=${source.cacheTtlMs} timeout=${source.fetchTimeoutMs}`;
+  const key = `jwks ${source.url} ttl=${source.cacheTtlMs} timeout=${source.fetchTimeoutMs} outbound=${outbound.key}`;
   return acquire(key, async () => {
     const cache = new JwksCache({
       ...source,
+      outbound,
       log,
       ...(metrics && { onFetch: (ok: boolean) => metrics.jwksFetched(ok) }),
     });

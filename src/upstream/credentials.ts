@@ -19,6 +19,7 @@ import type { Logger } from "pino";
 import type { Principal } from "../auth/principal.js";
 import type { Config } from "../config/schema.js";
 import { GatewayError } from "../errors.js";
+import { type Outbound, OutboundError } from "../lib/outbound.js";
 import type { Step } from "../pipeline/exchange.js";
 import type { Component } from "../runtime/usage-pool.js";
 import type { TokenSet } from "./token-store.js";
@@ -41,6 +42,11 @@ export type UpstreamAuthFailure =
   | "timeout"
   | "unreachable"
   | "invalid_response"
+  /**
+   * The gateway would not fetch the token endpoint: its address is loopback, private or
+   * link-local and `outbound` does not allow it, or it redirected.
+   */
+  | "outbound_refused"
   /** The upstream answered 401 to the credentials sent. */
   | "rejected"
   /** authorization_code: the caller has not connected an account yet. */
@@ -165,6 +171,8 @@ const DEFAULT_LIFETIME_MS = 300_000;
 const MIN_MARGIN_MS = 5_000;
 const MAX_MARGIN_MS = 60_000;
 const FIRST_BACKOFF_MS = 200;
+/** Largest token endpoint answer read (a token response with a large JWT is a few KiB). */
+const MAX_TOKEN_RESPONSE_BYTES = 256 * 1024;
 
 interface CachedToken {
   headers: Readonly<Record<string, string>>;
@@ -180,6 +188,7 @@ interface CachedToken {
 export class ClientCredentials implements UpstreamCredentials {
   readonly #config: ClientCredentialsConfig;
   readonly #log: Logger;
+  readonly #outbound: Outbound;
   readonly #onFetch: ((result: "ok" | UpstreamAuthFailure) => void) | undefined;
   readonly #params: Readonly<Record<string, string>>;
   #token: CachedToken | undefined;
@@ -189,11 +198,13 @@ export class ClientCredentials implements UpstreamCredentials {
   constructor(
     config: ClientCredentialsConfig,
     log: Logger,
+    outbound: Outbound,
     onFetch?: (result: "ok" | UpstreamAuthFailure) => void,
     params: Readonly<Record<string, string>> = { grant_type: "client_credentials" },
   ) {
     this.#config = config;
     this.#log = log;
+    this.#outbound = outbound;
     this.#onFetch = onFetch;
     this.#params = params;
   }
@@ -237,7 +248,10 @@ export class ClientCredentials implements UpstreamCredentials {
         return token;
       } catch (error) {
         const failure = error as UpstreamAuthError;
-        const retriable = failure.reason !== "refused" && failure.reason !== "invalid_response";
+        const retriable =
+          failure.reason !== "refused" &&
+          failure.reason !== "invalid_response" &&
+          failure.reason !== "outbound_refused";
         if (!retriable || attempt >= retries || this.#closing.signal.aborted) {
           this.#onFetch?.(failure.reason);
           this.#log.warn(
@@ -257,7 +271,12 @@ export class ClientCredentials implements UpstreamCredentials {
     const params: Record<string, string> = { ...this.#params };
     if (config.scopes.length > 0) params.scope = config.scopes.join(" ");
     const startedAt = performance.now();
-    const { accessToken, lifetimeMs } = await fetchToken(config, params, this.#closing.signal);
+    const { accessToken, lifetimeMs } = await fetchToken(
+      this.#outbound,
+      config,
+      params,
+      this.#closing.signal,
+    );
     const lifetime = lifetimeMs ?? DEFAULT_LIFETIME_MS;
     return {
       headers: headerOf("authorization", accessToken),
@@ -273,6 +292,7 @@ export class ClientCredentials implements UpstreamCredentials {
  * why; never with the secret or a token in its message.
  */
 async function fetchToken(
+  outbound: Outbound,
   config: TokenEndpointConfig,
   params: Record<string, string>,
   signal?: AbortSignal,
@@ -298,22 +318,29 @@ async function fetchToken(
   }
   let response: Response;
   try {
-    const timeout = AbortSignal.timeout(config.timeout);
-    response = await fetch(config.token_url, {
+    response = await outbound.fetch(config.token_url, {
       method: "POST",
       headers,
       body: form,
-      redirect: "error",
-      signal: signal ? AbortSignal.any([timeout, signal]) : timeout,
+      timeoutMs: config.timeout,
+      maxBytes: MAX_TOKEN_RESPONSE_BYTES,
+      ...(signal && { signal }),
     });
   } catch (error) {
-    const timedOut = (error as Error).name === "TimeoutError";
+    const reason = error instanceof OutboundError ? error.reason : "unreachable";
+    if (reason === "timeout") {
+      throw new UpstreamAuthError(
+        "timeout",
+        `the token endpoint did not answer within ${config.timeout} ms`,
+        error,
+      );
+    }
+    if (reason === "unreachable") {
+      throw new UpstreamAuthError("unreachable", "the token endpoint cannot be reached", error);
+    }
     throw new UpstreamAuthError(
-      timedOut ? "timeout" : "unreachable",
-      timedOut
-        ? `the token endpoint did not answer within ${config.timeout} ms`
-        : "the token endpoint cannot be reached",
-      error,
+      reason === "too_large" ? "invalid_response" : "outbound_refused",
+      (error as Error).message,
     );
   }
   let body: Record<string, unknown> | undefined;
@@ -345,11 +372,12 @@ async function fetchToken(
 
 /** A token request for per-user grants: the answer as a token set to store. */
 export async function requestToken(
+  outbound: Outbound,
   config: TokenEndpointConfig,
   params: Record<string, string>,
 ): Promise<TokenSet> {
   const requestedAt = Date.now();
-  const { accessToken, refreshToken, lifetimeMs } = await fetchToken(config, params);
+  const { accessToken, refreshToken, lifetimeMs } = await fetchToken(outbound, config, params);
   if (lifetimeMs === undefined) return { accessToken, refreshToken };
   return {
     accessToken,
@@ -372,11 +400,12 @@ function formEncode(text: string): string {
 export async function buildCredentials(
   config: Exclude<UpstreamAuthConfig, { type: "authorization_code" }>,
   log: Logger,
+  outbound: Outbound,
   onFetch?: (result: "ok" | UpstreamAuthFailure) => void,
 ): Promise<UpstreamCredentials> {
   if (config.type === "bearer") return StaticBearer.create(config);
-  if (config.type === "token_exchange") return new TokenExchange(config, log, onFetch);
-  return new ClientCredentials(config, log, onFetch);
+  if (config.type === "token_exchange") return new TokenExchange(config, log, outbound, onFetch);
+  return new ClientCredentials(config, log, outbound, onFetch);
 }
 
 const TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange";
@@ -394,16 +423,19 @@ const MAX_EXCHANGED = 10_000;
 class TokenExchange implements UpstreamCredentials {
   readonly #config: Extract<ClientCredentialsConfig, { type: "token_exchange" }>;
   readonly #log: Logger;
+  readonly #outbound: Outbound;
   readonly #onFetch: ((result: "ok" | UpstreamAuthFailure) => void) | undefined;
   readonly #byToken = new Map<string, ClientCredentials>();
 
   constructor(
     config: Extract<ClientCredentialsConfig, { type: "token_exchange" }>,
     log: Logger,
+    outbound: Outbound,
     onFetch?: (result: "ok" | UpstreamAuthFailure) => void,
   ) {
     this.#config = config;
     this.#log = log;
+    this.#outbound = outbound;
     this.#onFetch = onFetch;
   }
 
@@ -436,7 +468,7 @@ class TokenExchange implements UpstreamCredentials {
     const key = createHash("sha256").update(callerToken).digest("base64url");
     let cache = this.#byToken.get(key);
     if (cache === undefined) {
-      cache = new ClientCredentials(this.#config, this.#log, this.#onFetch, {
+      cache = new ClientCredentials(this.#config, this.#log, this.#outbound, this.#onFetch, {
         grant_type: TOKEN_EXCHANGE,
         subject_token: callerToken,
         subject_token_type: ACCESS_TOKEN_TYPE,

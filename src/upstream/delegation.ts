@@ -18,6 +18,7 @@ import { setTimeout as delay } from "node:timers/promises";
 import type { Logger } from "pino";
 import type { Principal } from "../auth/principal.js";
 import { GatewayError } from "../errors.js";
+import type { Outbound } from "../lib/outbound.js";
 import type { Component } from "../runtime/usage-pool.js";
 import { type SecretBox, SecretError } from "../secrets/cipher.js";
 import {
@@ -56,6 +57,7 @@ export class Delegation implements Component {
   readonly #log: Logger;
   #routes = new Map<string, AuthorizationCodeConfig>();
   #publicOrigin = "";
+  #outbound: Outbound | undefined;
 
   constructor(box: SecretBox, store: DelegatedTokens, log: Logger) {
     this.#box = box;
@@ -63,10 +65,24 @@ export class Delegation implements Component {
     this.#log = log;
   }
 
-  /** The routes with per-user delegation, and the origin clients reach the gateway at. */
-  use(routes: Map<string, AuthorizationCodeConfig>, publicOrigin: string): void {
+  /**
+   * The routes with per-user delegation, the origin clients reach the gateway at, and the guard
+   * token requests go through.
+   */
+  use(
+    routes: Map<string, AuthorizationCodeConfig>,
+    publicOrigin: string,
+    outbound: Outbound,
+  ): void {
     this.#routes = routes;
     this.#publicOrigin = publicOrigin;
+    this.#outbound = outbound;
+  }
+
+  /** One token request at a route's token endpoint. */
+  requestToken(config: AuthorizationCodeConfig, params: Record<string, string>) {
+    if (this.#outbound === undefined) throw new Error("delegation: no generation uses it yet");
+    return requestToken(this.#outbound, config, params);
   }
 
   handles(path: string): boolean {
@@ -173,7 +189,7 @@ export class Delegation implements Component {
       );
       return;
     }
-    const token = await requestToken(config, {
+    const token = await this.requestToken(config, {
       grant_type: "authorization_code",
       code: url.searchParams.get("code") ?? "",
       redirect_uri: this.#redirectUri(config),
@@ -288,7 +304,7 @@ class DelegatedCredentials implements UpstreamCredentials {
       return undefined;
     }
     try {
-      const fresh = await requestToken(this.#config, {
+      const fresh = await this.#delegation.requestToken(this.#config, {
         grant_type: "refresh_token",
         refresh_token: token.refreshToken,
       });

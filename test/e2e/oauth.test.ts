@@ -17,6 +17,7 @@ import {
   startJwksServer,
 } from "../helpers/jwks-server.js";
 import { initializeStatus } from "../helpers/mcp-client.js";
+import { LOOPBACK_OUTBOUND } from "../helpers/outbound.js";
 
 const AUDIENCE = "mcpgw-e2e";
 
@@ -44,6 +45,7 @@ function config(oauth: Record<string, unknown>, extra: Record<string, unknown> =
     listen: "127.0.0.1:0",
     upstream: { url: upstream.url },
     audit: { path: "audit.jsonl" },
+    outbound: LOOPBACK_OUTBOUND,
     auth: {
       oauth: {
         enabled: true,

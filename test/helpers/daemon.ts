@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { stringify } from "yaml";
 import { type RunningBin, spawnBin } from "./bin.js";
+import { LOOPBACK_OUTBOUND } from "./outbound.js";
 
 export interface Daemon {
   bin: RunningBin;
@@ -48,6 +49,8 @@ export async function startDaemon(
         listen: "127.0.0.1:0",
         upstream: { url: upstreamUrl },
         audit: { path: "audit.jsonl" },
+        // The tests' identity providers and token endpoints listen on loopback.
+        outbound: LOOPBACK_OUTBOUND,
         ...next,
       }),
     );

@@ -8,6 +8,7 @@ import { stringify } from "yaml";
 import type { AuditRecord } from "../../src/audit/record.js";
 import { createLogger } from "../../src/log.js";
 import { Gateway } from "../../src/runtime/gateway.js";
+import { LOOPBACK_OUTBOUND } from "./outbound.js";
 
 export interface LogLine {
   level: string;
@@ -36,6 +37,8 @@ export async function startGateway(config: Record<string, unknown>): Promise<Tes
     listen: "127.0.0.1:0",
     audit: { path: "audit.jsonl" },
     log: { level: "debug" },
+    // The tests' identity providers and token endpoints listen on loopback.
+    outbound: LOOPBACK_OUTBOUND,
     ...next,
   });
   await writeFile(configFile, stringify(withDefaults(config)));

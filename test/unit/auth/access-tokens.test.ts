@@ -14,9 +14,11 @@ import {
   signToken,
   startJwksServer,
 } from "../../helpers/jwks-server.js";
+import { loopbackOutbound } from "../../helpers/outbound.js";
 
 const AUDIENCE = "mcpgw-test";
 const log = pino({ level: "silent" });
+const outbound = loopbackOutbound();
 
 let rsa: SigningKey;
 let ec: SigningKey;
@@ -58,6 +60,7 @@ async function verifier(
     url: overrides.jwks_url ?? server.url,
     cacheTtlMs: jwksOptions.cacheTtlMs ?? 300_000,
     fetchTimeoutMs: 1_000,
+    outbound,
     log,
     ...(jwksOptions.cooldownMs !== undefined && { cooldownMs: jwksOptions.cooldownMs }),
   });
@@ -311,7 +314,7 @@ describe("the JWKS", () => {
   it("refuses to prime from garbage, a non-JWKS, an error status or a slow endpoint", async () => {
     const own = await startJwksServer([rsa]);
     const prime = (fetchTimeoutMs = 1_000) =>
-      new JwksCache({ url: own.url, cacheTtlMs: 60_000, fetchTimeoutMs, log }).prime();
+      new JwksCache({ url: own.url, cacheTtlMs: 60_000, fetchTimeoutMs, outbound, log }).prime();
     own.mode = "garbage";
     await expect(prime()).rejects.toThrow(/not JSON/);
     own.mode = "not-a-jwks";
@@ -333,7 +336,13 @@ describe("the JWKS", () => {
     expect((await failure(verify(v, token))).result).toBe("unknown_kid");
     own.keys = [weak];
     await expect(
-      new JwksCache({ url: own.url, cacheTtlMs: 60_000, fetchTimeoutMs: 1_000, log }).prime(),
+      new JwksCache({
+        url: own.url,
+        cacheTtlMs: 60_000,
+        fetchTimeoutMs: 1_000,
+        outbound,
+        log,
+      }).prime(),
     ).rejects.toThrow(/no usable signing key/);
     await own.close();
   });
