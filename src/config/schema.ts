@@ -4,6 +4,7 @@
  */
 import { isIP } from "node:net";
 import { z } from "zod";
+import { AllowedAddresses, parseAddressRange } from "../lib/addresses.js";
 import { parseRate } from "../policy/rate-limit.js";
 import { parseSessionKey } from "../upstream/session-seal.js";
 import { parseDuration, parseSize } from "./units.js";
@@ -957,6 +958,7 @@ export const configSchema = z
       }
     }
     checkRoutes(config, ctx);
+    checkOutbound(config, ctx);
     checkAuthorizationServer(config, ctx);
     checkWorkers(config, ctx);
     const ruleIds = new Set<string>();
@@ -1136,6 +1138,48 @@ function checkRoutes(config: ConfigShape, ctx: z.RefinementCtx): void {
   });
 }
 
+/**
+ * The URLs the gateway fetches itself whose host is an IP address that `outbound` refuses: known
+ * now, rather than at the first fetch. A name (`localhost` too) is checked when it is fetched, on
+ * the address it resolves to.
+ */
+function checkOutbound(config: Config, ctx: z.RefinementCtx): void {
+  let allowed: AllowedAddresses;
+  try {
+    allowed = new AllowedAddresses(config.outbound);
+  } catch {
+    return; // an entry that is no range already has its problem
+  }
+  const check = (url: string | undefined, path: (string | number)[]) => {
+    if (url === undefined || !URL.canParse(url)) return;
+    const address = new URL(url).hostname.replace(/^\[(.*)\]$/, "$1");
+    if (isIP(address) === 0 || allowed.allows(address)) return;
+    ctx.addIssue({
+      code: "custom",
+      path,
+      message: `${address} is a loopback, private or link-local address, which the gateway does not fetch from: allow it with outbound.allowed_networks (e.g. ["${address}"])`,
+    });
+  };
+  const { oauth } = config.auth;
+  if (oauth.enabled && !config.authorization_server.enabled) {
+    check(oauth.jwks_url, ["auth", "oauth", "jwks_url"]);
+  }
+  const login = config.authorization_server.login;
+  if (config.authorization_server.enabled && login.type === "oidc") {
+    check(login.issuer, ["authorization_server", "login", "issuer"]);
+  }
+  const tokenUrl = (upstream: object | undefined, path: (string | number)[]) => {
+    const auth = upstream !== undefined && "auth" in upstream ? upstream.auth : undefined;
+    if (typeof auth === "object" && auth !== null && "token_url" in auth) {
+      check(auth.token_url as string, [...path, "upstream", "auth", "token_url"]);
+    }
+  };
+  tokenUrl(config.upstream, []);
+  config.routes.forEach((route, index) => {
+    tokenUrl(route.upstream, ["routes", index]);
+  });
+}
+
 /** The path of the top-level `upstream`'s route: that of auth.oauth.public_url, else /mcp. */
 export function defaultRoutePath(publicUrl: string | undefined): string {
   return publicUrl === undefined ? "/mcp" : new URL(publicUrl).pathname;
@@ -1177,22 +1221,4 @@ function isOrigin(text: string): boolean {
   } catch {
     return false;
   }
-}
-
-/** `10.0.0.0/8`, `::1`, `127.0.0.1` -> [address, prefix length, family]; undefined when invalid. */
-export function parseAddressRange(text: string): [string, number, "ipv4" | "ipv6"] | undefined {
-  const [address = "", prefix] = text.split("/");
-  const version = isIP(address);
-  if (version === 0) return undefined;
-  const max = version === 4 ? 32 : 128;
-  const length = prefix === undefined ? max : Number(prefix);
-  if (
-    !Number.isInteger(length) ||
-    length < 0 ||
-    length > max ||
-    (prefix !== undefined && !/^\d+$/.test(prefix))
-  ) {
-    return undefined;
-  }
-  return [address, length, version === 4 ? "ipv4" : "ipv6"];
 }

@@ -15,19 +15,13 @@
  * The answer is a standard `Response` whose body has been read in full, so callers parse it as
  * they would a fetch's.
  */
-import { BlockList, isIP } from "node:net";
 import { Agent, buildConnector, request } from "undici";
-import { parseAddressRange } from "../config/schema.js";
+import { AllowedAddresses, type OutboundSettings } from "./addresses.js";
 
 /** Same-origin redirects a GET may follow. */
 export const MAX_REDIRECTS = 3;
 
-export interface OutboundSettings {
-  /** Connect to loopback, private and link-local addresses too. */
-  allow_private_addresses: boolean;
-  /** CIDRs (`10.20.0.0/16`, `127.0.0.1/32`, `fd00::/8`) allowed although special-use. */
-  allowed_networks: readonly string[];
-}
+export type { OutboundSettings } from "./addresses.js";
 
 export type OutboundFailure = "address" | "redirect" | "too_large" | "timeout" | "unreachable";
 
@@ -57,61 +51,16 @@ export interface OutboundRequest {
 }
 
 /**
- * Special-use ranges (IANA's IPv4 and IPv6 special-purpose registries, the ones a fetch must not
- * reach by default): "this network", private, shared (CGNAT), loopback, link-local (cloud
- * metadata services live there), IETF protocol assignments, benchmarking, multicast, reserved;
- * IPv6 unspecified, loopback, NAT64, discard, unique local, link-local, multicast. IPv4-mapped
- * IPv6 addresses are checked as the IPv4 address they carry.
- */
-const SPECIAL_USE: readonly [string, number, "ipv4" | "ipv6"][] = [
-  ["0.0.0.0", 8, "ipv4"],
-  ["10.0.0.0", 8, "ipv4"],
-  ["100.64.0.0", 10, "ipv4"],
-  ["127.0.0.0", 8, "ipv4"],
-  ["169.254.0.0", 16, "ipv4"],
-  ["172.16.0.0", 12, "ipv4"],
-  ["192.0.0.0", 24, "ipv4"],
-  ["192.168.0.0", 16, "ipv4"],
-  ["198.18.0.0", 15, "ipv4"],
-  ["224.0.0.0", 4, "ipv4"],
-  ["240.0.0.0", 4, "ipv4"],
-  ["::", 128, "ipv6"],
-  ["::1", 128, "ipv6"],
-  ["64:ff9b::", 96, "ipv6"],
-  ["64:ff9b:1::", 48, "ipv6"],
-  ["100::", 64, "ipv6"],
-  ["fc00::", 7, "ipv6"],
-  ["fe80::", 10, "ipv6"],
-  ["ff00::", 8, "ipv6"],
-];
-
-const specialUse = new BlockList();
-for (const [network, prefix, family] of SPECIAL_USE) specialUse.addSubnet(network, prefix, family);
-
-/** Whether `address` (an IP as a socket reports it) is loopback, private or otherwise special. */
-export function isSpecialUseAddress(address: string): boolean {
-  const family = isIP(address);
-  if (family === 0) return true;
-  return specialUse.check(address, family === 4 ? "ipv4" : "ipv6");
-}
-
-/**
  * The guard of one config's `outbound` settings, with its own connection pool. `key` names the
  * settings, so components that fetch can be kept by a reload that leaves them as they were.
  */
 export class Outbound {
   readonly key: string;
-  readonly #allowAll: boolean;
-  readonly #allowed = new BlockList();
+  readonly #allowed: AllowedAddresses;
   readonly #agent: Agent;
 
   constructor(settings: OutboundSettings) {
-    this.#allowAll = settings.allow_private_addresses;
-    for (const text of settings.allowed_networks) {
-      const range = parseAddressRange(text);
-      if (range === undefined) throw new Error(`outbound.allowed_networks: ${text} is not a range`);
-      this.#allowed.addSubnet(...range);
-    }
+    this.#allowed = new AllowedAddresses(settings);
     this.key = Outbound.keyOf(settings);
     const connect = buildConnector({});
     this.#agent = new Agent({
@@ -120,7 +69,7 @@ export class Outbound {
         connect(options, (error, socket) => {
           if (error !== null) return callback(error, null);
           const address = socket.remoteAddress ?? "";
-          if (this.allows(address)) return callback(null, socket);
+          if (this.#allowed.allows(address)) return callback(null, socket);
           socket.destroy();
           const host = options.hostname.replace(/^\[(.*)\]$/, "$1");
           const what = host === address ? `${address} is` : `${host} is at ${address},`;
@@ -139,14 +88,6 @@ export class Outbound {
   /** Names `settings`: equal keys guard alike. */
   static keyOf(settings: OutboundSettings): string {
     return JSON.stringify([settings.allow_private_addresses, settings.allowed_networks]);
-  }
-
-  /** Whether a connection to `address` may be used. */
-  allows(address: string): boolean {
-    if (this.#allowAll || !isSpecialUseAddress(address)) return true;
-    const family = isIP(address);
-    if (family === 0) return false;
-    return this.#allowed.check(address, family === 4 ? "ipv4" : "ipv6");
   }
 
   /** One guarded exchange: see the module's comment. Fails with an {@link OutboundError}. */

@@ -162,7 +162,7 @@ describe("key commands", () => {
       VALID.replace(
         "  url: http://127.0.0.1:3001/mcp\n",
         `  url: http://127.0.0.1:3001/mcp
-  auth: {type: client_credentials, token_url: "http://127.0.0.1:9/token", client_id: gw, client_secret: "${sealed.stdout.trim()}"}
+  auth: {type: client_credentials, token_url: "https://idp.example.test/token", client_id: gw, client_secret: "${sealed.stdout.trim()}"}
 `,
       ),
     );

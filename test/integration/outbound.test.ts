@@ -7,7 +7,8 @@
 import type { ServerResponse } from "node:http";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type ExampleServer, startExampleServer } from "../../examples/mcp-server.js";
-import { isSpecialUseAddress, Outbound, OutboundError } from "../../src/lib/outbound.js";
+import { isSpecialUseAddress } from "../../src/lib/addresses.js";
+import { Outbound, OutboundError } from "../../src/lib/outbound.js";
 import { SecretBox } from "../../src/secrets/cipher.js";
 import { type RunningServer, startHttpServer } from "../helpers/fake-upstreams.js";
 import { startGateway } from "../helpers/gateway.js";
@@ -224,15 +225,17 @@ describe("the gateway's fetches", () => {
     oauth: { enabled: true, issuer: jwks.issuer, audience: "mcpgw-test", jwks_url: url },
   });
 
-  it("does not start on a jwks_url at a loopback address unless outbound allows it", async () => {
+  it("does not start on a jwks_url whose name resolves to a loopback address unless outbound allows it", async () => {
     const before = jwks.fetches;
+    // A literal loopback IP is refused with the config (test/unit/config/load.test.ts); a name
+    // is refused on the address it resolves to.
     const start = startGateway({
       upstream: { url: upstream.url },
       outbound: {},
-      auth: oauth(jwks.url),
+      auth: oauth(jwks.url.replace("127.0.0.1", "localhost")),
     });
     await expect(start).rejects.toThrow(
-      /prime jwks: GET http:\/\/127\.0\.0\.1:\d+\/\.well-known\/jwks\.json: 127\.0\.0\.1 is a loopback, private or link-local address: allow it with outbound\.allowed_networks/,
+      /prime jwks: GET http:\/\/localhost:\d+\/\.well-known\/jwks\.json: localhost is at (127\.0\.0\.1|::1), a loopback, private or link-local address: allow it with outbound\.allowed_networks/,
     );
     expect(jwks.fetches).toBe(before);
   });
@@ -248,7 +251,7 @@ describe("the gateway's fetches", () => {
     }
   });
 
-  it("refuses a token endpoint at a loopback address, or one that redirects away: 502 outbound_refused, not retried", async () => {
+  it("refuses a token endpoint whose name resolves to a loopback address, or one that redirects away: 502 outbound_refused, not retried", async () => {
     const tokenAuth = (token_url: string) => ({
       type: "client_credentials",
       token_url,
@@ -262,7 +265,13 @@ describe("the gateway's fetches", () => {
       secrets: { encryption_key: ENCRYPTION_KEY },
       auth: { keys: [{ id: "caller", hash: await cheapHash(API_KEY) }] },
       routes: [
-        { path: "/private/mcp", upstream: { url: upstream.url, auth: tokenAuth(tokens.tokenUrl) } },
+        {
+          path: "/private/mcp",
+          upstream: {
+            url: upstream.url,
+            auth: tokenAuth(tokens.tokenUrl.replace("127.0.0.1", "localhost")),
+          },
+        },
       ],
     });
     const allowed = await startGateway({

@@ -28,6 +28,53 @@ function problems(text: string, env: NodeJS.ProcessEnv = {}): readonly string[] 
 }
 
 describe("parseConfig", () => {
+  it("refuses a fetched URL at a loopback, private or link-local IP unless outbound allows it, at its line", () => {
+    const text = `listen: "127.0.0.1:8080"
+audit: {path: audit.jsonl}
+auth:
+  oauth:
+    enabled: true
+    issuer: https://idp.example.com/
+    audience: mcpgw
+    jwks_url: http://10.20.0.5/jwks.json
+routes:
+  - path: /a/mcp
+    upstream:
+      url: http://127.0.0.1:3001/mcp
+      auth:
+        type: client_credentials
+        token_url: "http://[fd00::1]/token"
+        client_id: gw
+        client_secret: s
+  - path: /b/mcp
+    upstream:
+      url: http://127.0.0.1:3002/mcp
+      auth:
+        type: client_credentials
+        token_url: http://169.254.169.254/token
+        client_id: gw
+        client_secret: s
+`;
+    expect(problems(text)).toEqual([
+      `${FILE}:8:15 auth.oauth.jwks_url: 10.20.0.5 is a loopback, private or link-local address, which the gateway does not fetch from: allow it with outbound.allowed_networks (e.g. ["10.20.0.5"])`,
+      `${FILE}:15:20 routes[0].upstream.auth.token_url: fd00::1 is a loopback, private or link-local address, which the gateway does not fetch from: allow it with outbound.allowed_networks (e.g. ["fd00::1"])`,
+      `${FILE}:23:20 routes[1].upstream.auth.token_url: 169.254.169.254 is a loopback, private or link-local address, which the gateway does not fetch from: allow it with outbound.allowed_networks (e.g. ["169.254.169.254"])`,
+    ]);
+    const allowed = parseConfig(
+      `${text}outbound: {allowed_networks: ["10.20.0.0/16", "fd00::/8", "169.254.169.254"]}\n`,
+      FILE,
+      {},
+    );
+    expect(allowed.outbound.allowed_networks).toHaveLength(3);
+    expect(() =>
+      parseConfig(`${text}outbound: {allow_private_addresses: true}\n`, FILE, {}),
+    ).not.toThrow();
+    expect(problems(`${BASE}outbound: {allowed_networks: [10.0.0.0/33, example.com]}\n`)).toEqual([
+      expect.stringContaining("outbound.allowed_networks[0]: must be an IP address or CIDR range"),
+      expect.stringContaining("outbound.allowed_networks[1]: must be an IP address or CIDR range"),
+    ]);
+  });
+
   it("applies the defaults of the contract", () => {
     const config = parseConfig(BASE, FILE, {});
     expect(config.listen).toEqual({ host: "127.0.0.1", port: 8080 });

@@ -42,7 +42,7 @@ describe("SecretBox", () => {
 
 describe("enc:v1 values in the config", () => {
   const config = (secret: string, secrets = `secrets:\n  encryption_key: "\${KEY}"\n`) =>
-    `listen: "127.0.0.1:0"\naudit:\n  path: audit.jsonl\nupstream:\n  url: http://127.0.0.1:3001/mcp\n  auth:\n    type: client_credentials\n    token_url: http://127.0.0.1:9/token\n    client_id: gw\n    client_secret: "${secret}"\nauth:\n  enabled: false\n${secrets}`;
+    `listen: "127.0.0.1:0"\naudit:\n  path: audit.jsonl\nupstream:\n  url: http://127.0.0.1:3001/mcp\n  auth:\n    type: client_credentials\n    token_url: https://idp.example.test/token\n    client_id: gw\n    client_secret: "${secret}"\nauth:\n  enabled: false\n${secrets}`;
 
   it("are opened with secrets.encryption_key, or $AUTH_ENCRYPTION_SECRET", () => {
     const sealed = new SecretBox(KEY).seal("the-client-secret");
