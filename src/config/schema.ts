@@ -797,58 +797,58 @@ export const configSchema = z
         ),
       })
       .prefault({}),
-    telemetry: restartOnly(
-      z
-        .strictObject({
-          enabled: z
-            .boolean()
-            .optional()
-            .describe(
-              "Export OpenTelemetry traces. Unset: on when OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set, unless OTEL_SDK_DISABLED=true or OTEL_TRACES_EXPORTER=none.",
-            ),
-          service_name: z
-            .string()
-            .min(1)
-            .optional()
-            .describe(
-              "service.name of the spans; else OTEL_SERVICE_NAME, else service.name in OTEL_RESOURCE_ATTRIBUTES, else `mcpgw`.",
-            ),
-          otlp_endpoint: httpUrl
-            .optional()
-            .describe(
-              "OTLP/HTTP base URL (traces go to <url>/v1/traces), e.g. Jaeger's http://127.0.0.1:4318; else the OTEL_* endpoint variables.",
-            ),
-          protocol: z
-            .enum(["http/protobuf", "http/json"])
-            .optional()
-            .describe("OTLP encoding; else OTEL_EXPORTER_OTLP_PROTOCOL, else http/protobuf."),
-          headers: z
-            .record(z.string(), z.string())
-            .optional()
-            .describe(
-              "Headers sent to the collector (e.g. an API key); else OTEL_EXPORTER_OTLP_HEADERS.",
-            ),
-          sampler: z
-            .enum([
-              "always_on",
-              "always_off",
-              "traceidratio",
-              "parentbased_always_on",
-              "parentbased_always_off",
-              "parentbased_traceidratio",
-            ])
-            .optional()
-            .describe("Sampler; else OTEL_TRACES_SAMPLER, else parentbased_always_on."),
-          sampler_ratio: z
-            .number()
-            .min(0)
-            .max(1)
-            .optional()
-            .describe("Ratio for the traceidratio samplers; else OTEL_TRACES_SAMPLER_ARG, else 1."),
-        })
-        .prefault({})
-        .describe("OpenTelemetry tracing."),
-    ),
+    telemetry: z
+      .strictObject({
+        enabled: z
+          .boolean()
+          .optional()
+          .describe(
+            "Export OpenTelemetry traces. Unset: on when OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set, unless OTEL_SDK_DISABLED=true or OTEL_TRACES_EXPORTER=none.",
+          ),
+        service_name: z
+          .string()
+          .min(1)
+          .optional()
+          .describe(
+            "service.name of the spans; else OTEL_SERVICE_NAME, else service.name in OTEL_RESOURCE_ATTRIBUTES, else `mcpgw`.",
+          ),
+        otlp_endpoint: httpUrl
+          .optional()
+          .describe(
+            "OTLP/HTTP base URL (traces go to <url>/v1/traces), e.g. Jaeger's http://127.0.0.1:4318; else the OTEL_* endpoint variables.",
+          ),
+        protocol: z
+          .enum(["http/protobuf", "http/json"])
+          .optional()
+          .describe("OTLP encoding; else OTEL_EXPORTER_OTLP_PROTOCOL, else http/protobuf."),
+        headers: z
+          .record(z.string(), z.string())
+          .optional()
+          .describe(
+            "Headers sent to the collector (e.g. an API key); else OTEL_EXPORTER_OTLP_HEADERS.",
+          ),
+        sampler: z
+          .enum([
+            "always_on",
+            "always_off",
+            "traceidratio",
+            "parentbased_always_on",
+            "parentbased_always_off",
+            "parentbased_traceidratio",
+          ])
+          .optional()
+          .describe("Sampler; else OTEL_TRACES_SAMPLER, else parentbased_always_on."),
+        sampler_ratio: z
+          .number()
+          .min(0)
+          .max(1)
+          .optional()
+          .describe("Ratio for the traceidratio samplers; else OTEL_TRACES_SAMPLER_ARG, else 1."),
+      })
+      .prefault({})
+      .describe(
+        "OpenTelemetry tracing. A reload that changes these settings sends new requests' spans to the new exporter; those of requests already under way, and spans still queued, go to the old one.",
+      ),
     metrics: restartOnly(
       z
         .strictObject({

@@ -46,7 +46,7 @@ export async function handleMcpRequest(
     // Cancels the upstream request, also when the client leaves before it is forwarded.
     cancellation: new Cancellation(),
     startedAt: performance.now(),
-    trace: context.tracing?.startRequest(req, route.matched ? route.path : undefined),
+    trace: generation.tracing?.startRequest(req, route.matched ? route.path : undefined),
     body: undefined,
     peek: undefined,
     parseError: undefined,

@@ -16,7 +16,7 @@ import type { MessageTransform } from "../mcp/rewrite.js";
 import type { Generation } from "../runtime/generation.js";
 import type { Route } from "../runtime/routes.js";
 import type { GatewayMetrics } from "../telemetry/metrics.js";
-import type { RequestTrace, Tracing } from "../telemetry/tracing.js";
+import type { RequestTrace } from "../telemetry/tracing.js";
 import type { Cancellation, Upstream } from "../upstream/upstream.js";
 
 /** One request to an MCP route, from its arrival to its audit line. */
@@ -79,8 +79,6 @@ export interface PipelineContext {
   /** The challenge's `resource_metadata` (RFC 9728 §5.1); undefined while OAuth is off. */
   resourceMetadataUrl(req: IncomingMessage, exchange: Exchange): string | undefined;
   readonly metrics: GatewayMetrics;
-  /** Undefined while tracing is off. */
-  readonly tracing: Tracing | undefined;
 }
 
 /**

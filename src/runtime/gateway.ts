@@ -19,7 +19,6 @@ import { flushLogs, type Logger } from "../log.js";
 import type { Exchange, PipelineContext } from "../pipeline/exchange.js";
 import { GatewayMetrics } from "../telemetry/metrics.js";
 import type { Tracing } from "../telemetry/tracing.js";
-import { resolveTracing } from "../telemetry/tracing-settings.js";
 import type { Upstream } from "../upstream/upstream.js";
 import { version } from "../version.js";
 import { Generation } from "./generation.js";
@@ -73,7 +72,6 @@ export class Gateway implements PipelineContext {
   readonly #components: UsagePool;
 
   readonly metrics: GatewayMetrics;
-  readonly tracing: Tracing | undefined;
   /** The separate listener of `metrics.listen`, when configured. */
   #metricsServer: Server | undefined;
   readonly #worker: WorkerRole | undefined;
@@ -85,7 +83,6 @@ export class Gateway implements PipelineContext {
     components: UsagePool,
     audit: AuditLog,
     metrics: GatewayMetrics,
-    tracing: Tracing | undefined,
     worker: WorkerRole | undefined,
   ) {
     this.#worker = worker;
@@ -96,7 +93,6 @@ export class Gateway implements PipelineContext {
     this.#components = components;
     this.audit = audit;
     this.metrics = metrics;
-    this.tracing = tracing;
     const { metrics: metricsConfig } = generation.config;
     const servesMetrics = metricsConfig.enabled && metricsConfig.listen === undefined;
     this.#server = createGatewayServer(generation.config.limits, {
@@ -213,30 +209,15 @@ export class Gateway implements PipelineContext {
       await generation.close();
       throw auditOpenError(loaded, error);
     }
-    const tracingSettings = resolveTracing(config.telemetry);
-    const tracing =
-      tracingSettings &&
-      new (await import("../telemetry/tracing.js")).Tracing(tracingSettings, version(), log);
-    if (tracingSettings) {
-      const { url, protocol, serviceName } = tracingSettings;
-      log.info(
-        { url, protocol, service_name: serviceName },
-        "tracing: exporting spans over OTLP/HTTP",
-      );
-    }
-    const gateway = new Gateway(
-      configFile,
-      log,
-      generation,
-      components,
-      audit,
-      metrics,
-      tracing,
-      worker,
-    );
+    const gateway = new Gateway(configFile, log, generation, components, audit, metrics, worker);
     if (!config.auth.enabled) warnUnauthenticated(log);
     await gateway.#listen(config);
     return gateway;
+  }
+
+  /** The current generation's tracing: undefined while tracing is off. */
+  get tracing(): Tracing | undefined {
+    return this.#generation.tracing;
   }
 
   /** This process's metrics in the Prometheus text format. */
@@ -496,32 +477,11 @@ export class Gateway implements PipelineContext {
     await closed;
     this.#metricsServer?.closeAllConnections();
     this.#metricsServer?.close();
+    // The last generation's components close with it: the spans still buffered are exported.
     await this.#generation.close();
     await this.audit.close();
-    if (this.tracing) await this.#flushSpans(this.tracing);
     this.log.info("stopped");
     await flushLogs(this.log);
-  }
-
-  /**
-   * Exports the spans still buffered, for at most 5 seconds: a collector that is down must not
-   * hold the exit until systemd's stop timeout kills the process.
-   */
-  async #flushSpans(tracing: Tracing): Promise<void> {
-    let timer: NodeJS.Timeout | undefined;
-    const gaveUp = new Promise<"timeout">((resolve) => {
-      timer = setTimeout(() => resolve("timeout"), 5_000);
-    });
-    const outcome = await Promise.race([
-      tracing.shutdown().then(() => "flushed" as const),
-      gaveUp,
-    ]).catch((error: unknown) => {
-      this.log.warn({ err: error }, "tracing: flushing spans at shutdown failed");
-      return "failed" as const;
-    });
-    clearTimeout(timer);
-    if (outcome === "timeout")
-      this.log.warn("tracing: gave up flushing spans at shutdown after 5s");
   }
 
   #requestDone(): void {

@@ -29,6 +29,8 @@ import { RateLimiter } from "../policy/rate-limit.js";
 import type { SecretBox } from "../secrets/cipher.js";
 import { RedisStore } from "../store/redis.js";
 import type { GatewayMetrics } from "../telemetry/metrics.js";
+import type { Tracing } from "../telemetry/tracing.js";
+import { resolveTracing } from "../telemetry/tracing-settings.js";
 import { buildUpstream, type UpstreamDeps } from "../upstream/build.js";
 import {
   buildCredentials,
@@ -40,6 +42,7 @@ import { Delegation } from "../upstream/delegation.js";
 import { parseSessionKey, SessionSealer } from "../upstream/session-seal.js";
 import { RedisTokenStore, TokenStore } from "../upstream/token-store.js";
 import type { Upstream } from "../upstream/upstream.js";
+import { version } from "../version.js";
 import {
   type Route,
   type RouteOAuth,
@@ -71,6 +74,12 @@ export class Generation {
   readonly authorizationServer: AuthorizationServer | undefined;
   /** Per-user upstream delegation (`/oauth/connect/...`, `/oauth/callback`), while a route has it. */
   readonly delegation: Delegation | undefined;
+  /**
+   * Spans and their export, while tracing is on: kept by a reload that leaves the settings as
+   * they were; otherwise the requests this generation started export to its settings' collector
+   * to their end, and the new generation's go to the new one.
+   */
+  readonly tracing: Tracing | undefined;
   /** The pseudo-route of paths no route has: 404, audited. */
   readonly unmatched: Route;
   readonly allowedOrigins: ReadonlySet<string>;
@@ -91,11 +100,13 @@ export class Generation {
       routes: RouteTable;
       authorizationServer: AuthorizationServer | undefined;
       delegation: Delegation | undefined;
+      tracing: Tracing | undefined;
       components: UsagePool;
       held: readonly string[];
     },
   ) {
     this.delegation = parts.delegation;
+    this.tracing = parts.tracing;
     this.id = id;
     this.config = config;
     this.routes = parts.routes;
@@ -140,6 +151,7 @@ export class Generation {
         return new Outbound(config.outbound);
       });
       const built: BuildDeps = { ...deps, outbound };
+      const tracing = await acquireTracing(config, deps, acquire);
       const authorizationServer = await buildAuthorizationServer(config, built, acquire);
       const delegation = await buildDelegation(config, built, acquire, authorizationServer);
       const routes = await buildRoutes(id, config, built, acquire, authorizationServer, delegation);
@@ -147,6 +159,7 @@ export class Generation {
         routes,
         authorizationServer,
         delegation,
+        tracing,
         components,
         held,
       });
@@ -217,6 +230,31 @@ export class Generation {
 type BuildDeps = GenerationDeps & { outbound: Outbound };
 
 type Acquire = <T extends Component>(key: string, make: () => T | Promise<T>) => Promise<T>;
+
+/**
+ * The span exporter of the config's telemetry settings (with the OTEL_* variables they fall back
+ * to), keyed by a hash of them (headers may hold a collector's API key). `check-config` (prime:
+ * false) exports nothing.
+ */
+async function acquireTracing(
+  config: Config,
+  { log, prime = true }: GenerationDeps,
+  acquire: Acquire,
+): Promise<Tracing | undefined> {
+  const settings = prime ? resolveTracing(config.telemetry) : undefined;
+  if (settings === undefined) return undefined;
+  const digest = createHash("sha256").update(JSON.stringify(settings)).digest("base64url");
+  return acquire(`tracing ${digest}`, async () => {
+    // The SDK is loaded only when tracing is on.
+    const { Tracing } = await import("../telemetry/tracing.js");
+    const { url, protocol, serviceName } = settings;
+    log.info(
+      { url, protocol, service_name: serviceName },
+      "tracing: exporting spans over OTLP/HTTP",
+    );
+    return new Tracing(settings, version(), log);
+  });
+}
 
 /**
  * The embedded authorization server: one per issuer and settings (and, on Redis, the

@@ -163,9 +163,11 @@ interface Origin {
 export class Tracing {
   readonly settings: TracingSettings;
   readonly #origin: Origin;
+  readonly #log: Logger;
 
   constructor(settings: TracingSettings, version: string, log: Logger) {
     this.settings = settings;
+    this.#log = log;
     // Before the exporter exists, so that its complaints about OTEL_* variables are seen too.
     diag.setLogger(new DiagToLog(log), {
       logLevel: DiagLogLevel.WARN,
@@ -240,11 +242,39 @@ export class Tracing {
     return this.#origin.processor.forceFlush();
   }
 
-  /** Exports what is buffered and stops (on SIGTERM). */
+  /** Exports what is buffered and stops. */
   shutdown(): Promise<void> {
     return this.#origin.processor.shutdown();
   }
+
+  /**
+   * Exports the spans still buffered and stops, waiting at most 5 seconds: a collector that is
+   * down must not hold a reload's cleanup or the exit until systemd's stop timeout. Called when
+   * the last generation using these settings has closed (a reload that changed them, or
+   * SIGTERM), after its last request ended: the spans of every request it served are exported.
+   */
+  async close(): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const gaveUp = new Promise<"timeout">((resolve) => {
+      timer = setTimeout(() => resolve("timeout"), CLOSE_TIMEOUT_MS);
+    });
+    const outcome = await Promise.race([this.shutdown().then(() => "flushed" as const), gaveUp])
+      .catch((error: unknown) => {
+        this.#log.warn({ err: error, url: this.settings.url }, "tracing: flushing spans failed");
+        return "failed" as const;
+      })
+      .finally(() => clearTimeout(timer));
+    if (outcome === "timeout") {
+      this.#log.warn(
+        { url: this.settings.url },
+        `tracing: gave up flushing spans after ${CLOSE_TIMEOUT_MS / 1000}s`,
+      );
+    }
+  }
 }
+
+/** How long closing waits for the last spans to be exported. */
+const CLOSE_TIMEOUT_MS = 5_000;
 
 /**
  * The SERVER span's context: in the trace of `carrier` (W3C trace context headers, or the same

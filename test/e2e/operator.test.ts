@@ -224,13 +224,10 @@ describe("reload", () => {
     await waitForLogs(daemon.bin, required, 3);
     expect(await metric(daemon.url, "mcpgw_config_restart_pending")).toBe(1);
 
-    // telemetry and metrics are restart-only too.
-    await daemon.write({
-      ...base,
-      telemetry: { enabled: true, otlp_endpoint: "http://127.0.0.1:9" },
-    });
+    // metrics are restart-only too.
+    await daemon.write({ ...base, metrics: { enabled: false } });
     daemon.bin.child.kill("SIGHUP");
-    await waitForLogs(daemon.bin, (line) => line.msg === "restart required for: telemetry", 1);
+    await waitForLogs(daemon.bin, (line) => line.msg === "restart required for: metrics", 1);
   });
 
   it("names the file, line and key when the new audit.path cannot be opened, and keeps serving", async () => {
