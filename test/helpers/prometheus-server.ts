@@ -23,13 +23,18 @@ export interface TestPrometheus {
   query(expr: string): Promise<PromSample[]>;
   /** Waits until every target is scraped and up. */
   waitForTargets(): Promise<void>;
+  /** `/api/v1/rules`: each alerting rule with its health and state. */
+  rules(): Promise<{ name: string; query: string; health: string; state: string }[]>;
   stop(): Promise<void>;
 }
 
-/** `targets`: `host:port` of each metrics endpoint; `metricsPath` where it serves them. */
+/**
+ * `targets`: `host:port` of each metrics endpoint. `ruleFiles`: alerting rule files to load
+ * (their alerts are then listed by {@link TestPrometheus.alerts}).
+ */
 export async function startPrometheus(
   targets: string[],
-  metricsPath = "/metrics",
+  ruleFiles: string[] = [],
 ): Promise<TestPrometheus> {
   const binary = toolPath("prometheus");
   const port = await freePort();
@@ -40,9 +45,9 @@ export async function startPrometheus(
     `global:
   scrape_interval: 1s
   evaluation_interval: 1s
+rule_files: ${JSON.stringify(ruleFiles)}
 scrape_configs:
   - job_name: mcpgw
-    metrics_path: ${metricsPath}
     static_configs:
       - targets: ${JSON.stringify(targets)}
 `,
@@ -87,6 +92,15 @@ scrape_configs:
       };
       if (body.status !== "success") throw new Error(`PromQL ${expr}: ${body.error}`);
       return body.data.result;
+    },
+    async rules() {
+      const res = await fetch(`${url}/api/v1/rules?type=alert`);
+      const body = (await res.json()) as {
+        data: {
+          groups: { rules: { name: string; query: string; health: string; state: string }[] }[];
+        };
+      };
+      return body.data.groups.flatMap((group) => group.rules);
     },
     async waitForTargets() {
       await vi.waitFor(
