@@ -1,17 +1,17 @@
 /**
  * A real Jaeger v2 (the OpenTelemetry Collector based binary, built by test/tools/build.sh) for
- * a test file: OTLP/HTTP in, traces kept in memory, the query API that Jaeger's UI reads, each
- * on a free loopback port. Stopped and started again on the same ports, empty, to test what the
+ * a test file, run on the configuration operators get (deploy/jaeger/config.yaml): OTLP/HTTP in,
+ * traces kept in memory, the query API that Jaeger's UI reads, each on a free loopback port. Stopped and started again on the same ports, empty, to test what the
  * gateway does while the collector is away.
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
-import { mkdtemp, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
 import path from "node:path";
 import { vi } from "vitest";
 import { freePort } from "./fake-upstreams.js";
 import { toolPath } from "./tools.js";
+
+const CONFIG = path.resolve(import.meta.dirname, "../../deploy/jaeger/config.yaml");
 
 /** A span as Jaeger's query API (`/api/traces`) returns it. */
 export interface JaegerSpan {
@@ -53,54 +53,6 @@ export function tagsOf(span: JaegerSpan): Record<string, unknown> {
   return Object.fromEntries(span.tags.map((tag) => [tag.key, tag.value]));
 }
 
-function configOf(ports: Record<"otlp" | "query" | "queryGrpc" | "health", number>): string {
-  const at = (port: number) => `127.0.0.1:${port}`;
-  // All-in-one's pipeline, cut to what the tests use: OTLP/HTTP in, memory storage, the query
-  // API, and a health check to wait for. No listener on a fixed port, so test files run in
-  // parallel.
-  return `service:
-  extensions: [jaeger_storage, jaeger_query, healthcheckv2]
-  pipelines:
-    traces:
-      receivers: [otlp]
-      processors: [batch]
-      exporters: [jaeger_storage_exporter]
-  telemetry:
-    metrics:
-      level: none
-    logs:
-      level: warn
-extensions:
-  jaeger_query:
-    storage:
-      traces: memstore
-    http:
-      endpoint: ${at(ports.query)}
-    grpc:
-      endpoint: ${at(ports.queryGrpc)}
-  jaeger_storage:
-    backends:
-      memstore:
-        memory:
-          max_traces: 100000
-  healthcheckv2:
-    use_v2: true
-    http:
-      endpoint: ${at(ports.health)}
-receivers:
-  otlp:
-    protocols:
-      http:
-        endpoint: ${at(ports.otlp)}
-processors:
-  batch:
-    timeout: 100ms
-exporters:
-  jaeger_storage_exporter:
-    trace_storage: memstore
-`;
-}
-
 export async function startJaeger(): Promise<TestJaeger> {
   const binary = toolPath("jaeger");
   const ports = {
@@ -109,16 +61,23 @@ export async function startJaeger(): Promise<TestJaeger> {
     queryGrpc: await freePort(),
     health: await freePort(),
   };
-  const dir = await mkdtemp(path.join(tmpdir(), "mcpgw-jaeger-"));
-  const configFile = path.join(dir, "jaeger.yaml");
-  await writeFile(configFile, configOf(ports));
   const queryUrl = `http://127.0.0.1:${ports.query}`;
   const health = `http://127.0.0.1:${ports.health}/status`;
   let child: ChildProcess | undefined;
 
   const launch = async () => {
-    const started = spawn(binary, ["--config", `file:${configFile}`], {
+    // The operator's configuration (deploy/jaeger/config.yaml: OTLP/HTTP in, memory storage,
+    // the query API, a health check), on free ports, so that test files run in parallel.
+    const started = spawn(binary, ["--config", `file:${CONFIG}`], {
       stdio: ["ignore", "ignore", "pipe"],
+      env: {
+        ...process.env,
+        JAEGER_LISTEN_HOST: "127.0.0.1",
+        JAEGER_OTLP_HTTP_PORT: String(ports.otlp),
+        JAEGER_QUERY_HTTP_PORT: String(ports.query),
+        JAEGER_QUERY_GRPC_PORT: String(ports.queryGrpc),
+        JAEGER_HEALTH_PORT: String(ports.health),
+      },
     });
     let output = "";
     started.stderr?.on("data", (chunk: Buffer) => {
