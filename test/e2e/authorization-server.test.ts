@@ -119,7 +119,10 @@ describe("mcpgw rotate-signing-key", () => {
 });
 
 describe("Client ID Metadata Documents", () => {
-  /** An HTTPS server on loopback, with a certificate of its own, serving one client's document. */
+  /**
+   * An HTTPS server on loopback, with a certificate of its own, serving one client's document at
+   * /client.json; /redirect.json redirects there, /endless.json streams forever.
+   */
   async function documentServer() {
     const dir = await mkdtemp(path.join(tmpdir(), "mcpgw-cimd-"));
     const key = path.join(dir, "key.pem");
@@ -144,11 +147,24 @@ describe("Client ID Metadata Documents", () => {
       "subjectAltName=IP:127.0.0.1",
     ]);
     let fetched = 0;
+    const paths: string[] = [];
     const server = createHttpsServer(
       { key: await readFile(key), cert: await readFile(cert) },
-      (_req, res) => {
+      (req, res) => {
         fetched++;
+        paths.push(req.url ?? "");
+        if (req.url === "/redirect.json") {
+          res.writeHead(302, { location: "/client.json" });
+          res.end();
+          return;
+        }
         res.writeHead(200, { "content-type": "application/json", "cache-control": "max-age=60" });
+        if (req.url === "/endless.json") {
+          res.write('{"client_name": "');
+          const timer = setInterval(() => res.write("x".repeat(1024)), 1);
+          res.on("close", () => clearInterval(timer));
+          return;
+        }
         res.end(JSON.stringify(document));
       },
     );
@@ -162,7 +178,7 @@ describe("Client ID Metadata Documents", () => {
       response_types: ["code"],
       token_endpoint_auth_method: "none",
     };
-    return { clientId, cert, fetched: () => fetched, close: () => server.close() };
+    return { clientId, cert, fetched: () => fetched, paths, close: () => server.close() };
   }
 
   async function gateway(allowPrivate: boolean, cert: string) {
@@ -299,6 +315,33 @@ describe("Client ID Metadata Documents", () => {
       expect(res.headers.get("location")).toBeNull();
       expect(await res.text()).toMatch(/client_id metadata document fetch failed/);
       expect(documents.fetched()).toBe(0);
+    } finally {
+      documents.close();
+    }
+  });
+
+  it("follows no redirect of a document's URL, and cuts a document that never ends", async () => {
+    const documents = await documentServer();
+    try {
+      const { origin } = await gateway(true, documents.cert);
+      for (const name of ["redirect.json", "endless.json"]) {
+        const started = performance.now();
+        const res = await fetch(
+          authorizeUrl(
+            origin,
+            documents.clientId.replace("client.json", name),
+            randomBytes(32).toString("base64url"),
+          ),
+          { redirect: "manual" },
+        );
+        expect(res.status).toBe(400);
+        expect(res.headers.get("location")).toBeNull();
+        expect(await res.text()).toMatch(/client_id metadata document fetch failed/);
+        // Refused at the size limit (5 KiB), before the 2.5 s deadline.
+        expect(performance.now() - started).toBeLessThan(2_500);
+      }
+      // The redirect was not followed to the document it names.
+      expect(new Set(documents.paths)).toEqual(new Set(["/redirect.json", "/endless.json"]));
     } finally {
       documents.close();
     }
