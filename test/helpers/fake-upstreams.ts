@@ -42,3 +42,14 @@ export async function unusedPortUrl(): Promise<string> {
   await running.close();
   return running.url;
 }
+
+/** An upstream that reads each request whole and answers an empty JSON-RPC result. */
+export function startEmptyResultUpstream(): Promise<RunningServer> {
+  return startHttpServer((req, res) => {
+    req.resume();
+    req.on("end", () => {
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end('{"jsonrpc":"2.0","id":1,"result":{}}');
+    });
+  });
+}

@@ -5,7 +5,11 @@
  */
 import type { IncomingHttpHeaders } from "node:http";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type RunningServer, startHttpServer } from "../helpers/fake-upstreams.js";
+import {
+  type RunningServer,
+  startEmptyResultUpstream,
+  startHttpServer,
+} from "../helpers/fake-upstreams.js";
 import { startGateway, type TestGateway } from "../helpers/gateway.js";
 import { type JwksServer, makeKey, startJwksServer } from "../helpers/jwks-server.js";
 import { cheapHash } from "../helpers/keys.js";
@@ -40,13 +44,7 @@ describe("the request head an HTTP upstream receives", () => {
   let gatewayHost: string;
 
   beforeAll(async () => {
-    upstream = await startHttpServer((req, res) => {
-      req.resume();
-      req.on("end", () => {
-        res.writeHead(200, { "content-type": "application/json" });
-        res.end('{"jsonrpc":"2.0","id":1,"result":{}}');
-      });
-    });
+    upstream = await startEmptyResultUpstream();
     gw = await startGateway({
       upstream: { url: upstream.url },
       auth: { keys: [{ id: "hygiene", hash: await cheapHash(KEY) }] },

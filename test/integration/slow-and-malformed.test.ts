@@ -6,7 +6,7 @@
 import { once } from "node:events";
 import { connect } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type RunningServer, startHttpServer } from "../helpers/fake-upstreams.js";
+import { type RunningServer, startEmptyResultUpstream } from "../helpers/fake-upstreams.js";
 import { startGateway, type TestGateway } from "../helpers/gateway.js";
 import { cheapHash } from "../helpers/keys.js";
 import { rawRequest, statusOf } from "../helpers/raw-http.js";
@@ -20,13 +20,7 @@ describe("strict HTTP in front of an upstream", () => {
   let port: number;
 
   beforeAll(async () => {
-    upstream = await startHttpServer((req, res) => {
-      req.resume();
-      req.on("end", () => {
-        res.writeHead(200, { "content-type": "application/json" });
-        res.end('{"jsonrpc":"2.0","id":1,"result":{}}');
-      });
-    });
+    upstream = await startEmptyResultUpstream();
     gw = await startGateway({
       upstream: { url: upstream.url },
       auth: { keys: [{ id: "strict", hash: await cheapHash(KEY) }] },
