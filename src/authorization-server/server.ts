@@ -106,7 +106,6 @@ export class AuthorizationServer {
     parts.store.onRevoked?.((jti, until) => this.#revoked.set(jti, until));
     this.issuer = issuer;
     this.#provider = provider;
-    this.#handler = provider.callback();
     this.#users = parts.users;
     this.#resources = parts.resources;
     this.#log = log;
@@ -125,6 +124,8 @@ export class AuthorizationServer {
       await next();
       if (this.#writing.size > 0) await Promise.all(this.#writing);
     });
+    // Last: Koa composes the middleware added so far when callback() is called.
+    this.#handler = provider.callback();
   }
 
   #track(write: Promise<void>, failure: string): void {
