@@ -147,7 +147,7 @@ describe("authorization_code", () => {
     expect((await call(KEYS.bob)).body.error.code).toBe(-32042);
   });
 
-  it("refuses a connect link that was altered or used twice", async () => {
+  it("refuses an altered connect link, and a provider callback with a state it never issued", async () => {
     const { body } = await call(KEYS.bob);
     const url = new URL(body.error.data.elicitations[0].url);
     url.searchParams.set("ticket", `${url.searchParams.get("ticket")?.slice(0, -4)}AAAA`);
