@@ -6,7 +6,8 @@
  * - **Addresses.** A connection to a loopback, private, link-local or other special-use address
  *   is refused unless the config's `outbound` settings allow it. The check is on the connected
  *   socket's address, so it holds for literal IPs and for every name a resolver may return
- *   (no window for DNS rebinding between a check and the connect).
+ *   (no window for DNS rebinding between a check and the connect). No request is sent on a
+ *   refused connection; for https, the TLS handshake has taken place.
  * - **Redirects.** Never to another origin; for GETs that allow them, at most
  *   {@link MAX_REDIRECTS} on the same origin; POSTs follow none.
  * - **Size.** The body is read up to a limit and the connection cut beyond it.
