@@ -103,8 +103,8 @@ async function initializeAt(route: string, token: string) {
   return { status: res.status, challenge: res.headers.get("www-authenticate") ?? "" };
 }
 
-/** A user's code for `resource`, through the login and consent pages, and its verifier. */
-async function authorizeCode(clientId: string, resource: string) {
+/** An authorization request of `clientId` for `resource` (PKCE S256), and its verifier. */
+function authorizeRequest(clientId: string, resource: string): { url: URL; verifier: string } {
   const verifier = randomBytes(32).toString("base64url");
   const url = new URL(`${origin}/oauth/authorize`);
   url.search = new URLSearchParams({
@@ -117,6 +117,12 @@ async function authorizeCode(clientId: string, resource: string) {
     code_challenge_method: "S256",
     resource,
   }).toString();
+  return { url, verifier };
+}
+
+/** A user's code for `resource`, through the login and consent pages, and its verifier. */
+async function authorizeCode(clientId: string, resource: string) {
+  const { url, verifier } = authorizeRequest(clientId, resource);
   const { redirect } = await logInAndConsent(url, REDIRECT, {
     username: "alice",
     password: PASSWORD,
@@ -276,17 +282,7 @@ async function pageOf(res: Response) {
 }
 
 function authorizeUrl(clientId: string): string {
-  const verifier = randomBytes(32).toString("base64url");
-  return `${origin}/oauth/authorize?${new URLSearchParams({
-    client_id: clientId,
-    redirect_uri: REDIRECT,
-    response_type: "code",
-    scope: "mcp:read",
-    state: randomBytes(8).toString("hex"),
-    code_challenge: createHash("sha256").update(verifier).digest("base64url"),
-    code_challenge_method: "S256",
-    resource: `${origin}${ROUTE_A}`,
-  })}`;
+  return authorizeRequest(clientId, `${origin}${ROUTE_A}`).url.href;
 }
 
 describe("the login and consent pages", () => {
